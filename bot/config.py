@@ -1,0 +1,140 @@
+"""Settings: environment variables and an optional ``.env`` file, validated at start.
+
+Field names are the environment variable names (case-insensitive), so ``DISCORD_TOKEN``
+fills ``discord_token``. Secrets are ``SecretStr``: their repr is ``'**********'`` and they
+are revealed only at the one place that sends them (the HTTP header, the Discord login).
+
+Nothing is required at construction: each command asks for what it needs through
+``require_*`` and gets a ``ConfigError`` with one line naming the variable when it is missing.
+Every field here is listed, with its default, in ``.env.example`` and the README.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_GATEWAY_URL = "https://gateway.pixazo.ai"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/chatterbox.db"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. ``str(err)`` is one line fit for a terminal."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+    # --- secrets -------------------------------------------------------------------
+    discord_token: SecretStr | None = None
+    chatterbox_api_key: SecretStr | None = None
+
+    # --- the Chatterbox gateway ---------------------------------------------------
+    chatterbox_gateway_url: str = DEFAULT_GATEWAY_URL
+    chatterbox_allow_http: bool = Field(
+        False,
+        description="Allow plain-http gateway and audio_url addresses (only for the local emulator).",
+    )
+    chatterbox_http_timeout: float = Field(30.0, gt=0, le=300)
+    chatterbox_max_wait_seconds: float = Field(600.0, gt=0, le=3600)
+    chatterbox_max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    chatterbox_price_per_request: Decimal = Field(Decimal("0.01"), ge=0)
+    chatterbox_rate_per_second: float = Field(5.0, gt=0, le=1000)
+    chatterbox_rate_burst: int = Field(10, ge=1, le=1000)
+    chatterbox_max_retry_after: float = Field(120.0, gt=0, le=3600)
+    chatterbox_wallet_probe_seconds: float = Field(600.0, gt=0)
+
+    # --- text and chunking --------------------------------------------------------
+    chatterbox_max_text_chars: int = Field(2000, ge=1, le=20000)
+    chatterbox_chunk_chars: int = Field(280, ge=50, le=1000)
+    chatterbox_max_chunks: int = Field(10, ge=1, le=100)
+    chatterbox_chunk_concurrency: int = Field(3, ge=1, le=20)
+    chatterbox_chunk_pause_ms: int = Field(250, ge=0, le=5000)
+
+    # --- voice reference clips (/speak voice:) -------------------------------------
+    voice_ref_max_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    voice_ref_max_seconds: float = Field(30.0, gt=0)
+
+    # --- storage --------------------------------------------------------------------
+    database_url: str = DEFAULT_DATABASE_URL
+
+    # --- quotas (built-in defaults; moderators override per guild, role and user) --------
+    quota_reset_hour_utc: int = Field(0, ge=0, le=23)
+    quota_requests_per_day: int = Field(20, ge=0)
+    quota_chars_per_day: int = Field(5000, ge=0)
+    quota_cooldown_seconds: int = Field(10, ge=0)
+    quota_max_in_flight: int = Field(2, ge=1)
+    quota_max_chars_per_request: int = Field(1000, ge=1)
+
+    # --- voice chat -----------------------------------------------------------------
+    voice_idle_seconds: float = Field(120.0, gt=0)
+    voice_max_queued_per_member: int = Field(3, ge=1, le=50)
+
+    # --- process --------------------------------------------------------------------
+    ffmpeg_path: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("chatterbox_gateway_url")
+    @classmethod
+    def _gateway_url_is_http(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for the local emulator)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    # --- what a command needs -------------------------------------------------------
+    def require_discord_token(self) -> SecretStr:
+        if self.discord_token is None or not self.discord_token.get_secret_value().strip():
+            raise ConfigError(
+                "DISCORD_TOKEN is not set: create a bot at https://discord.com/developers/applications "
+                "(Bot → Reset Token) and put it in .env (see README, 'Discord setup')."
+            )
+        return self.discord_token
+
+    def require_api_key(self) -> SecretStr:
+        if self.chatterbox_api_key is None or not self.chatterbox_api_key.get_secret_value().strip():
+            raise ConfigError(
+                "CHATTERBOX_API_KEY is not set: put your Chatterbox TTS subscription key in .env "
+                "(or run `chatterbox-bot emulator` and use the key it prints)."
+            )
+        if self.chatterbox_gateway_url.startswith("http://") and not self.chatterbox_allow_http:
+            raise ConfigError(
+                "CHATTERBOX_GATEWAY_URL is plain http: set CHATTERBOX_ALLOW_HTTP=true "
+                "only for the local emulator."
+            )
+        return self.chatterbox_api_key
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file the database URL names, or None for another database."""
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            rest = self.database_url[len(prefix):]
+            return None if rest in ("", ":memory:") else Path(rest)
+        return None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation failure into one ``ConfigError`` line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first.get("loc") else "a setting"
+        raise ConfigError(f"{name} is invalid: {first['msg']}") from None
