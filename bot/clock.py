@@ -83,3 +83,28 @@ class ManualClock:
     def set(self, when: datetime) -> None:
         """Jump to an absolute time (must not be earlier than now)."""
         self.advance((when - self.now()).total_seconds())
+
+
+class ScaledClock:
+    """Real time run ``factor`` times faster, for integration tests over real sockets.
+
+    The gateway emulator and the client share one, so a job the emulator makes last 10 s
+    takes 10 / factor real seconds while every timestamp and every sleep on both sides
+    stays in the same (scaled) time. Assertions compare those timestamps, never wall time.
+    """
+
+    def __init__(self, factor: float, start: datetime | None = None) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self.factor = factor
+        self._origin = time.monotonic()
+        self._start = start or datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._origin) * self.factor
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=self.monotonic())
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds) / self.factor)
