@@ -1,0 +1,188 @@
+"""The schema at the newest migration, as SQLAlchemy Core tables.
+
+Alembic migrations (``bot/store/migrations/versions``) create exactly this; a test compares
+the two. Conventions:
+
+- Discord snowflakes are ``BigInteger``; ``guild_id`` is NULL for the CLI requester.
+- Every timestamp is a ``UTCDateTime`` written by the caller from its injected clock (no
+  server-side ``now()``), so tests control time and all processes agree on the format.
+- Money is ``Money`` (exact ``Decimal`` dollars, see ``bot.store.types``).
+- Ids we generate (jobs, reservations) are 32-character hex uuid4 strings, so several
+  processes can create them without a round trip.
+- Quota policy fields are nullable: NULL means "inherit from the next level".
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+
+from bot.store.types import Money, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+ID_LENGTH = 32
+POLICY_FIELDS = (
+    "requests_per_day",
+    "chars_per_day",
+    "cooldown_seconds",
+    "max_in_flight",
+    "max_chars_per_request",
+)
+
+guild_settings = Table(
+    "guild_settings",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("alert_channel_id", BigInteger, nullable=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("paused_by", BigInteger, nullable=True),
+    Column("paused_at", UTCDateTime, nullable=True),
+    Column("pause_reason", Text, nullable=True),
+    Column("daily_request_budget", Integer, nullable=True),
+    Column("daily_cost_cap", Money, nullable=True),
+    Column("exempt_role_ids", JSON, nullable=False, server_default=text("'[]'")),
+    Column("reset_hour_utc", Integer, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
+)
+
+# scope: "guild" (target_id 0), "role" (target_id = role id) or "user" (target_id = user id).
+quota_policies = Table(
+    "quota_policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("target_id", BigInteger, nullable=False),
+    *(Column(name, Integer, nullable=True) for name in POLICY_FIELDS),
+    Column("updated_by", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
+    UniqueConstraint("guild_id", "scope", "target_id", name="uq_quota_policies_target"),
+)
+
+blocked_users = Table(
+    "blocked_users",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("blocked_by", BigInteger, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("blocked_at", UTCDateTime, nullable=False),
+)
+
+# One row per reservation. state: reserved (not fully settled yet; committed_requests and
+# refunded_requests grow as chunks settle) | committed | refunded | partial (fully settled,
+# some of each). ``cost`` is the cost of the requests not refunded. ``forgiven_at`` is set when
+# a moderator resets the member's usage for the day (the row then stops counting against the
+# member, but still counts against the server's budget: that money was spent).
+usage_ledger = Table(
+    "usage_ledger",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("guild_id", BigInteger, nullable=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("characters", Integer, nullable=False),
+    Column("price_per_request", Money, nullable=False),
+    Column("cost", Money, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("committed_requests", Integer, nullable=False, server_default=text("0")),
+    Column("refunded_requests", Integer, nullable=False, server_default=text("0")),
+    Column("job_id", String(ID_LENGTH), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("settled_at", UTCDateTime, nullable=True),
+    Column("forgiven_at", UTCDateTime, nullable=True),
+    Index("ix_usage_ledger_guild_user_created", "guild_id", "user_id", "created_at"),
+    Index("ix_usage_ledger_guild_created", "guild_id", "created_at"),
+)
+
+# The state machine of DESIGN rule 1:
+# reserved -> submitted -> completed | failed -> delivered, plus cancelled.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("user_display", String(100), nullable=False),
+    Column("guild_id", BigInteger, nullable=True),
+    Column("channel_id", BigInteger, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("voice_url", Text, nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("reservation_id", String(ID_LENGTH), ForeignKey("usage_ledger.id"), nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("delivery", JSON, nullable=False),
+    Column("delivered", Boolean, nullable=False, server_default=false()),
+    Column("webhook_secret", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Index("ix_jobs_status", "status"),
+)
+
+job_parts = Table(
+    "job_parts",
+    metadata,
+    Column("job_id", String(ID_LENGTH), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("text", Text, nullable=False),
+    Column("request_id", String(100), nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("media_url", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Exactly one row (id = 1, inserted by the first migration): the bot-wide 402 pause.
+# ``epoch`` counts pauses, so a probe permit from one pause cannot end a later one.
+bot_guard = Table(
+    "bot_guard",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("epoch", Integer, nullable=False, server_default=text("0")),
+    Column("since", UTCDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("paused_by", String(100), nullable=True),
+    Column("alert_sent", Boolean, nullable=False, server_default=false()),
+    Column("last_probe_at", UTCDateTime, nullable=True),
+    Column("probe_in_flight", Boolean, nullable=False, server_default=false()),
+    Column("resumed_by", String(100), nullable=True),
+    Column("resumed_at", UTCDateTime, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("guild_id", BigInteger, nullable=True),
+    Column("actor_id", BigInteger, nullable=True),
+    Column("action", String(50), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_audit_log_guild_at", "guild_id", "at"),
+)

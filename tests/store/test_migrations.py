@@ -1,0 +1,173 @@
+"""Migrations: from nothing to head, from the previous revision with data, and tables.py agrees."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect, select, text
+
+from bot.clock import ManualClock
+from bot.quotas import QuotaService
+from bot.store import (
+    Database,
+    DatabaseUrlError,
+    JobsRepository,
+    JobState,
+    current_revision,
+    head_revision,
+    open_database,
+    upgrade,
+)
+from bot.store.engine import create_engine
+from bot.store.migrate import alembic_config
+from bot.store.tables import bot_guard, metadata, usage_ledger
+from tests.quotas.conftest import make_settings
+from tests.store.dbkit import DbTarget, sqlite_target
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+async def test_empty_database_migrates_to_head(db_target: DbTarget) -> None:
+    assert await current_revision(db_target.url, schema=db_target.schema) is None
+    db = await db_target.open()
+    try:
+        assert await db.current_revision() == head_revision() == "0002"
+        async with db.read() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            guard_rows = (await conn.execute(select(bot_guard))).all()
+        assert set(metadata.tables) <= tables
+        assert len(guard_rows) == 1 and guard_rows[0].paused is False
+    finally:
+        await db.close()
+
+
+async def test_upgrade_from_previous_revision_keeps_data(db_target: DbTarget) -> None:
+    assert await upgrade(db_target.url, schema=db_target.schema, revision="0001") == "0001"
+    engine = create_engine(db_target.url, schema=db_target.schema)
+    try:
+        async with engine.begin() as conn:
+            # Written with the 0001 column set only (no forgiven_at, no audit_log yet).
+            await conn.execute(
+                text(
+                    "INSERT INTO guild_settings (guild_id, paused, exempt_role_ids, daily_request_budget) "
+                    "VALUES (:g, :p, '[5]', 7)"
+                ),
+                {"g": 111, "p": False},
+            )
+            await conn.execute(
+                usage_ledger.insert().values(
+                    id="a" * 32, guild_id=111, user_id=222, requests=2, characters=40,
+                    price_per_request=Decimal("0.01"), cost=Decimal("0.02"), state="reserved",
+                    committed_requests=0, refunded_requests=0, job_id="b" * 32, created_at=T0,
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO jobs (id, user_id, user_display, guild_id, text, params, chunk_count, "
+                    "reservation_id, status, delivery, delivered, created_at, updated_at) VALUES "
+                    "(:id, 222, 'Ann', 111, 'hello there', '{}', 1, :r, 'submitted', '{}', :d, :t, :t)"
+                ),
+                {"id": "b" * 32, "r": "a" * 32, "d": False, "t": T0 if db_target.kind == "postgres"
+                 else "2026-01-01 12:00:00.000000"},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO job_parts (job_id, idx, text, request_id, status, updated_at) "
+                    "VALUES (:id, 0, 'hello there', 'req-1', 'submitted', :t)"
+                ),
+                {"id": "b" * 32, "t": T0 if db_target.kind == "postgres" else "2026-01-01 12:00:00.000000"},
+            )
+    finally:
+        await engine.dispose()
+
+    db = await db_target.open()  # migrates 0001 -> head
+    try:
+        assert await db.current_revision() == head_revision()
+        clock = ManualClock(T0)
+        job = await JobsRepository(db, clock).get("b" * 32)
+        assert job is not None and job.status is JobState.SUBMITTED and job.reservation_id == "a" * 32
+        assert job.created_at == T0 and job.parts[0].request_id == "req-1"
+        quotas = QuotaService(db, make_settings(), clock)
+        usage = await quotas.usage(111, 222)
+        assert (usage.requests_used, usage.characters_used, usage.in_flight) == (2, 40, 1)
+        guild = await quotas.admin.guild_settings(111)
+        assert guild.exempt_role_ids == {5} and guild.daily_request_budget == 7
+        await quotas.admin.reset_usage(111, 222, actor_id=9)  # uses the new column and table
+        assert (await quotas.usage(111, 222)).requests_used == 0
+        assert [e.action for e in await quotas.admin.audit(111)] == ["usage.reset"]
+    finally:
+        await db.close()
+
+
+async def test_tables_module_matches_migrations(db: Database) -> None:
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, metadata)
+
+    async with db.read() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_upgrade_function_is_idempotent(db_target: DbTarget) -> None:
+    assert await upgrade(db_target.url, schema=db_target.schema) == head_revision()
+    assert await upgrade(db_target.url, schema=db_target.schema) == head_revision()
+    assert await current_revision(db_target.url, schema=db_target.schema) == head_revision()
+
+
+async def test_two_starts_at_once_both_end_at_head(db_target: DbTarget) -> None:
+    first, second = await asyncio.gather(db_target.open(), db_target.open())
+    try:
+        assert await first.current_revision() == await second.current_revision() == head_revision()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sqlite_file_gets_its_folder_and_wal(tmp_path: Path) -> None:
+    target = sqlite_target(tmp_path / "deep" / "er")
+    db = await target.open()
+    try:
+        assert (tmp_path / "deep" / "er" / "data" / "bot.db").is_file()
+        async with db.read() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar() > 0
+            assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "schema", "needle"),
+    [
+        ("mysql+aiomysql://x@localhost/db", None, "unsupported database"),
+        ("sqlite:///plain.db", None, "sqlite+aiosqlite"),
+        ("postgresql://x@localhost/db", None, "postgresql+asyncpg"),
+        ("not a url", None, "not a database URL"),
+        ("postgresql+asyncpg://x@localhost/db", "bad; drop", "plain SQL identifier"),
+    ],
+)
+async def test_bad_urls_are_refused_clearly(url: str, schema: str | None, needle: str) -> None:
+    with pytest.raises(DatabaseUrlError, match=re.escape(needle)):
+        await open_database(url, schema=schema)
+
+
+async def test_downgrades_work_too(db: Database) -> None:
+    def down_and_up(connection: Connection) -> list[str | None]:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        seen = []
+        for target in ("0001", "base", "head"):
+            (command.downgrade if target != "head" else command.upgrade)(config, target)
+            seen.append(MigrationContext.configure(connection).get_current_revision())
+        return seen
+
+    async with db.engine.begin() as conn:
+        assert await conn.run_sync(down_and_up) == ["0001", None, head_revision()]
