@@ -1,0 +1,591 @@
+"""``ChatterboxClient``: the Chatterbox TTS gateway over one injected ``aiohttp.ClientSession``.
+
+Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
+
+- Validation first. ``validate`` checks text, tuning ranges, ``audio_url`` and the webhook
+  before anything touches the network, so a bad input costs nothing (``InvalidTTSRequest``).
+- A POST is sent at most once unless it was *refused*. A timeout, a reset after sending, or a
+  5xx may mean the job exists and is charged, so ``submit`` never retries those (rule 2); the
+  error says ``refund=False``. Only failures that provably happened before sending (connection
+  refused, DNS, connect timeout) are refundable. A 429 refused the job, so ``submit`` waits for
+  ``Retry-After`` and tries again, at most ``submit_429_retries`` times.
+- GETs (status, download) are idempotent: they retry 5xx, resets and timeouts with exponential
+  backoff and full jitter, and 429 after ``Retry-After`` (also telling the shared limiter to
+  hold everyone). All waiting goes through the injected clock, so tests with a ``ScaledClock``
+  or ``ManualClock`` stay fast and deterministic.
+- ``Retry-After`` is read in both forms (seconds, HTTP date against ``clock.now()``) and bounded
+  by ``max_retry_after``: a longer wait is not slept through, it is raised as ``RateLimited``.
+- ``wait`` polls on an adaptive schedule (``bot.gateway.polling``) built from a learned
+  duration estimate, and feeds every completion back into the estimator.
+- The API key lives in a ``SecretStr`` and is revealed only while building the gateway's
+  request headers. It is never logged; text that came back from the network is scrubbed of it
+  before it reaches an exception; the repr shows only the base URL. The key is sent to a
+  media URL only if that URL is on the gateway's own origin (never to a third-party CDN).
+  Media URLs are logged by host only, since signed URLs are credentials too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+from urllib.parse import quote, urljoin, urlsplit
+
+import aiohttp
+from pydantic import SecretStr
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.gateway.errors import (
+    BadRequest,
+    DownloadError,
+    Forbidden,
+    GatewayError,
+    GatewayUnreachable,
+    InsufficientBalance,
+    InvalidTTSRequest,
+    JobErrored,
+    JobFailed,
+    ProtocolError,
+    RateLimited,
+    ServerError,
+    Unauthorized,
+    WaitTimeout,
+    rate_limited_user_message,
+)
+from bot.gateway.limits import RateLimiter, backoff_delay, parse_retry_after
+from bot.gateway.models import (
+    PARAM_RANGES,
+    JobStatus,
+    StatusDocument,
+    SubmitAccepted,
+    TTSRequest,
+    Webhook,
+)
+from bot.gateway.polling import DurationEstimator, PollPolicy
+
+__all__ = ["STATUS_PATH", "SUBMIT_PATH", "ChatterboxClient", "RateLimiter", "StatusCallback"]
+
+log = logging.getLogger(__name__)
+
+SUBMIT_PATH = "/chatterbox-text-to-speech/v1/chatterbox-text-to-speech-request"
+STATUS_PATH = "/v2/requests/status/{request_id}"
+
+StatusCallback = Callable[[StatusDocument], Awaitable[None] | None]
+T = TypeVar("T")
+
+_MAX_DOCUMENT_BYTES = 1 << 20  # a status document is a few hundred bytes
+_CHUNK = 64 * 1024
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_MAX_REDIRECTS = 5
+_REQUIRED_AMOUNT = re.compile(r"Required:\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    location: str
+
+
+def _resolution(moment: datetime) -> float:
+    """Seconds a timestamp may be truncated by: 1 for whole seconds, else a millisecond."""
+    return 1.0 if moment.microsecond == 0 else 0.001
+
+
+class ChatterboxClient:
+    """Submit, poll, download — safely. One instance per process, shared by every job."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        api_key: SecretStr,
+        clock: Clock,
+        limiter: RateLimiter | None = None,
+        estimator: DurationEstimator | None = None,
+        max_text_chars: int = 2000,
+        allow_http: bool = False,
+        http_timeout: float = 30,
+        max_retry_after: float = 120,
+        get_retries: int = 4,
+        submit_429_retries: int = 2,
+        poll_policy: PollPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        base_url = base_url.strip().rstrip("/")
+        scheme = urlsplit(base_url).scheme
+        if scheme != "https" and not (scheme == "http" and allow_http):
+            raise ValueError("the gateway URL must start with https:// (http:// only with allow_http)")
+        self._session = session
+        self._base_url = base_url
+        self._api_key = api_key
+        self._clock = clock
+        self._limiter = limiter
+        self.estimator = estimator or DurationEstimator()
+        self.max_text_chars = max_text_chars
+        self.allow_http = allow_http
+        self.max_retry_after = max_retry_after
+        self.get_retries = get_retries
+        self.submit_429_retries = submit_429_retries
+        self.poll_policy = poll_policy or PollPolicy()
+        self._rng = rng or random.Random()
+        self._timeout = aiohttp.ClientTimeout(total=http_timeout, sock_connect=min(http_timeout, 10.0))
+        self._download_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(http_timeout, 10.0), sock_read=http_timeout
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        clock: Clock,
+        limiter: RateLimiter | None = None,
+    ) -> ChatterboxClient:
+        """Build from settings; raises ``ConfigError`` when the key is missing."""
+        return cls(
+            session,
+            base_url=settings.chatterbox_gateway_url,
+            api_key=settings.require_api_key(),
+            clock=clock,
+            limiter=limiter,
+            max_text_chars=settings.chatterbox_max_text_chars,
+            allow_http=settings.chatterbox_allow_http,
+            http_timeout=settings.chatterbox_http_timeout,
+            max_retry_after=settings.chatterbox_max_retry_after,
+        )
+
+    def __repr__(self) -> str:
+        return f"ChatterboxClient(base_url={self._base_url!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    # --- validation -------------------------------------------------------------------
+
+    def validate(self, request: TTSRequest) -> TTSRequest:
+        """Check a request without the network; returns it normalized (text and URL stripped)."""
+        text = request.text.strip()
+        if not text:
+            raise InvalidTTSRequest("text", "The text is empty; write something to speak.")
+        if len(text) > self.max_text_chars:
+            raise InvalidTTSRequest(
+                "text", f"text must be at most {self.max_text_chars} characters (got {len(text)})."
+            )
+        for name, (low, high) in PARAM_RANGES.items():
+            value = getattr(request.params, name)
+            if not math.isfinite(value) or not low <= value <= high:
+                raise InvalidTTSRequest(name, f"{name} must be between {low} and {high} (got {value:g}).")
+        audio_url = (request.audio_url or "").strip() or None
+        if audio_url is not None and not self._url_allowed(audio_url, http_ok=self.allow_http):
+            allowed = "an http:// or https://" if self.allow_http else "an https://"
+            raise InvalidTTSRequest("audio_url", f"audio_url (the voice clip) must be {allowed} link.")
+        return request.model_copy(update={"text": text, "audio_url": audio_url})
+
+    def _check_webhook(self, webhook: Webhook) -> None:
+        # https only (the provider's rule); plain http only to loopback with allow_http, so
+        # tests and local runs can receive callbacks from the emulator.
+        parts = urlsplit(webhook.url.strip())
+        loopback_http = self.allow_http and parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
+        if not (self._url_allowed(webhook.url.strip(), http_ok=False) or loopback_http):
+            raise InvalidTTSRequest("webhook", "The webhook URL must be an https:// address.")
+
+    @staticmethod
+    def _url_allowed(url: str, *, http_ok: bool) -> bool:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        return bool(parts.hostname) and (parts.scheme == "https" or (http_ok and parts.scheme == "http"))
+
+    # --- submit -----------------------------------------------------------------------
+
+    async def submit(
+        self, request: TTSRequest, *, webhook: Webhook | None = None, key: str = "-"
+    ) -> SubmitAccepted:
+        """POST the job once. Retries only a 429 (refused, so not charged)."""
+        request = self.validate(request)
+        headers = self._api_headers()
+        headers["Content-Type"] = "application/json"
+        if webhook is not None:
+            self._check_webhook(webhook)
+            headers["X-Webhook-URL"] = webhook.url.strip()
+            headers["X-Webhook-Mode"] = webhook.mode
+        body = json.dumps(request.to_body()).encode()
+        url = self._base_url + SUBMIT_PATH
+        attempt = 0
+        while True:
+            await self._acquire(key)
+            try:
+                async with self._session.post(url, data=body, headers=headers, timeout=self._timeout,
+                                              allow_redirects=False) as resp:
+                    status = resp.status
+                    retry_after_header = resp.headers.get("Retry-After")
+                    raw = await self._read_document(resp)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._unreachable(exc, "submit", accepted=False) from None
+            if 200 <= status < 300:
+                accepted = SubmitAccepted.parse_json(raw)
+                log.debug("submit accepted: request_id=%s key=%s", accepted.request_id, key)
+                return accepted
+            if status == 429:
+                wait = self._retry_after(retry_after_header)
+                if attempt < self.submit_429_retries and wait is not None:
+                    attempt += 1
+                    log.warning("submit got 429; retrying in %.1fs (%d/%d)", wait, attempt,
+                                self.submit_429_retries)
+                    await self._clock.sleep(wait)
+                    continue
+            raise self._http_error(status, raw, retry_after_header, accepted=False)
+
+    # --- status and wait ---------------------------------------------------------------
+
+    async def status(self, request_id: str, *, key: str = "-") -> StatusDocument:
+        """One status document (GET, retried on 5xx, resets, timeouts and 429)."""
+        url = self._base_url + STATUS_PATH.format(request_id=quote(request_id, safe=""))
+        raw = await self._get(url, key=key, what="status", headers=self._api_headers(),
+                              read=self._read_document)
+        doc = StatusDocument.parse_json(raw)
+        if doc.request_id != request_id:
+            raise ProtocolError("status document is for another request", request_id=request_id)
+        log.debug("status %s: %s", request_id, doc.status)
+        return doc
+
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        text_chars: int,
+        max_wait: float,
+        key: str = "-",
+        on_status: StatusCallback | None = None,
+    ) -> StatusDocument:
+        """Poll until the job is terminal; return the COMPLETED document (with media URLs).
+
+        Raises ``JobFailed`` (charged), ``JobErrored`` (refunded) or ``WaitTimeout`` after
+        ``max_wait`` seconds of the injected clock. ``on_status`` is called with the first
+        document and then whenever the status changes; an exception in it is logged, not raised.
+        Elapsed time counts from this call, which should follow ``submit`` directly.
+        """
+        schedule = self.poll_policy.schedule(self.estimator.estimate(text_chars), self.estimator.rel_error)
+        started = self._clock.monotonic()
+        last_pending = 0.0  # elapsed at the last poll that saw a non-terminal status
+        last_status: JobStatus | None = None
+        polls = 0
+        while True:
+            elapsed = self._clock.monotonic() - started
+            if elapsed >= max_wait:
+                raise WaitTimeout(
+                    f"job {request_id} not finished after {elapsed:.1f}s ({polls} polls, last {last_status})",
+                    request_id=request_id,
+                )
+            await self._clock.sleep(min(schedule.next_delay(elapsed, self._rng), max_wait - elapsed))
+            doc = await self.status(request_id, key=key)
+            polls += 1
+            polled = self._clock.monotonic() - started
+            if doc.status != last_status:
+                last_status = doc.status
+                await self._notify(on_status, doc)
+            if doc.status is JobStatus.COMPLETED:
+                if not doc.media_urls:
+                    raise ProtocolError("COMPLETED without a media URL", request_id=request_id)
+                seconds = self._observed_duration(doc, last_pending, polled)
+                self.estimator.record(text_chars, seconds)
+                log.debug("job %s completed in ~%.2fs after %d polls (%r)", request_id, seconds, polls,
+                          self.estimator)
+                return doc
+            if doc.status is JobStatus.FAILED:
+                detail = self._scrub_short(doc.error or "")
+                raise JobFailed(
+                    f"job {request_id} FAILED: {detail or 'no reason given'}",
+                    user_message=f"The TTS service could not make this audio: {detail}" if detail else None,
+                    error=detail or None,
+                    request_id=request_id,
+                )
+            if doc.status is JobStatus.ERROR:
+                raise JobErrored(
+                    f"job {request_id} ERROR: {self._scrub_short(doc.error or '') or 'no reason given'}",
+                    request_id=request_id,
+                )
+            last_pending = polled
+
+    @staticmethod
+    def _observed_duration(doc: StatusDocument, last_pending: float, polled: float) -> float:
+        """How long the job took, for the estimator.
+
+        Our polls bracket the completion in (last_pending, polled]. The gateway's timestamps
+        give another bracket, widened by their resolution (``completed_at`` often has whole
+        seconds only). The middle of the intersection is the best guess; without timestamps,
+        or when the brackets disagree (clock skew), the middle of our own bracket.
+        """
+        if doc.created_at is not None and doc.completed_at is not None:
+            gateway = (doc.completed_at - doc.created_at).total_seconds()
+            low = max(last_pending, gateway - _resolution(doc.created_at))
+            high = min(polled, gateway + _resolution(doc.completed_at))
+            if gateway > 0 and low <= high:
+                return (low + high) / 2
+        return (last_pending + polled) / 2
+
+    async def _notify(self, on_status: StatusCallback | None, doc: StatusDocument) -> None:
+        if on_status is None:
+            return
+        try:
+            result = on_status(doc)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.warning("on_status callback failed for job %s", doc.request_id, exc_info=True)
+
+    # --- download and the whole round trip --------------------------------------------
+
+    async def download(self, media_url: str, *, max_bytes: int) -> bytes:
+        """Fetch the audio, streamed; ``DownloadError`` if it is not audio/* or exceeds
+        ``max_bytes`` (checked on Content-Length first, then while reading).
+
+        Redirects are followed by hand (at most ``_MAX_REDIRECTS``), re-deciding at every hop
+        whether the URL is allowed and whether it is the gateway's origin (the only place the
+        key is sent): aiohttp would carry our custom key header to any redirect target.
+        """
+        url = media_url
+        for _ in range(_MAX_REDIRECTS + 1):
+            host = urlsplit(url).hostname or "?"
+            if not self._url_allowed(url, http_ok=self.allow_http):
+                raise DownloadError(f"refusing media URL on {host}: not https", reason="bad_url")
+            headers = {"Cache-Control": "no-cache"}
+            if self._same_origin(url):
+                headers.update(self._api_headers())
+            try:
+                result = await self._get(url, key="-", what="download", headers=headers,
+                                         read=self._media_reader(host, max_bytes),
+                                         request_timeout=self._download_timeout, limited=False,
+                                         redirects=True)
+            except DownloadError:
+                raise
+            except GatewayError as exc:
+                reason = "network" if isinstance(exc, GatewayUnreachable) else "http"
+                raise DownloadError(f"download from {host} failed: {exc.message}", reason=reason,
+                                    status=exc.status) from None
+            if isinstance(result, _Redirect):
+                url = urljoin(url, result.location)
+                continue
+            log.debug("downloaded %d bytes from %s", len(result), host)
+            return result
+        raise DownloadError(f"more than {_MAX_REDIRECTS} redirects", reason="http")
+
+    def _media_reader(
+        self, host: str, max_bytes: int
+    ) -> Callable[[aiohttp.ClientResponse], Awaitable[bytes | _Redirect]]:
+        async def read(resp: aiohttp.ClientResponse) -> bytes | _Redirect:
+            if 300 <= resp.status < 400:
+                location = resp.headers.get("Location")
+                if not location:
+                    raise DownloadError(f"HTTP {resp.status} from {host} without Location", reason="http",
+                                        status=resp.status)
+                return _Redirect(location)
+            if not resp.content_type.lower().startswith("audio/"):
+                resp.close()
+                raise DownloadError(f"media on {host} is {resp.content_type!r}, not audio",
+                                    reason="wrong_type",
+                                    user_message="The TTS service sent something that is not audio.")
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                resp.close()
+                raise self._too_big(host, max_bytes)
+            buffer = bytearray()
+            async for chunk in resp.content.iter_chunked(_CHUNK):
+                buffer += chunk
+                if len(buffer) > max_bytes:
+                    resp.close()
+                    raise self._too_big(host, max_bytes)
+            return bytes(buffer)
+
+        return read
+
+    @staticmethod
+    def _too_big(host: str, max_bytes: int) -> DownloadError:
+        return DownloadError(
+            f"media on {host} exceeds {max_bytes} bytes",
+            reason="too_big",
+            user_message="The audio is too large to download.",
+        )
+
+    async def synthesize(
+        self,
+        request: TTSRequest,
+        *,
+        max_wait: float,
+        max_bytes: int,
+        key: str = "-",
+        on_status: StatusCallback | None = None,
+    ) -> bytes:
+        """Validate, submit, wait and download the first media URL: the WAV bytes."""
+        request = self.validate(request)
+        accepted = await self.submit(request, key=key)
+        doc = await self.wait(accepted.request_id, text_chars=len(request.text), max_wait=max_wait,
+                              key=key, on_status=on_status)
+        return await self.download(doc.media_urls[0], max_bytes=max_bytes)
+
+    # --- HTTP plumbing ----------------------------------------------------------------
+
+    def _api_headers(self) -> dict[str, str]:
+        return {
+            "Cache-Control": "no-cache",
+            "Ocp-Apim-Subscription-Key": self._api_key.get_secret_value(),
+        }
+
+    def _same_origin(self, url: str) -> bool:
+        mine, theirs = urlsplit(self._base_url), urlsplit(url)
+        return (mine.scheme, mine.hostname, mine.port) == (theirs.scheme, theirs.hostname, theirs.port)
+
+    async def _acquire(self, key: str) -> None:
+        if self._limiter is not None:
+            await self._limiter.acquire(key)
+
+    def _retry_after(self, header: str | None) -> float | None:
+        """Seconds to wait before retrying a 429, or None when we should not wait (the
+        gateway asked for longer than ``max_retry_after``). No header: a short backoff."""
+        seconds = parse_retry_after(header, self._clock.now())
+        if seconds is None:
+            seconds = backoff_delay(1, self._rng)
+        if self._limiter is not None:
+            self._limiter.hold(min(seconds, self.max_retry_after))
+        return seconds if seconds <= self.max_retry_after else None
+
+    async def _get(
+        self,
+        url: str,
+        *,
+        key: str,
+        what: str,
+        headers: dict[str, str],
+        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
+        request_timeout: aiohttp.ClientTimeout | None = None,
+        limited: bool = True,
+        redirects: bool = False,
+    ) -> T:
+        """GET with retries: 5xx, network failures and timeouts back off with full jitter;
+        429 waits ``Retry-After``. Other statuses raise at once (refund False: the job exists).
+        ``read`` gets 2xx answers, and 3xx ones too when ``redirects`` (never followed here)."""
+        attempt = 0
+        request_timeout = request_timeout or self._timeout
+        while True:
+            if limited:
+                await self._acquire(key)
+            failure: GatewayError
+            try:
+                async with self._session.get(url, headers=headers, timeout=request_timeout,
+                                             allow_redirects=False) as resp:
+                    if 200 <= resp.status < 300 or (redirects and 300 <= resp.status < 400):
+                        return await read(resp)
+                    status = resp.status
+                    retry_after_header = resp.headers.get("Retry-After")
+                    raw = await self._read_document(resp)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failure = self._unreachable(exc, what, accepted=True)
+                delay: float | None = backoff_delay(attempt, self._rng)
+            else:
+                if status == 429:
+                    delay = self._retry_after(retry_after_header)
+                elif status >= 500:
+                    delay = backoff_delay(attempt, self._rng)
+                else:
+                    raise self._http_error(status, raw, retry_after_header, accepted=True)
+                failure = self._http_error(status, raw, retry_after_header, accepted=True)
+            if delay is None or attempt >= self.get_retries:
+                raise failure
+            attempt += 1
+            log.warning("%s GET failed (%s); retry %d/%d in %.2fs", what, failure.message, attempt,
+                        self.get_retries, delay)
+            await self._clock.sleep(delay)
+
+    @staticmethod
+    async def _read_document(resp: aiohttp.ClientResponse) -> bytes:
+        buffer = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            buffer += chunk
+            if len(buffer) > _MAX_DOCUMENT_BYTES:
+                resp.close()
+                raise ProtocolError(f"answer larger than {_MAX_DOCUMENT_BYTES} bytes", status=resp.status)
+        return bytes(buffer)
+
+    def _unreachable(self, exc: BaseException, what: str, *, accepted: bool) -> GatewayUnreachable:
+        """Classify a network failure. Only connect-phase failures prove nothing was sent."""
+        never_sent = isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+        detail = self._scrub_short(str(exc)) or "no detail"
+        message = f"{what}: {type(exc).__name__}: {detail}"
+        log.debug("network failure during %s (%s; sent=%s)", what, type(exc).__name__,
+                  "no" if never_sent else "maybe")
+        return GatewayUnreachable(
+            message,
+            may_have_reached=not never_sent,
+            refund=(not accepted) and never_sent,
+        )
+
+    def _http_error(
+        self, status: int, raw: bytes, retry_after_header: str | None, *, accepted: bool
+    ) -> GatewayError:
+        """Map an HTTP error answer to its typed error. ``accepted``: the job already exists
+        (a status or media GET), so nothing is refundable."""
+        error, message = self._error_fields(raw)
+        summary = f"HTTP {status}: {error or '-'}: {message or '-'}"
+        refundable = None if not accepted else False  # None: the class's own rule
+        if status == 400:
+            detail = message or error
+            return BadRequest(
+                summary,
+                status=status,
+                refund=refundable,
+                user_message=f"The TTS service rejected this request: {detail}" if detail else None,
+            )
+        if status == 401:
+            return Unauthorized(summary, status=status, refund=refundable)
+        if status == 402:
+            found = _REQUIRED_AMOUNT.search(message or "")
+            return InsufficientBalance(summary, status=status, refund=refundable,
+                                       required=found.group(1) if found else None)
+        if status == 403:
+            return Forbidden(summary, status=status, refund=refundable)
+        if status == 429:
+            seconds = parse_retry_after(retry_after_header, self._clock.now())
+            bounded = None if seconds is None else min(seconds, self.max_retry_after)
+            # The member is told the gateway's own wait; ``retry_after`` (for code) is bounded.
+            return RateLimited(summary, status=status, refund=refundable, retry_after=bounded,
+                               user_message=rate_limited_user_message(seconds))
+        if status >= 500:
+            return ServerError(summary, status=status)
+        # Any other 3xx/4xx to a submit means it was not processed; otherwise keep the charge.
+        return ProtocolError(f"unexpected {summary}", status=status,
+                             refund=(not accepted) and 300 <= status < 500)
+
+    def _error_fields(self, raw: bytes) -> tuple[str | None, str | None]:
+        """``error`` and ``message`` of an error body, scrubbed and shortened."""
+        try:
+            data = json.loads(raw) if raw else None
+        except (ValueError, RecursionError):
+            return None, self._scrub_short(raw.decode("utf-8", "replace")) or None
+        if not isinstance(data, dict):
+            return None, None
+        fields = []
+        for name in ("error", "message"):
+            value = data.get(name)
+            fields.append(self._scrub_short(value) or None if isinstance(value, str) else None)
+        return fields[0], fields[1]
+
+    def _scrub_short(self, text: str, limit: int = 160) -> str:
+        """One line of at most ``limit`` characters with the API key masked."""
+        secret = self._api_key.get_secret_value()
+        if secret:
+            text = text.replace(secret, "***")
+        text = " ".join(text.split())
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+        if secret and secret in text:  # joining lines could have rebuilt it
+            text = text.replace(secret, "***")
+        return text
