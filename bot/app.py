@@ -1,0 +1,143 @@
+"""The Discord bot: ``ChatterboxBot`` builds the services, loads the cogs and closes it all.
+
+Decisions a server owner may want to know:
+
+* Intents are minimal: guilds and voice states. No message content, no members list: the
+  member who runs a command arrives with the interaction, roles included.
+* Mentions are off by default (``AllowedMentions.none()``), so spoken text that contains
+  ``@everyone`` or a user mention can never ping anyone when it is echoed.
+* Slash commands are synced on demand (``chatterbox-bot sync``), never at every start:
+  syncing is rate limited by Discord and only needed after an install or upgrade.
+* Any unexpected error in a command becomes a short ephemeral apology carrying an error id;
+  the same id is logged with the traceback, so a moderator's report can be matched to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.audio import find_ffmpeg
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+COGS = ("cogs.speak", "cogs.quotas", "cogs.voice")
+
+
+class ChatterboxBot(commands.Bot):
+    """The bot. Tests build it with a sandboxed HTTP session and an injected clock."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        session: aiohttp.ClientSession | None = None,
+        cogs: tuple[str, ...] = COGS,
+        **options: Any,
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.voice_states = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._injected_session = session
+        self._cog_names = cogs
+        self.services: Services | None = None
+        self.ffmpeg: str | None = None
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def setup_hook(self) -> None:
+        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session)
+        self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
+        if self.ffmpeg is None:
+            log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
+        for name in self._cog_names:
+            await self.load_extension(name)
+
+    @property
+    def core(self) -> Services:
+        """The services; present from ``setup_hook`` on."""
+        if self.services is None:
+            raise RuntimeError("the bot has not been set up yet")
+        return self.services
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if self.services is not None:
+                await self.services.close()
+                self.services = None
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            message = str(error) or "You cannot use this command here."
+        elif isinstance(error, app_commands.CommandOnCooldown):
+            message = f"Slow down: try again in {error.retry_after:.0f} s."
+        else:
+            error_id = uuid.uuid4().hex[:8]
+            original = getattr(error, "original", error)
+            log.error(
+                "error id %s in /%s",
+                error_id,
+                interaction.command.qualified_name if interaction.command else "?",
+                exc_info=(type(original), original, original.__traceback__),
+            )
+            message = f"Sorry, something went wrong on our side (error id `{error_id}`)."
+        await send_ephemeral(interaction, message)
+
+
+async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    """Answer ephemerally whether or not the interaction was already acknowledged."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not tell the member about an error (interaction gone)")
+
+
+async def run_bot(settings: Settings) -> None:
+    """``chatterbox-bot run``: connect and serve until interrupted."""
+    bot = ChatterboxBot(settings)
+    async with bot:
+        await bot.start(settings.require_discord_token().get_secret_value())
+
+
+async def sync_commands(settings: Settings, *, guild_id: int | None = None) -> list[str]:
+    """``chatterbox-bot sync``: register the slash commands, globally or for one guild.
+
+    Logs in over REST only (no gateway connection) and loads the cogs so the tree is complete.
+    """
+    bot = ChatterboxBot(settings)
+    async with bot:
+        await bot.login(settings.require_discord_token().get_secret_value())
+        guild = discord.Object(id=guild_id) if guild_id else None
+        if guild is not None:
+            bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+    names = sorted(command.name for command in synced)
+    where = f"server {guild_id}" if guild_id else "all servers (may take up to an hour to appear)"
+    print(f"synced {len(names)} commands to {where}: {', '.join('/' + n for n in names)}")
+    return names

@@ -1,0 +1,140 @@
+"""The ``chatterbox-bot`` command line: run | sync | speak | emulator | db.
+
+Every failure a person can cause (a missing setting, a bad option, a refused request) ends in
+one line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for everything
+else. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _range(lo: float, hi: float, name: str):
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number from {lo} to {hi}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{name} must be from {lo} to {hi}, not {raw}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bot.gateway.emulator import add_emulator_arguments
+
+    parser = _Parser(
+        prog="chatterbox-bot",
+        description="Discord bot for the Chatterbox TTS API (and its tools). Settings come from "
+        "environment variables or .env; see .env.example.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("run", help="connect to Discord and serve /speak and /quota")
+
+    sync = sub.add_parser("sync", help="register the slash commands with Discord (run after install/upgrade)")
+    sync.add_argument("--guild", type=int, metavar="ID",
+                      help="sync to one server only (instant; global sync can take up to an hour)")
+
+    speak = sub.add_parser("speak", help="synthesize text to a WAV file through the same pipeline as /speak")
+    speak.add_argument("text", help="the text to speak (long text is split into sentence chunks)")
+    speak.add_argument("-o", "--output", required=True, type=Path, metavar="FILE",
+                       help="where to write the WAV (24 kHz mono)")
+    speak.add_argument("--voice-url", metavar="URL",
+                       help="reference clip to clone the voice from (https; its first ~10 s matter)")
+    speak.add_argument("--exaggeration", type=_range(0.0, 1.0, "--exaggeration"), default=0.5,
+                       help="emotion intensity, 0.0-1.0 (default 0.5)")
+    speak.add_argument("--temperature", type=_range(0.1, 1.0, "--temperature"), default=0.8,
+                       help="sampling randomness, 0.1-1.0 (default 0.8)")
+    speak.add_argument("--cfg", type=_range(0.0, 2.0, "--cfg"), default=0.5,
+                       help="guidance weight / pacing, 0.0-2.0 (default 0.5)")
+    speak.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    emulator = sub.add_parser(
+        "emulator",
+        help="run the local Chatterbox gateway emulator (test signal, not speech)",
+        description="A local stand-in for the Chatterbox TTS API with a wallet, rate limit, queue, "
+        "webhooks and failure injection. Its audio is a NON-SPEECH test signal.",
+    )
+    add_emulator_arguments(emulator)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION", parser_class=_Parser)
+    db_sub.add_parser("upgrade", help="apply database migrations (also done at every start)")
+    db_sub.add_parser("current", help="print the database's migration revision")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        _configure_logging(settings)
+        return asyncio.run(_dispatch(args, settings))
+    except ConfigError as exc:
+        print(f"chatterbox-bot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # discord.py and aiohttp are chatty at DEBUG; keep them at INFO unless asked.
+    for noisy in ("discord.gateway", "discord.http", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "emulator":
+        from bot.gateway.emulator import run_emulator
+
+        await run_emulator(args)
+        return EXIT_OK
+    if args.command == "speak":
+        from bot.speak_cli import speak_to_file
+
+        return await speak_to_file(args, settings)
+    if args.command == "db":
+        from bot.store import current_revision, upgrade
+
+        if args.db_command == "upgrade":
+            revision = await upgrade(settings.database_url)
+            print(f"database is at revision {revision}")
+        else:
+            print(await current_revision(settings.database_url) or "empty (no migrations applied)")
+        return EXIT_OK
+    if args.command in ("run", "sync"):
+        from bot.app import run_bot, sync_commands
+
+        settings.require_discord_token()
+        if args.command == "run":
+            settings.require_api_key()
+            await run_bot(settings)
+        else:
+            await sync_commands(settings, guild_id=args.guild)
+        return EXIT_OK
+    raise AssertionError(f"unhandled command {args.command}")

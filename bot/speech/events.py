@@ -1,0 +1,126 @@
+"""What the speech pipeline reports while it works, and what it hands back.
+
+The pipeline knows nothing of Discord: it emits these plain events through an async
+callback, and the cog renders them (the live job card) — see DESIGN, "Layers".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+OutputKind = Literal["file", "voice", "both"]
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked. ``guild_id`` is None for the CLI; ``role_ids`` feed quota resolution."""
+
+    user_id: int
+    display_name: str
+    guild_id: int | None = None
+    role_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryTarget:
+    """Where the audio goes, persisted with the job so a restarted bot can still deliver.
+
+    ``interaction_token`` lets the first delivery answer the slash command; after Discord's
+    15-minute token life the Discord layer posts a normal channel message instead.
+    """
+
+    kind: OutputKind = "file"
+    channel_id: int | None = None
+    application_id: int | None = None
+    interaction_token: str | None = None
+    voice_channel_id: int | None = None
+    card_message_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CostPlan:
+    """What a request will spend, known before anything is reserved."""
+
+    chunks: tuple[str, ...]
+    characters: int
+    cost: Decimal
+
+    @property
+    def requests(self) -> int:
+        return len(self.chunks)
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    job_id: str
+    audio: bytes  # one WAV: the chunks joined in order with short pauses
+    duration: float
+    size: int
+    cost: Decimal
+    chunks: int
+    text: str
+    exaggeration: float
+    temperature: float
+    cfg: float
+    voice_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class QuotaReserved(SpeechEvent):
+    plan: CostPlan
+
+
+@dataclass(frozen=True)
+class WaitingForSlot(SpeechEvent):
+    """Held by the shared rate guard (busy, or the gateway said 429); ``position`` is 1-based."""
+
+    position: int
+
+
+@dataclass(frozen=True)
+class Submitted(SpeechEvent):
+    submitted_chunks: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class Processing(SpeechEvent):
+    elapsed: float
+    done_chunks: int
+    chunks: int
+    status: str = "PROCESSING"
+
+
+@dataclass(frozen=True)
+class ChunkReady(SpeechEvent):
+    """One chunk's WAV, in order: chunk ``index`` is emitted only after every earlier one.
+
+    Voice playback starts on the first of these instead of waiting for the whole text.
+    """
+
+    index: int
+    chunks: int
+    audio: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Completed(SpeechEvent):
+    result: SpeechResult
+
+
+@dataclass(frozen=True)
+class Failed(SpeechEvent):
+    user_message: str
+    refunded: bool
+
+
+@dataclass(frozen=True)
+class Cancelled(SpeechEvent):
+    refunded: bool
