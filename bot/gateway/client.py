@@ -85,6 +85,9 @@ _MAX_DOCUMENT_BYTES = 1 << 20  # a status document is a few hundred bytes
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _MAX_REDIRECTS = 5
+_GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
+# RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
+_AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
 _REQUIRED_AMOUNT = re.compile(r"Required:\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
 
 
@@ -390,11 +393,13 @@ class ChatterboxClient:
                     raise DownloadError(f"HTTP {resp.status} from {host} without Location", reason="http",
                                         status=resp.status)
                 return _Redirect(location)
-            if not resp.content_type.lower().startswith("audio/"):
+            content_type = resp.content_type.lower()
+            # Object stores often serve media as application/octet-stream; the job is already
+            # charged by now, so such a body is accepted when its first bytes are audio.
+            sniff = not content_type.startswith("audio/")
+            if sniff and content_type not in _GENERIC_CONTENT_TYPES:
                 resp.close()
-                raise DownloadError(f"media on {host} is {resp.content_type!r}, not audio",
-                                    reason="wrong_type",
-                                    user_message="The TTS service sent something that is not audio.")
+                raise self._not_audio(host, resp.content_type)
             if resp.content_length is not None and resp.content_length > max_bytes:
                 resp.close()
                 raise self._too_big(host, max_bytes)
@@ -404,9 +409,19 @@ class ChatterboxClient:
                 if len(buffer) > max_bytes:
                     resp.close()
                     raise self._too_big(host, max_bytes)
+            if sniff and not bytes(buffer[:4]).startswith(_AUDIO_MAGIC):
+                raise self._not_audio(host, resp.content_type)
             return bytes(buffer)
 
         return read
+
+    @staticmethod
+    def _not_audio(host: str, content_type: str) -> DownloadError:
+        return DownloadError(
+            f"media on {host} is {content_type!r}, not audio",
+            reason="wrong_type",
+            user_message="The TTS service sent something that is not audio.",
+        )
 
     @staticmethod
     def _too_big(host: str, max_bytes: int) -> DownloadError:
@@ -448,13 +463,16 @@ class ChatterboxClient:
         if self._limiter is not None:
             await self._limiter.acquire(key)
 
-    def _retry_after(self, header: str | None) -> float | None:
+    def _retry_after(self, header: str | None, *, hold_everyone: bool = True) -> float | None:
         """Seconds to wait before retrying a 429, or None when we should not wait (the
-        gateway asked for longer than ``max_retry_after``). No header: a short backoff."""
+        gateway asked for longer than ``max_retry_after``). No header: a short backoff.
+
+        Only the gateway's own 429 holds the shared limiter (``hold_everyone``): a media
+        host's 429 slows that one download, not every member's submissions."""
         seconds = parse_retry_after(header, self._clock.now())
         if seconds is None:
             seconds = backoff_delay(1, self._rng)
-        if self._limiter is not None:
+        if hold_everyone and self._limiter is not None:
             self._limiter.hold(min(seconds, self.max_retry_after))
         return seconds if seconds <= self.max_retry_after else None
 
@@ -492,7 +510,8 @@ class ChatterboxClient:
                 delay: float | None = backoff_delay(attempt, self._rng)
             else:
                 if status == 429:
-                    delay = self._retry_after(retry_after_header)
+                    delay = self._retry_after(retry_after_header,
+                                              hold_everyone=self._same_origin(url))
                 elif status >= 500:
                     delay = backoff_delay(attempt, self._rng)
                 else:

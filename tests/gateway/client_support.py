@@ -7,18 +7,23 @@
 - ``MediaServer`` is a loopback aiohttp server for the download edge cases the emulator does
   not produce (wrong content type, chunked bodies without Content-Length, endless bodies) and
   for recording the headers a request arrived with.
+- ``DrivenClock`` and ``drive`` run the emulator and the client on one manual clock that
+  jumps from deadline to deadline, for exact timing assertions over real sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from bot.clock import Clock
+from bot.clock import Clock, ManualClock
 from bot.gateway import SUBMIT_PATH
+
+T = TypeVar("T")
 
 
 class RecordingClock:
@@ -52,7 +57,9 @@ class RecordingLimiter:
 
 
 class MediaServer:
-    """Routes: ``/wav`` (audio/wav, 1000 bytes), ``/html`` (text/html), ``/chunked`` (audio/wav,
+    """Routes: ``/wav`` (audio/wav, 1000 bytes), ``/html`` (text/html), ``/octet-wav`` and
+    ``/octet-junk`` (application/octet-stream: a WAV, and not audio), ``/busy`` (429,
+    Retry-After 7), ``/chunked`` (audio/wav,
     200 KiB without Content-Length), ``/endless`` (audio/wav, never ends), ``/huge`` (announces
     1 GB, then trickles), ``/missing`` (404), ``/redirect?to=URL`` (302 to URL;
     without ``to``, to itself), and a submit route that answers 202 with a garbled body.
@@ -68,6 +75,9 @@ class MediaServer:
         app = web.Application()
         app.router.add_get("/wav", self._fixed(b"RIFF" + bytes(996), "audio/wav"))
         app.router.add_get("/html", self._fixed(b"<html>oops</html>", "text/html"))
+        app.router.add_get("/octet-wav", self._fixed(b"RIFF" + bytes(996), "application/octet-stream"))
+        app.router.add_get("/octet-junk", self._fixed(b"<html>" + bytes(994), "application/octet-stream"))
+        app.router.add_get("/busy", self._busy)
         app.router.add_get("/missing", self._missing)
         app.router.add_get("/chunked", self._chunked)
         app.router.add_get("/endless", self._endless)
@@ -93,6 +103,11 @@ class MediaServer:
             return web.Response(body=body, headers={"Content-Type": content_type})
 
         return handler
+
+    async def _busy(self, request: web.Request) -> web.Response:
+        self.headers_seen.append(dict(request.headers))
+        return web.json_response({"error": "Too Many Requests", "message": "slow down"}, status=429,
+                                 headers={"Retry-After": "7"})
 
     async def _missing(self, request: web.Request) -> web.Response:
         self.headers_seen.append(dict(request.headers))
@@ -151,3 +166,49 @@ async def closed_port_base_url() -> str:
     server.close()
     await server.wait_closed()
     return f"http://127.0.0.1:{port}"
+
+
+class DrivenClock:
+    """A ``ManualClock`` shared by the emulator and the client, moved only by ``drive``.
+
+    It knows every pending sleep's deadline, so ``drive`` can jump straight to the next one
+    once everything that should be asleep is asleep: each status poll and each completion
+    then happens at its exact scheduled instant, whatever the machine's speed.
+    """
+
+    def __init__(self) -> None:
+        self.inner = ManualClock()
+        self.deadlines: list[float] = []
+
+    def now(self) -> datetime:
+        return self.inner.now()
+
+    def monotonic(self) -> float:
+        return self.inner.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await self.inner.sleep(seconds)
+            return
+        deadline = self.inner.monotonic() + seconds
+        self.deadlines.append(deadline)
+        try:
+            await self.inner.sleep(seconds)
+        finally:
+            self.deadlines.remove(deadline)
+
+
+async def drive(clock: DrivenClock, work: Awaitable[T], asleep: Callable[[], int]) -> T:
+    """Run ``work``; whenever ``asleep()`` sleepers are parked on ``clock``, jump to the earliest
+    deadline. Between jumps it only yields to the event loop (loopback I/O completes there);
+    the real-time timeout guards against a hung test, it is not a measurement."""
+    task = asyncio.ensure_future(work)
+    try:
+        async with asyncio.timeout(30):
+            while not task.done():
+                await asyncio.sleep(0)
+                if clock.deadlines and len(clock.deadlines) >= asleep():
+                    clock.inner.advance(min(clock.deadlines) - clock.monotonic())
+            return task.result()
+    finally:
+        task.cancel()

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from bot.clock import ScaledClock
 from bot.gateway import ChatterboxClient, DownloadError, TTSRequest
 from bot.gateway.emulator import GatewayEmulator, Outcome
-from tests.gateway.client_support import MediaServer
+from tests.gateway.client_support import MediaServer, RecordingLimiter
 from tests.gateway.conftest import ClientFactory
 
 
@@ -78,6 +78,25 @@ async def test_wrong_content_type_is_refused(client: ChatterboxClient) -> None:
             await client.download(media.url("/html"), max_bytes=1_000_000)
     assert caught.value.reason == "wrong_type"
     assert caught.value.user_message == "The TTS service sent something that is not audio."
+
+
+async def test_octet_stream_media_is_accepted_when_it_is_audio(client: ChatterboxClient) -> None:
+    async with MediaServer() as media:
+        audio = await client.download(media.url("/octet-wav"), max_bytes=1_000_000)
+        assert audio.startswith(b"RIFF") and len(audio) == 1000
+        with pytest.raises(DownloadError) as caught:
+            await client.download(media.url("/octet-junk"), max_bytes=1_000_000)
+    assert caught.value.reason == "wrong_type"
+
+
+async def test_a_media_hosts_429_does_not_hold_everyone(make_client: ClientFactory) -> None:
+    limiter = RecordingLimiter()
+    client = make_client(limiter=limiter, get_retries=0)
+    async with MediaServer() as media:
+        with pytest.raises(DownloadError) as caught:
+            await client.download(media.url("/busy"), max_bytes=1_000_000)
+    assert caught.value.status == 429
+    assert limiter.holds == []  # only the gateway's own 429 pauses every member
 
 
 async def test_missing_media_is_a_download_error(client: ChatterboxClient) -> None:
