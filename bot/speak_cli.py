@@ -1,0 +1,193 @@
+"""``chatterbox-bot speak "text" -o out.wav``: the same pipeline as ``/speak``, to a file.
+
+The CLI is one more requester of ``SpeechService`` (user 0, "cli", no guild), so quotas, the
+wallet pause, chunking of long text and the persisted job all apply as in Discord; its jobs
+have no Discord destination, so the bot never tries to resume them.
+
+Output contract: progress lines on stderr unless ``--quiet`` ("queued…", "submitted 1/2",
+"processing 3.2 s", "chunk 2/3", "done: 4.1 s of audio, 1 request, $0.01 -> out.wav"); any
+failure is ONE line on stderr starting with ``chatterbox-bot:`` and exit status 1, or 2 for a
+usage or configuration problem (a missing setting, invalid text or option, an unwritable
+output). To keep that promise the process's log output is limited to errors, unless
+``LOG_LEVEL=DEBUG`` asks for everything. The output is checked before any money is spent and
+written atomically (temporary file, then rename). Ctrl-C cancels the job properly: quota for
+chunks never sent is refunded, submitted ones are committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from bot.config import ConfigError, Settings
+from bot.speech.events import (
+    ChunkReady,
+    CostPlan,
+    DeliveryTarget,
+    Processing,
+    QuotaReserved,
+    Requester,
+    SpeechEvent,
+    SpeechResult,
+    Submitted,
+    WaitingForSlot,
+)
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+CLI_REQUESTER = Requester(user_id=0, display_name="cli", guild_id=None)
+
+
+class UsageError(Exception):
+    """A problem with what was asked for on the command line (exit 2)."""
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+class Progress:
+    """Renders speech events as short lines on ``stream``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._shown: tuple[str, float] | None = None  # the last "processing" line: label, elapsed
+
+    def line(self, text: str) -> None:
+        print(text, file=self._stream, flush=True)
+
+    async def __call__(self, event: SpeechEvent) -> None:
+        if isinstance(event, QuotaReserved):
+            self.line(f"queued… {_plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
+        elif isinstance(event, WaitingForSlot):
+            self.line(f"waiting for a free slot (place {event.position})…")
+        elif isinstance(event, Submitted) and event.chunks > 1:
+            self.line(f"submitted {event.submitted_chunks}/{event.chunks}")
+        elif isinstance(event, Processing):
+            label = "queued at the provider" if event.status == "QUEUED" else "processing"
+            # Several chunks report their status changes; one line per label and second is enough.
+            if self._shown is None or self._shown[0] != label or event.elapsed >= self._shown[1] + 1:
+                self._shown = (label, event.elapsed)
+                self.line(f"{label} {event.elapsed:.1f} s")
+        elif isinstance(event, ChunkReady) and event.chunks > 1:
+            self.line(f"chunk {event.index + 1}/{event.chunks}")
+
+    def done(self, result: SpeechResult, plan: CostPlan, output: Path) -> None:
+        self.line(f"done: {result.duration:.1f} s of audio, {_plural(plan.requests, 'request')}, "
+                  f"${result.cost:.2f} -> {output}")
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"chatterbox-bot: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return code
+
+
+def _quiet_logs(settings: Settings) -> None:
+    if settings.log_level != "DEBUG":
+        root = logging.getLogger()
+        root.setLevel(max(root.level, logging.ERROR))
+
+
+def _check_output(path: Path) -> None:
+    """Refuse, before anything is spent, an output that cannot be written."""
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give a file name such as {path / 'speech.wav'}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"cannot write {path}: permission denied")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _failure_message(exc: BaseException) -> str:
+    from bot.gateway.errors import InsufficientBalance
+    from bot.quotas.wallet import SubmissionsPaused
+
+    if isinstance(exc, InsufficientBalance):
+        needed = f" (it asked for ${exc.required})" if exc.required else ""
+        return (f"insufficient balance: the Chatterbox account is out of credit{needed}; "
+                "submissions are paused until it is topped up.")
+    if isinstance(exc, SubmissionsPaused):
+        since = f" since {exc.since:%Y-%m-%d %H:%M} UTC" if exc.since else ""
+        retry = f"; the next try is allowed after {exc.next_probe_at:%H:%M} UTC" if exc.next_probe_at else ""
+        return f"submissions are paused{since}: the gateway reported insufficient balance{retry}."
+    message = getattr(exc, "user_message", None)
+    return message if isinstance(message, str) and message else str(exc)
+
+
+async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
+    """Run ``speak``; returns the exit status (see the module docstring)."""
+    _quiet_logs(settings)
+    # Imported only now: importing the store (Alembic) logs at INFO level.
+
+    from bot.gateway.errors import GatewayError, InvalidTTSRequest
+    from bot.gateway.models import TTSParams
+    from bot.quotas.errors import QuotaExceeded
+    from bot.quotas.wallet import SubmissionsPaused
+    from bot.speech.errors import SpeechError
+    from bot.store.engine import DatabaseUrlError
+
+    progress = None if args.quiet else Progress(sys.stderr)
+    try:
+        settings.require_api_key()
+        output = Path(args.output)
+        await asyncio.to_thread(_check_output, output)
+        params = TTSParams(exaggeration=args.exaggeration, temperature=args.temperature, cfg=args.cfg)
+        async with await _open_services(settings) as services:
+            job = await services.speech.start(
+                CLI_REQUESTER, args.text, voice_url=args.voice_url, params=params,
+                target=DeliveryTarget(kind="file"), on_event=progress,
+            )
+            try:
+                result = await job.result()
+            except asyncio.CancelledError:
+                await asyncio.shield(job.cancel())
+                raise
+            try:
+                await asyncio.to_thread(_write_atomically, output, result.audio)
+            except OSError as exc:
+                return _fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_FAILED)
+            await services.speech.mark_delivered(job.job_id)
+        if progress is not None:
+            progress.done(result, job.plan, output)
+        return EXIT_OK
+    except (ConfigError, DatabaseUrlError, UsageError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except InvalidTTSRequest as exc:
+        return _fail(exc.user_message, EXIT_USAGE)
+    except (GatewayError, QuotaExceeded, SubmissionsPaused, SpeechError) as exc:
+        return _fail(_failure_message(exc), EXIT_FAILED)
+
+
+async def _open_services(settings: Settings) -> Services:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.services import Services
+
+    try:
+        return await Services.open(settings)
+    except (OSError, SQLAlchemyError) as exc:
+        # The driver's text may quote the URL; name the setting and the kind of failure only.
+        raise UsageError(f"cannot open the database named by DATABASE_URL ({type(exc).__name__})") from None

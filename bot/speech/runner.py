@@ -1,0 +1,515 @@
+"""``JobRun``: one persisted job driven from its parts to audio, settled exactly once.
+
+A run knows each part's state (from the database when resuming) and does what is left:
+POST the pending parts, wait for the submitted ones, download the completed ones, then join
+the WAVs, settle the quota and move the job to its final state.
+
+Design decisions:
+
+- POSTs go out one at a time, in chunk order (the "submitter" task); waiting and downloading
+  run concurrently, at most ``CHATTERBOX_CHUNK_CONCURRENCY`` chunks in flight. A POST takes
+  milliseconds while a chunk takes seconds, so the chunks are still made in parallel, and a
+  sequential submitter gives a fixed order, lets the wallet's probe permit (a job allowed
+  through a 402 pause) be tested by the first chunk alone, and leaves exactly one place where
+  a POST can be in progress.
+- Before each POST the shared ``RateGuard`` is awaited here (not inside the client) so the
+  member sees their place in line (``WaitingForSlot``) and so a cancel can tell "still
+  waiting, nothing sent" from "posting, maybe charged". The slot is handed to the client
+  with ``prepaid_slot`` (see ``bot.speech.slots``).
+- Crash safety: right before a POST the part is marked in the database (``job_parts.error =
+  SUBMITTING_MARKER`` while its status stays ``pending``; the store has no "submitting"
+  status, and the error column of a pending part is otherwise unused). A restart that finds a
+  pending part with the marker cannot know whether the POST reached the gateway, so it
+  commits that part's quota (DESIGN rule 2: it may have been charged); a pending part without
+  the marker was provably never sent and is refunded. After a 202 the part becomes
+  ``submitted`` with its ``request_id`` (the marker cleared), so a restart polls it again.
+- Settlement (DESIGN rule 3) is derived from the parts' states, as running totals, once at
+  the end (``QuotaService.settle`` is idempotent, so a resume may settle again):
+  committed = submitted + completed + failed parts (+ marked pending ones), refunded =
+  error + cancelled parts. A refused POST (``error.refund``: 400/401/402/403/429, connection
+  refused) makes its part ``error``; a POST that may have reached the gateway (reset after
+  sending, timeout, 5xx) makes it ``failed`` and is never retried.
+- Stopping (a failed chunk, or a cancel): a submitter still waiting for its turn is cancelled
+  (its parts are refunded); a POST in progress is allowed to finish so its answer is recorded;
+  waits and downloads are cancelled (those parts were charged: committed). Database writes are
+  never cancelled by a stop, only by ``close`` (which leaves the job to ``resume``).
+- Events go through an ``EventSink`` (in order, never blocking the pipeline). ``ChunkReady``
+  is emitted strictly in chunk order: a chunk that finishes early waits in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.audio import AudioError, join_wavs, wav_info
+from bot.clock import Clock
+from bot.config import Settings
+from bot.gateway.client import ChatterboxClient
+from bot.gateway.errors import GatewayError, InsufficientBalance, JobErrored, JobFailed
+from bot.gateway.models import StatusDocument, TTSParams, TTSRequest
+from bot.quotas.ratelimit import RateGuard
+from bot.quotas.service import QuotaService
+from bot.quotas.wallet import SubmitPermit, WalletGuard
+from bot.speech.errors import SpeechCancelled, SpeechFailed
+from bot.speech.events import (
+    Cancelled,
+    ChunkReady,
+    Completed,
+    Failed,
+    Processing,
+    SpeechResult,
+    Submitted,
+    WaitingForSlot,
+)
+from bot.speech.progress import EventSink
+from bot.speech.slots import prepaid_slot
+from bot.store.jobs import JobRecord, JobsRepository, JobState, PartState
+
+log = logging.getLogger(__name__)
+
+#: Written to a pending part's ``error`` column right before its POST (see the module doc).
+SUBMITTING_MARKER = "submitting: POST sent, answer not recorded"
+#: Why a marked part is committed on resume.
+MAYBE_CHARGED = "interrupted while submitting; it may have been charged"
+NOT_SENT = "not submitted"
+ERROR_TEXT_MAX = 500
+
+_CHARGED = frozenset({PartState.SUBMITTED, PartState.COMPLETED, PartState.FAILED})
+_NOT_CHARGED = frozenset({PartState.ERROR, PartState.CANCELLED})
+_OPEN = (JobState.RESERVED, JobState.SUBMITTED)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What every run needs; one per ``SpeechService``."""
+
+    client: ChatterboxClient
+    jobs: JobsRepository
+    quotas: QuotaService
+    wallet: WalletGuard
+    limiter: RateGuard
+    settings: Settings
+    clock: Clock
+
+
+class _Phase(enum.Enum):
+    IDLE = "idle"
+    QUEUED = "queued"  # waiting for a chunk slot or the rate guard: nothing sent, cancellable
+    POSTING = "posting"  # a POST may be on the wire: never cancelled by a stop
+    RECORDING = "recording"  # writing an outcome to the database: never cancelled by a stop
+    WAITING = "waiting"  # polling or downloading an accepted job: cancellable (it is charged)
+
+
+@dataclass(eq=False)
+class PartRun:
+    """A part's state during a run (mirrors its ``job_parts`` row)."""
+
+    index: int
+    text: str
+    state: PartState = PartState.PENDING
+    request_id: str | None = None
+    media_url: str | None = None
+    marked: bool = False  # a POST may have been sent (SUBMITTING_MARKER)
+    audio: bytes | None = None
+    phase: _Phase = _Phase.IDLE
+
+    @property
+    def charged(self) -> bool:
+        return self.state in _CHARGED or (self.state is PartState.PENDING and self.marked)
+
+    @property
+    def unsent(self) -> bool:
+        return self.state is PartState.PENDING and not self.marked
+
+
+def parts_from_record(record: JobRecord) -> list[PartRun]:
+    return [
+        PartRun(
+            index=p.index,
+            text=p.text,
+            state=p.status,
+            request_id=p.request_id,
+            media_url=p.media_url,
+            marked=p.status is PartState.PENDING and p.error == SUBMITTING_MARKER,
+        )
+        for p in record.parts
+    ]
+
+
+def settlement_totals(parts: Sequence[PartRun]) -> tuple[int, int]:
+    """(committed, refunded) so far; unsent pending parts are not settled yet."""
+    committed = sum(1 for p in parts if p.charged)
+    refunded = sum(1 for p in parts if p.state in _NOT_CHARGED)
+    return committed, refunded
+
+
+def user_message(exc: BaseException) -> str:
+    message = getattr(exc, "user_message", None)
+    return message if isinstance(message, str) and message else "Something went wrong while making the audio."
+
+
+class JobRun:
+    """Drives one job; ``run()`` returns its ``SpeechResult`` or raises why it did not finish."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        job_id: str,
+        reservation_id: str | None,
+        key: str,
+        text: str,
+        voice_url: str | None,
+        params: TTSParams,
+        parts: Sequence[PartRun],
+        sink: EventSink,
+        permit: SubmitPermit | None = None,
+        submit: bool = True,
+    ) -> None:
+        if not parts:
+            raise ValueError("a job has at least one part")
+        self._p = pipeline
+        self.job_id = job_id
+        self._reservation_id = reservation_id
+        self._key = key
+        self._text = text
+        self._voice_url = voice_url
+        self._params = params
+        self._parts = list(parts)
+        self._sink = sink
+        self._permit = permit
+        self._may_submit = submit
+        self._slots = asyncio.Semaphore(pipeline.settings.chatterbox_chunk_concurrency)
+        self._submitter: asyncio.Task[None] | None = None
+        self._submitter_phase = _Phase.IDLE
+        self._followers: dict[asyncio.Task[None], PartRun] = {}
+        self._submitted = sum(1 for p in self._parts if p.state is not PartState.PENDING)
+        self._next_ready = 0
+        self._started = pipeline.clock.monotonic()
+        self._stop: str | None = None  # None, "failed" or "cancelled"
+        self._failure: BaseException | None = None
+        self._finalizing = False
+
+    @property
+    def chunks(self) -> int:
+        return len(self._parts)
+
+    # --- control ------------------------------------------------------------------------
+
+    @property
+    def called_from_listener(self) -> bool:
+        return self._sink.in_listener()
+
+    def request_cancel(self) -> bool:
+        """Stop the job as a cancel; False when it already stopped or is finishing."""
+        if self._stop is not None or self._finalizing:
+            return False
+        self._stop = "cancelled"
+        self._interrupt()
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop the job as failed with ``exc`` (before ``run``: it only settles and closes)."""
+        self._fail(exc)
+
+    def _check_resumable(self) -> None:
+        """A job read back from the database can finish only if every part can still give audio."""
+        for part in self._parts:
+            if part.state in _NOT_CHARGED or part.state is PartState.FAILED:
+                self._fail(SpeechFailed(f"part {part.index} ended {part.state.value}"))
+            elif part.state is PartState.PENDING and part.marked:
+                self._fail(SpeechFailed(f"part {part.index} was interrupted while being submitted"))
+            elif part.unsent and not self._may_submit:
+                self._fail(SpeechFailed("interrupted before every part was submitted"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._stop is not None or self._finalizing:
+            return
+        self._stop = "failed"
+        self._failure = exc
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Cancel whatever is safe to cancel (see the module doc, "Stopping")."""
+        current = asyncio.current_task()
+        if self._submitter is not None and self._submitter_phase is _Phase.QUEUED:
+            self._submitter.cancel()
+        for task, part in self._followers.items():
+            if task is not current and part.phase is _Phase.WAITING:
+                task.cancel()
+
+    async def _abort_all(self) -> None:
+        """The service is closing: cancel everything, leave the database as it is."""
+        tasks = [self._submitter, *self._followers] if self._submitter else list(self._followers)
+        for task in tasks:
+            task.cancel()
+        self._sink.abort()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> SpeechResult:
+        try:
+            self._check_resumable()
+            if self._stop is None:
+                for part in self._parts:
+                    if part.state in (PartState.SUBMITTED, PartState.COMPLETED):
+                        self._follow(part, holds_slot=False)
+                if any(p.unsent for p in self._parts):
+                    self._submitter = asyncio.create_task(
+                        self._submit_all(), name=f"speech-submit-{self.job_id}"
+                    )
+            while True:
+                pending = {t for t in (self._submitter, *self._followers) if t is not None and not t.done()}
+                if not pending:
+                    break
+                done, _ = await asyncio.wait(pending)
+                for task in done:
+                    if not task.cancelled() and task.exception() is not None:
+                        error = task.exception()
+                        log.error("job %s: %s crashed", self.job_id, task.get_name(), exc_info=error)
+                        self._fail(SpeechFailed(f"{task.get_name()}: {type(error).__name__}"))
+            return await self._finish()
+        except asyncio.CancelledError:
+            await self._abort_all()
+            raise
+
+    # --- submitting ------------------------------------------------------------------------
+
+    async def _submit_all(self) -> None:
+        for part in self._parts:
+            if not part.unsent:
+                continue
+            if self._stop is not None:
+                return
+            self._submitter_phase = _Phase.QUEUED
+            await self._slots.acquire()
+            try:
+                await self._p.limiter.acquire(self._key, on_position=self._on_position)
+            except BaseException:
+                self._slots.release()
+                raise
+            if self._stop is not None:
+                self._slots.release()
+                return
+            self._submitter_phase = _Phase.POSTING
+            accepted = await self._post(part)
+            self._submitter_phase = _Phase.IDLE
+            if not accepted or self._stop is not None:
+                self._slots.release()
+                return
+            self._follow(part, holds_slot=True)
+
+    def _on_position(self, place: int) -> None:
+        self._sink.post(WaitingForSlot(self.job_id, place))
+
+    async def _post(self, part: PartRun) -> bool:
+        """POST one part; record the answer. False (and the job stopped) when it failed."""
+        jobs = self._p.jobs
+        try:
+            await jobs.update_part(
+                self.job_id, part.index, error=SUBMITTING_MARKER, expect=PartState.PENDING
+            )
+        except Exception as exc:  # nothing was sent: the part stays unsent and is refunded
+            log.exception("job %s: could not record part %d before its POST", self.job_id, part.index)
+            self._fail(SpeechFailed(f"could not record part {part.index}: {type(exc).__name__}"))
+            return False
+        part.marked = True
+        if self._stop is not None:  # stopped during that write: nothing was sent after all
+            await jobs.update_part(self.job_id, part.index, error=None, expect=PartState.PENDING)
+            part.marked = False
+            return False
+        request = TTSRequest(text=part.text, audio_url=self._voice_url, params=self._params)
+        try:
+            with prepaid_slot():
+                accepted = await self._p.client.submit(request, key=self._key)
+        except GatewayError as exc:
+            self._submitter_phase = _Phase.RECORDING
+            await self._refused(part, exc)
+            return False
+        except Exception as exc:  # a bug: the POST may have gone out, so keep the charge
+            log.exception("job %s: submitting part %d failed unexpectedly", self.job_id, part.index)
+            self._submitter_phase = _Phase.RECORDING
+            await self._record(part, PartState.FAILED, error=f"{type(exc).__name__} while submitting")
+            self._fail(SpeechFailed(f"submitting part {part.index}: {type(exc).__name__}"))
+            return False
+        self._submitter_phase = _Phase.RECORDING
+        part.request_id = accepted.request_id
+        await self._record(part, PartState.SUBMITTED, request_id=accepted.request_id, error=None)
+        if self._submitted == 0:
+            await jobs.transition(self.job_id, JobState.RESERVED, JobState.SUBMITTED)
+        self._submitted += 1
+        if self._permit is not None and self._permit.probe:
+            await self._p.wallet.record_success(self._permit)
+            self._permit = None
+        log.info("job %s: part %d/%d submitted as %s", self.job_id, part.index + 1, self.chunks,
+                 accepted.request_id)
+        self._sink.post(Submitted(self.job_id, self._submitted, self.chunks))
+        return True
+
+    async def _refused(self, part: PartRun, exc: GatewayError) -> None:
+        """A POST that raised: refunded if provably not charged (``exc.refund``), else kept."""
+        state = PartState.ERROR if exc.refund else PartState.FAILED
+        log.warning("job %s: part %d not accepted (%s; %s)", self.job_id, part.index, exc.message,
+                    "refunded" if exc.refund else "may have been charged")
+        await self._record(part, state, error=exc.message)
+        if isinstance(exc, InsufficientBalance):
+            await self._p.wallet.record_insufficient_balance(exc.message)
+        self._fail(exc)
+
+    async def _record(self, part: PartRun, state: PartState, **fields: str | None) -> None:
+        part.state = state
+        if "error" in fields and fields["error"] is not None:
+            fields["error"] = fields["error"][:ERROR_TEXT_MAX]
+        await self._p.jobs.update_part(self.job_id, part.index, status=state, **fields)  # type: ignore[arg-type]
+
+    # --- waiting and downloading -----------------------------------------------------------
+
+    def _follow(self, part: PartRun, *, holds_slot: bool) -> None:
+        task = asyncio.create_task(
+            self._follow_part(part, holds_slot), name=f"speech-{self.job_id}-{part.index}"
+        )
+        self._followers[task] = part
+
+    async def _follow_part(self, part: PartRun, holds_slot: bool) -> None:
+        settings = self._p.settings
+        try:
+            if part.state is PartState.SUBMITTED:
+                assert part.request_id is not None
+                part.phase = _Phase.WAITING
+
+                async def on_status(doc: StatusDocument) -> None:
+                    self._sink.post(Processing(
+                        self.job_id, elapsed=self._p.clock.monotonic() - self._started,
+                        done_chunks=self._next_ready, chunks=self.chunks, status=doc.status.value,
+                    ))
+
+                doc = await self._p.client.wait(
+                    part.request_id, text_chars=len(part.text), max_wait=settings.chatterbox_max_wait_seconds,
+                    key=self._key, on_status=on_status,
+                )
+                part.phase = _Phase.RECORDING
+                part.media_url = doc.media_urls[0]
+                await self._record(part, PartState.COMPLETED, media_url=part.media_url, error=None)
+                if self._stop is not None:
+                    return
+            assert part.media_url is not None
+            part.phase = _Phase.WAITING
+            audio = await self._p.client.download(
+                part.media_url, max_bytes=settings.chatterbox_max_download_bytes
+            )
+            part.phase = _Phase.IDLE
+            part.audio = audio
+            self._release_ready()
+        except asyncio.CancelledError:
+            raise
+        except (JobFailed, JobErrored) as exc:
+            part.phase = _Phase.RECORDING
+            state = PartState.FAILED if isinstance(exc, JobFailed) else PartState.ERROR
+            await self._record(part, state, error=exc.message)
+            self._fail(exc)
+        except GatewayError as exc:  # timeout, unreadable status, download: charged, kept
+            log.warning("job %s: part %d: %s", self.job_id, part.index, exc.message)
+            self._fail(exc)
+        except Exception as exc:
+            log.exception("job %s: part %d failed unexpectedly", self.job_id, part.index)
+            self._fail(SpeechFailed(f"part {part.index}: {type(exc).__name__}"))
+        finally:
+            part.phase = _Phase.IDLE
+            if holds_slot:
+                self._slots.release()
+
+    def _release_ready(self) -> None:
+        while self._next_ready < self.chunks and self._parts[self._next_ready].audio is not None:
+            part = self._parts[self._next_ready]
+            assert part.audio is not None
+            self._next_ready += 1
+            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio))
+
+    # --- the end -----------------------------------------------------------------------------
+
+    async def _finish(self) -> SpeechResult:
+        self._finalizing = True
+        if self._stop is None and any(p.audio is None for p in self._parts):
+            self._stop, self._failure = "failed", SpeechFailed("a part ended without audio")
+        if self._stop is None:
+            try:
+                audio, duration = await asyncio.get_running_loop().run_in_executor(
+                    None, _join, [p.audio for p in self._parts], self._p.settings.chatterbox_chunk_pause_ms
+                )
+            except AudioError as exc:
+                self._stop, self._failure = "failed", SpeechFailed(str(exc), user_message=(
+                    "The TTS service sent audio the bot could not read."))
+            else:
+                return await self._complete(audio, duration)
+        committed = await self._settle_stopped()
+        refunded = committed == 0
+        if self._stop == "cancelled":
+            await self._p.jobs.transition(self.job_id, _OPEN, JobState.CANCELLED)
+            log.info("job %s cancelled (%s)", self.job_id, "refunded" if refunded else "charged parts kept")
+            self._sink.post(Cancelled(self.job_id, refunded=refunded))
+            await self._sink.close()
+            raise SpeechCancelled()
+        failure = self._failure or SpeechFailed()
+        message = user_message(failure)
+        await self._p.jobs.transition(
+            self.job_id, _OPEN, JobState.FAILED, error=message[:ERROR_TEXT_MAX]
+        )
+        log.info("job %s failed: %s", self.job_id, failure)
+        self._sink.post(Failed(self.job_id, user_message=message, refunded=refunded))
+        await self._sink.close()
+        # A failure has no audio to hand over: the Failed event is its delivery. (A completed
+        # job whose re-download failed on resume stays completed, to be tried again.)
+        await self._p.jobs.transition(self.job_id, JobState.FAILED, JobState.DELIVERED)
+        raise failure
+
+    async def _settle_stopped(self) -> int:
+        """Close unsent parts (refund) and marked ones (commit); settle; return committed."""
+        for part in self._parts:
+            if part.unsent:
+                await self._record(part, PartState.CANCELLED, error=NOT_SENT)
+            elif part.state is PartState.PENDING and part.marked:
+                await self._record(part, PartState.FAILED, error=MAYBE_CHARGED)
+        committed, refunded = settlement_totals(self._parts)
+        await self._settle(committed, refunded)
+        return committed
+
+    async def _settle(self, committed: int, refunded: int) -> Decimal:
+        price = self._p.quotas.price_per_request
+        if self._reservation_id is None:
+            return price * committed
+        reservation = await self._p.quotas.settle(
+            self._reservation_id, committed=committed, refunded=refunded
+        )
+        return reservation.cost
+
+    async def _complete(self, audio: bytes, duration: float) -> SpeechResult:
+        cost = await self._settle(self.chunks, 0)
+        await self._p.jobs.transition(self.job_id, JobState.SUBMITTED, JobState.COMPLETED)
+        result = SpeechResult(
+            job_id=self.job_id,
+            audio=audio,
+            duration=duration,
+            size=len(audio),
+            cost=cost,
+            chunks=self.chunks,
+            text=self._text,
+            exaggeration=self._params.exaggeration,
+            temperature=self._params.temperature,
+            cfg=self._params.cfg,
+            voice_url=self._voice_url,
+        )
+        log.info("job %s completed: %.1f s of audio, %d chunk(s)", self.job_id, duration, self.chunks)
+        self._sink.post(Completed(self.job_id, result))
+        await self._sink.close()
+        return result
+
+
+def _join(parts: list[bytes | None], pause_ms: int) -> tuple[bytes, float]:
+    audio = join_wavs([p for p in parts if p is not None], pause_ms=pause_ms)
+    return audio, wav_info(audio).duration
