@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import discord
@@ -27,7 +27,11 @@ from discord.ext import commands
 from bot.audio import find_ffmpeg
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.services import Services
+
+if TYPE_CHECKING:
+    # Imported in setup_hook: the store pulls in Alembic, which logs at import time, and
+    # `chatterbox-bot run` without a token must print exactly one line.
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ class ChatterboxBot(commands.Bot):
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
+        from bot.services import Services
+
         self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:

@@ -1,0 +1,34 @@
+"""Telling a server's moderators about a problem, in the channel they chose.
+
+The channel is the guild setting ``alert_channel_id`` (``/quota alert-channel``). Without one,
+or when the bot cannot post there, the alert goes to the log as a warning instead: the bot
+never guesses a channel, since alerts may say things members need not see.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import discord
+
+log = logging.getLogger(__name__)
+
+
+async def alert_moderators(bot: Any, guild_id: int, text: str) -> bool:
+    """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible."""
+    settings = await bot.core.quotas.admin.guild_settings(guild_id)
+    channel_id = settings.alert_channel_id
+    if channel_id is None:
+        log.warning("no moderator alert channel is set in guild %s; alert: %s", guild_id, text)
+        return False
+    channel = bot.get_channel(channel_id)
+    try:
+        if channel is None:
+            channel = await bot.fetch_channel(channel_id)
+        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+    except (discord.HTTPException, AttributeError) as exc:
+        log.warning("could not post in the alert channel %s of guild %s (%s); alert: %s",
+                    channel_id, guild_id, exc, text)
+        return False
+    return True

@@ -1,0 +1,106 @@
+"""Who may run which ``/quota`` command, how replies go out, and the option types.
+
+Moderator rights are checked by the bot itself (``moderator_only``), not left to Discord's
+permission hint: the ``/quota`` group cannot carry ``default_permissions`` because
+``/quota me`` is for everyone, and a stale or modified client can send any command. A
+refusal is an ``app_commands.CheckFailure`` whose message the bot's tree error handler
+sends ephemerally (``bot.app.ChatterboxBot.on_app_command_error``); it is also logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.quotas import FIELD_LIMITS
+from bot.quotas.admin import MAX_DAILY_BUDGET
+from cogs._quota_input import REASON_MAX
+from cogs._quota_render import FIELD_LABELS
+
+log = logging.getLogger("cogs.quotas")
+
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+# ---- option types (Discord's client enforces these; the bot checks again) -----------------------
+def _field_range(name: str) -> Any:
+    low, high = FIELD_LIMITS[name]
+    return app_commands.Range[int, low, high]
+
+
+RequestsPerDay = _field_range("requests_per_day")
+CharsPerDay = _field_range("chars_per_day")
+CooldownSeconds = _field_range("cooldown_seconds")
+MaxInFlight = _field_range("max_in_flight")
+MaxCharsPerRequest = _field_range("max_chars_per_request")
+Budget = app_commands.Range[int, 0, MAX_DAILY_BUDGET]
+Reason = app_commands.Range[str, 1, REASON_MAX]
+CostCap = app_commands.Range[str, 1, 20]
+
+FIELD_OPTIONS = {
+    "requests_per_day": "Requests per day (a long text split into N parts counts N)",
+    "chars_per_day": "Characters of text per day",
+    "cooldown_seconds": "Seconds to wait between two requests",
+    "max_in_flight": "Requests that may be in progress at once",
+    "max_chars_per_request": "Longest text one request may have, in characters",
+}
+FIELD_CHOICES = [app_commands.Choice(name=FIELD_LABELS[f], value=f) for f in FIELD_LIMITS]
+REMOVE_CHOICES = [
+    app_commands.Choice(name="request budget", value="requests"),
+    app_commands.Choice(name="cost cap", value="cost_cap"),
+    app_commands.Choice(name="both", value="both"),
+]
+
+
+# ---- access ---------------------------------------------------------------------------------
+class NotModerator(app_commands.CheckFailure):
+    """The member lacks Manage Server; the tree's error handler shows this message."""
+
+
+def is_moderator(interaction: discord.Interaction) -> bool:
+    """Manage Server (or Administrator) in this guild, from the member Discord sent along."""
+    member = interaction.user
+    if interaction.guild_id is None or not isinstance(member, discord.Member):
+        return False
+    perms = member.guild_permissions
+    return perms.administrator or perms.manage_guild
+
+
+def command_name(interaction: discord.Interaction) -> str:
+    return interaction.command.qualified_name if interaction.command else "quota"
+
+
+async def _moderator_check(interaction: discord.Interaction) -> bool:
+    if is_moderator(interaction):
+        return True
+    command = command_name(interaction)
+    log.warning(
+        "refused /%s to user %s in guild %s: no Manage Server",
+        command,
+        interaction.user.id,
+        interaction.guild_id,
+    )
+    raise NotModerator(f"Only moderators (Manage Server permission) can use /{command}.")
+
+
+moderator_only = app_commands.check(_moderator_check)
+
+
+def role_ids(who: discord.User | discord.Member) -> Sequence[int]:
+    """The member's roles for quota resolution (@everyone never has a role policy)."""
+    if not isinstance(who, discord.Member):
+        return ()
+    return tuple(r.id for r in who.roles if not r.is_default())
+
+
+# ---- replies --------------------------------------------------------------------------------
+async def reply(interaction: discord.Interaction, text: str) -> None:
+    """Ephemeral, mentions off, whether or not the interaction was acknowledged already."""
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

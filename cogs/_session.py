@@ -1,0 +1,335 @@
+"""One /speak job on the Discord side: its card, its events, its audio, its voice clip.
+
+``SpeakSession.on_event`` is the listener the speech service calls with the job's events, one
+at a time and in order (``bot.speech.progress``). The session turns each into a card state and
+edits the card; on ``Completed`` it delivers (file and/or voice) and then marks the job
+delivered, so a restart does not deliver it again.
+
+Decisions:
+
+- Edits are throttled: a change of kind (quota ok → queued → processing → done) is shown at
+  once, repeats of the same kind (the elapsed seconds of "processing…") at most every
+  ``EDIT_INTERVAL`` seconds of the bot's clock, which keeps a busy bot well inside Discord's
+  rate limit for webhook edits (5 per ~2 s per token).
+- A failure to edit or post is logged and never fails the job: the job's money is settled by
+  the service, not by whether Discord took a message.
+- Voice (``output`` voice/both) goes through the Voice cog's ``enqueue`` (its contract is in
+  ``cogs/voice.py``: ``VoiceClip``, ``Placement``). Chunks that arrive before the clip is
+  placed are buffered and pushed in order. When voice is refused, unavailable or fails later,
+  the file is posted instead with the reason, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import discord
+
+from bot.audio import AudioError, TooLargeForUpload, fit_upload
+from bot.speech.events import (
+    Cancelled,
+    ChunkReady,
+    Completed,
+    Failed,
+    Processing,
+    QuotaReserved,
+    SpeechEvent,
+    SpeechResult,
+    Submitted,
+    WaitingForSlot,
+)
+from cogs import _card
+from cogs._alerts import alert_moderators
+from cogs._reply import Reply
+
+log = logging.getLogger(__name__)
+
+EDIT_INTERVAL = 1.5
+
+ViewFactory = Callable[[str], discord.ui.View]
+
+
+class SpeakSession:
+    def __init__(
+        self,
+        *,
+        bot: Any,
+        reply: Reply,
+        card: _card.Card,
+        requester_id: int,
+        requester_name: str,
+        guild_id: int | None,
+        output: str,
+        upload_limit: int,
+        make_view: ViewFactory,
+        on_finished: Callable[[SpeakSession], None] | None = None,
+    ) -> None:
+        self.bot = bot
+        self.reply = reply
+        self.card = card
+        self.requester_id = requester_id
+        self.requester_name = requester_name
+        self.guild_id = guild_id
+        self.output = output
+        self.upload_limit = upload_limit
+        self.job_id: str | None = None
+        self.job: Any = None  # SpeechJob, once start() returned
+        self._make_view = make_view
+        self._on_finished = on_finished
+        self.finished = asyncio.Event()
+        self._edit_lock = asyncio.Lock()
+        self._last_kind: str | None = None
+        self._last_edit = float("-inf")
+        self._flush: asyncio.Task[None] | None = None
+        self._card_shown = False
+        # voice
+        self._clip: Any = None
+        self._voice_wanted = output in ("voice", "both")
+        self._chunks: list[bytes] = []
+        self._result: SpeechResult | None = None
+        self._terminal: str | None = None
+        self._fallback_reason: str | None = None
+        self._file_posted = False
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def attach(self, job: Any) -> None:
+        """``start`` returned the job handle (events may have started already)."""
+        self.job = job
+        self.job_id = job.job_id
+
+    @property
+    def posts_file(self) -> bool:
+        return self.output in ("file", "both") or self._fallback_reason is not None
+
+    # -- card -------------------------------------------------------------------------------
+
+    async def show(self, kind: str, *, final: bool = False) -> None:
+        """Edit the card; repeats of ``kind`` are throttled (the latest state then follows
+        when the interval is over), anything else goes out at once."""
+        async with self._edit_lock:
+            now = self.bot.clock.monotonic()
+            wait = EDIT_INTERVAL - (now - self._last_edit)
+            if kind == self._last_kind and not final and wait > 0:
+                if self._flush is None or self._flush.done():
+                    self._flush = asyncio.create_task(self._flush_after(wait), name="speak-card-flush")
+                return
+            await self._edit(kind, final=final)
+
+    async def _flush_after(self, delay: float) -> None:
+        await self.bot.clock.sleep(delay)
+        async with self._edit_lock:
+            if self._terminal is None and self._last_kind is not None:
+                await self._edit(self._last_kind, final=False)
+
+    async def _edit(self, kind: str, *, final: bool) -> None:
+        self._last_kind = kind
+        self._last_edit = self.bot.clock.monotonic()
+        view = None if final or self.job_id is None else self._make_view(self.job_id)
+        try:
+            await self.reply.edit_card(self.card.render(), view=view)
+            self._card_shown = True
+        except (discord.HTTPException, RuntimeError, OSError) as exc:
+            log.warning("could not edit the /speak card of job %s: %s", self.job_id, exc)
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def on_event(self, event: SpeechEvent) -> None:
+        self.job_id = self.job_id or event.job_id
+        card = self.card
+        if isinstance(event, QuotaReserved):
+            card.status = _card.status_quota_ok(event.plan.requests, event.plan.cost)
+            await self.show("quota")
+        elif isinstance(event, WaitingForSlot):
+            card.status = _card.status_waiting(event.position)
+            await self.show("waiting")
+        elif isinstance(event, Submitted):
+            card.status = _card.status_submitted(event.submitted_chunks, event.chunks)
+            await self.show(f"submitted:{event.submitted_chunks}")
+        elif isinstance(event, Processing):
+            card.status = _card.status_processing(event.elapsed, event.done_chunks, event.chunks)
+            await self.show("processing")
+        elif isinstance(event, ChunkReady):
+            self._push_chunk(event.audio)
+        elif isinstance(event, Completed):
+            await self._completed(event.result)
+        elif isinstance(event, Failed):
+            await self._failed(event)
+        elif isinstance(event, Cancelled):
+            card.status = _card.status_cancelled(event.refunded)
+            self._end_voice("cancelled")
+            await self._finish()
+
+    async def _completed(self, result: SpeechResult) -> None:
+        self._result = result
+        if self._clip is not None:
+            self._clip.finish()
+        where = None
+        if self.posts_file:
+            where = await self._post_audio(result)
+        self.card.status = _card.status_done(result.duration, where=where)
+        # Recorded before the card says "done", so whoever sees "done" sees it delivered.
+        await self._mark_delivered(result.job_id)
+        await self._finish()
+
+    async def _failed(self, event: Failed) -> None:
+        self.card.status = _card.status_failed(event.user_message, event.refunded)
+        self._end_voice(event.user_message)
+        if event.refunded:
+            # A 402 pauses the wallet (refunded); ``claim_alert`` is True only while paused and
+            # not yet announced, so any other refunded failure costs one no-op UPDATE. The job's
+            # typed error is not awaited here: the job waits for this listener to return.
+            # Moderators hear of it before the card says "failed".
+            await out_of_credit(self.bot, self.guild_id, self.requester_name)
+        await self._finish()
+        with contextlib.suppress(discord.HTTPException):
+            await self.reply.tell(f"Your /speak failed: {event.user_message}")
+
+    async def _finish(self) -> None:
+        self._terminal = self.card.status
+        if self._flush is not None and not self._flush.done():
+            self._flush.cancel()  # the final edit below shows the latest state anyway
+        await self.show("final", final=True)
+        self.finished.set()
+        if self._on_finished is not None:
+            self._on_finished(self)
+
+    async def _mark_delivered(self, job_id: str) -> None:
+        try:
+            await self.bot.core.speech.mark_delivered(job_id)
+        except Exception:
+            log.exception("could not mark job %s delivered", job_id)
+
+    # -- files ------------------------------------------------------------------------------
+
+    async def _post_audio(self, result: SpeechResult) -> str:
+        """Post the audio as a file; returns what the card says about it."""
+        if self._file_posted:
+            return "posted below"
+        self._file_posted = True
+        if not self._card_shown:
+            await self.show("quota", final=False)
+        try:
+            upload = await fit_upload(
+                result.audio, limit_bytes=self.upload_limit, ffmpeg=self.bot.ffmpeg, base_name=result.text
+            )
+        except TooLargeForUpload as exc:
+            return f"but it cannot be posted: {exc}"
+        except AudioError as exc:
+            log.warning("could not prepare the audio of job %s: %s", result.job_id, exc)
+            return f"but it could not be prepared for upload: {exc}"
+        notes = [n for n in (upload.note, self._fallback_note()) if n]
+        content = _card.audio_message(
+            requester=f"<@{self.requester_id}>",
+            text=result.text,
+            duration=result.duration,
+            exaggeration=result.exaggeration,
+            temperature=result.temperature,
+            cfg=result.cfg,
+            voice_name=self.card.voice_name,
+            note=" ".join(notes),
+        )
+        try:
+            await self.reply.post(content, data=upload.data, filename=upload.filename)
+        except discord.HTTPException as exc:
+            log.warning("could not post the audio of job %s: %s", result.job_id, exc)
+            if exc.status == 413:
+                return "but it is too large for this server's upload limit"
+            return "but Discord refused the upload (check my permissions in this channel)"
+        return "posted below"
+
+    def _fallback_note(self) -> str:
+        if self._fallback_reason is None:
+            return ""
+        if self._fallback_reason == _card.VOICE_UNAVAILABLE:
+            return "(Voice output is not available; posted the file instead.)"
+        return _card.voice_fallback_note(self._fallback_reason)
+
+    # -- voice ------------------------------------------------------------------------------
+
+    async def start_voice(self, member: discord.Member, label: str, text_channel_id: int | None) -> None:
+        """Place the clip in the member's voice channel, or fall back to the file."""
+        cog = self.bot.get_cog("Voice")
+        enqueue = getattr(cog, "enqueue", None)
+        if enqueue is None:
+            await self._voice_fallback(_card.VOICE_UNAVAILABLE)
+            return
+        from cogs.voice import VoiceClip  # the Voice cog is loaded, so its module is importable
+
+        clip = VoiceClip(
+            job_id=self.job_id or "",
+            requester_id=self.requester_id,
+            requester_name=self.requester_name,
+            label=label[:40],
+            text_channel_id=text_channel_id,
+            on_state=self._voice_state,
+            fallback=self._voice_fallback,
+        )
+        try:
+            placement = await enqueue(member, clip)
+        except Exception:
+            log.exception("the Voice cog failed to take job %s", self.job_id)
+            await self._voice_fallback("the voice player had an error")
+            return
+        if placement.kind == "refused":
+            await self._voice_fallback(placement.reason or "voice playback was refused")
+            return
+        # No await from here on: the buffered chunks and the terminal state are consistent.
+        self._clip = clip
+        for chunk in self._chunks:
+            clip.push(chunk)
+        self._chunks.clear()
+        if self._result is not None:
+            clip.finish()
+        elif self._terminal is not None:
+            clip.abort(self._terminal)
+
+    def _push_chunk(self, audio: bytes) -> None:
+        if self._clip is not None:
+            self._clip.push(audio)
+        elif self._voice_wanted and self._fallback_reason is None:
+            self._chunks.append(audio)
+
+    def _end_voice(self, reason: str) -> None:
+        self._chunks.clear()
+        if self._clip is not None:
+            self._clip.abort(reason)
+
+    async def _voice_state(self, text: str) -> None:
+        self.card.voice = text
+        await self.show(f"voice:{text}", final=self._terminal is not None)
+
+    async def _voice_fallback(self, reason: str) -> None:
+        """Voice will not play this job: say why and post the file (now or on completion)."""
+        if self._fallback_reason is not None:
+            return
+        self._fallback_reason = reason
+        self._chunks.clear()
+        if reason == _card.VOICE_UNAVAILABLE:
+            self.card.voice = reason
+        else:
+            self.card.voice = _card.voice_fallback_note(reason)
+        if self._result is not None and not self._file_posted:
+            where = await self._post_audio(self._result)
+            self.card.status = _card.status_done(self._result.duration, where=where)
+        await self.show(f"voice-fallback:{reason}", final=self._terminal is not None)
+
+
+async def out_of_credit(bot: Any, guild_id: int | None, requester_name: str) -> None:
+    """Tell the moderators once per wallet pause (``WalletGuard.claim_alert``)."""
+    if guild_id is None:
+        return
+    try:
+        if not await bot.core.wallet.claim_alert():
+            return
+        text = _card.out_of_credit_alert(
+            discord.utils.escape_markdown(requester_name), bot.settings.chatterbox_wallet_probe_seconds
+        )
+        await alert_moderators(bot, guild_id, text)
+    except Exception:
+        log.exception("could not alert the moderators about the out-of-credit pause")
+

@@ -1,0 +1,367 @@
+"""``/speak``: text in, speech out — with a live job card, a Cancel button and safe delivery.
+
+The cog is thin: it parses and checks the options, calls ``SpeechService.start`` and renders
+what comes back. The card's wording lives in ``cogs._card``, the option checks in
+``cogs._checks``, the per-job event handling and delivery in ``cogs._session``, and the
+"interaction token or channel" choice in ``cogs._reply``.
+
+Flow and decisions:
+
+1. Checks that need no I/O (text, ranges, output, the attachment's type and size, the bot's
+   Send Messages / Attach Files permissions in the channel, the chunk plan) run first and a
+   refusal is the ephemeral *initial* response: the member sees only a private message and
+   nothing is charged. discord.py does not enforce ``Range`` at runtime, hence the re-checks.
+2. Then the command defers publicly with "thinking…" (well inside Discord's 3 s), downloads
+   and probes the voice clip if there is one, and starts the job. A refusal from here on
+   (clip too long, quota, guild or wallet pause, invalid request) deletes the "thinking"
+   message and answers ephemerally: Discord would otherwise turn the first follow-up into
+   the public original response.
+3. The "thinking" message becomes the job card, edited as events arrive, with a Cancel
+   button (a ``DynamicItem`` whose custom id carries the job id, so clicks are routed without
+   keeping a View per message). Only the requester or a member with Manage Server may cancel.
+4. On completion the audio is posted as a follow-up (a channel message once the token is
+   dead), fitted to the interaction's ``attachment_size_limit`` (discord.py exposes it as
+   ``Interaction.filesize_limit``), and the job is marked delivered.
+5. At start (loaded in ``setup_hook``, running once the bot is ready) the cog hands
+   ``resume_pending`` a deliverer that posts resumed jobs' audio as channel messages and
+   closes their old cards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.audio import AudioError, TooLargeForUpload, fit_upload, probe_audio
+from bot.gateway.errors import InvalidTTSRequest
+from bot.gateway.models import TTSParams
+from bot.quotas.errors import QuotaExceeded
+from bot.quotas.wallet import SubmissionsPaused
+from bot.speech.events import DeliveryTarget, Requester, SpeechResult
+from bot.store.jobs import JobRecord
+from cogs import _card, _checks
+from cogs._reply import NO_MENTIONS, Reply
+from cogs._session import SpeakSession, out_of_credit
+
+log = logging.getLogger(__name__)
+
+#: Discord's limit for the option (``Range`` needs a constant); the setting
+#: CHATTERBOX_MAX_TEXT_CHARS is checked in code as well.
+TEXT_OPTION_MAX = 2000
+
+OUTPUT_CHOICES = [
+    app_commands.Choice(name="file in this channel", value="file"),
+    app_commands.Choice(name="play in my voice channel", value="voice"),
+    app_commands.Choice(name="both", value="both"),
+]
+
+
+CANCEL_TEMPLATE = r"speak:cancel:(?P<job>[\w-]{1,80})"
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE):
+    """The card's Cancel button; the custom id names the job."""
+
+    def __init__(self, job_id: str) -> None:
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label="Cancel", style=discord.ButtonStyle.danger, custom_id=f"speak:cancel:{job_id}"
+        )
+        super().__init__(button)
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> CancelButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        cog = interaction.client.get_cog("Speak")
+        if not isinstance(cog, SpeakCog):
+            await interaction.response.send_message("This job is no longer running.", ephemeral=True)
+            return
+        await cog.cancel_clicked(interaction, self.job_id)
+
+
+def card_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view
+
+
+class SpeakCog(commands.Cog, name="Speak"):
+    def __init__(self, bot: Any) -> None:
+        self.bot = bot
+        self.sessions: dict[str, SpeakSession] = {}
+        #: Resuming the jobs a previous run left (started at load, runs once the bot is ready).
+        self.resume_task: asyncio.Task[int] | None = None
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(CancelButton)
+        self.resume_task = asyncio.create_task(self._resume(), name="speak-resume-pending")
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(CancelButton)
+        if self.resume_task is not None:
+            self.resume_task.cancel()
+
+    # -- /speak -----------------------------------------------------------------------------
+
+    @app_commands.command(name="speak", description="Turn text into speech with Chatterbox TTS")
+    @app_commands.describe(
+        text="What to say (long text is split into sentences)",
+        voice="Optional voice clip to clone (audio file, up to 30 s; the first ~10 s matter)",
+        exaggeration="Emotion intensity, 0 to 1 (default 0.5)",
+        temperature="Randomness, 0.1 to 1 (default 0.8)",
+        cfg="Guidance / pacing, 0 to 2 (default 0.5)",
+        output="Where the audio goes (default: file in this channel)",
+    )
+    @app_commands.choices(output=OUTPUT_CHOICES)
+    @app_commands.guild_only()
+    async def speak(
+        self,
+        interaction: discord.Interaction[Any],
+        text: app_commands.Range[str, 1, TEXT_OPTION_MAX],
+        voice: discord.Attachment | None = None,
+        exaggeration: app_commands.Range[float, 0.0, 1.0] = 0.5,
+        temperature: app_commands.Range[float, 0.1, 1.0] = 0.8,
+        cfg: app_commands.Range[float, 0.0, 2.0] = 0.5,
+        output: str = "file",
+    ) -> None:
+        # A plain ``str`` (not ``Choice[str]``): discord.py would reject an unknown value with
+        # a bare TransformerError; ``_checks.check_output`` explains it to the member instead.
+        kind = output
+        problem = self._quick_checks(interaction, text, voice, exaggeration, temperature, cfg, kind)
+        if problem is not None:
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
+        callback = await interaction.response.defer(thinking=True)
+        card_id = callback.message_id if callback is not None else None
+        reply = Reply(clock=self.bot.clock, channel=interaction.channel, interaction=interaction,  # type: ignore[arg-type]
+                      card_id=card_id)
+        card_started = False
+        try:
+            voice_url: str | None = None
+            if voice is not None:
+                problem = await self._check_voice_clip(voice)
+                if problem is not None:
+                    await reply.refuse(problem)
+                    return
+                voice_url = voice.url
+            member = interaction.user
+            session = SpeakSession(
+                bot=self.bot,
+                reply=reply,
+                card=_card.Card(
+                    requester=member.mention, text=text, output=kind, exaggeration=exaggeration,
+                    temperature=temperature, cfg=cfg, voice_name=voice.filename if voice else None,
+                ),
+                requester_id=member.id,
+                requester_name=member.display_name,
+                guild_id=interaction.guild_id,
+                output=kind,
+                upload_limit=interaction.filesize_limit,
+                make_view=card_view,
+                on_finished=self._forget,
+            )
+            target = _delivery_target(interaction, kind, card_id)
+            try:
+                job = await self.bot.core.speech.start(
+                    Requester(member.id, member.display_name, interaction.guild_id, _role_ids(member)),
+                    text,
+                    voice_url=voice_url,
+                    params=TTSParams(exaggeration=exaggeration, temperature=temperature, cfg=cfg),
+                    target=target,
+                    on_event=session.on_event,
+                )
+            except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
+                await reply.refuse(_refusal_text(exc))
+                if isinstance(exc, SubmissionsPaused):
+                    await out_of_credit(self.bot, interaction.guild_id, member.display_name)
+                return
+            card_started = True
+            session.attach(job)
+            if not session.finished.is_set():
+                self.sessions[job.job_id] = session
+            if kind in ("voice", "both") and isinstance(member, discord.Member):
+                await session.start_voice(member, text, interaction.channel_id)
+        except Exception:
+            if not card_started:  # let the tree's apology be a private message, not the card
+                try:
+                    await interaction.delete_original_response()
+                except discord.HTTPException:
+                    pass
+            raise
+
+    def _quick_checks(
+        self,
+        interaction: discord.Interaction[Any],
+        text: str,
+        voice: discord.Attachment | None,
+        exaggeration: float,
+        temperature: float,
+        cfg: float,
+        output: str,
+    ) -> str | None:
+        """Everything checkable without I/O, in the order a member would fix it."""
+        settings = self.bot.settings
+        problem = (
+            _checks.check_text(text, min(settings.chatterbox_max_text_chars, TEXT_OPTION_MAX))
+            or _checks.check_params(exaggeration, temperature, cfg)
+            or _checks.check_output(output)
+        )
+        if problem is None and voice is not None:
+            problem = _checks.check_voice_file(
+                voice.content_type, voice.filename, voice.size, settings.voice_ref_max_bytes
+            )
+        if problem is None:
+            problem = self._check_channel(interaction)
+        if problem is None:
+            try:
+                self.bot.core.speech.plan(text)
+            except InvalidTTSRequest as exc:
+                problem = exc.user_message
+        return problem
+
+    @staticmethod
+    def _check_channel(interaction: discord.Interaction[Any]) -> str | None:
+        channel, guild = interaction.channel, interaction.guild
+        if guild is not None and guild.me is not None and hasattr(channel, "permissions_for"):
+            perms = channel.permissions_for(guild.me)  # type: ignore[union-attr]
+        else:
+            perms = interaction.app_permissions
+        return _checks.missing_channel_permissions(
+            view=perms.view_channel, send=perms.send_messages, attach=perms.attach_files
+        )
+
+    async def _check_voice_clip(self, voice: discord.Attachment) -> str | None:
+        settings = self.bot.settings
+        try:
+            data = await voice.read()
+        except discord.HTTPException:
+            return "I couldn't download the voice clip from Discord; please try again."
+        if len(data) > settings.voice_ref_max_bytes:
+            return _checks.check_voice_file(voice.content_type, voice.filename, len(data),
+                                            settings.voice_ref_max_bytes)
+        try:
+            probe = await probe_audio(data, ffmpeg=self.bot.ffmpeg)
+        except AudioError as exc:
+            return f"The voice clip can't be used: {exc}"
+        return _checks.check_voice_duration(probe.duration, settings.voice_ref_max_seconds)
+
+    def _forget(self, session: SpeakSession) -> None:
+        if session.job_id is not None:
+            self.sessions.pop(session.job_id, None)
+
+    # -- Cancel -----------------------------------------------------------------------------
+
+    async def cancel_clicked(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        session = self.sessions.get(job_id)
+        if session is None or session.job is None or session.finished.is_set():
+            await interaction.response.send_message("This job is no longer running.", ephemeral=True)
+            return
+        is_mod = interaction.permissions.manage_guild
+        if interaction.user.id != session.requester_id and not is_mod:
+            await interaction.response.send_message(
+                f"Only <@{session.requester_id}> (who asked) or a moderator with Manage Server can "
+                "cancel this job.",
+                ephemeral=True,
+                allowed_mentions=NO_MENTIONS,
+            )
+            return
+        await interaction.response.defer()  # the card itself shows "cancelled"
+        if not await session.job.cancel():
+            await interaction.followup.send("Too late: the job had already finished.", ephemeral=True)
+
+    # -- restart ----------------------------------------------------------------------------
+
+    async def _resume(self) -> int:
+        """Once the bot is connected (channels cached), take over what the last run left."""
+        await self.bot.wait_until_ready()
+        try:
+            # wait=True: the task ends once every resumed job is delivered (tests await it).
+            return await self.bot.core.speech.resume_pending(self.deliver_resumed, wait=True)
+        except Exception:
+            log.exception("could not resume pending speech jobs")
+            return 0
+
+    async def deliver_resumed(self, record: JobRecord, result: SpeechResult) -> None:
+        """Post a resumed job's audio by channel message (the old token may be dead)."""
+        delivery = record.delivery
+        channel_id = delivery.get("channel_id") or record.channel_id
+        if channel_id is None:
+            log.warning("resumed job %s has no channel; not delivered", record.id)
+            return
+        try:
+            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        except discord.HTTPException as exc:
+            log.warning("resumed job %s: channel %s is gone (%s); not delivered", record.id, channel_id, exc)
+            return
+        guild = getattr(channel, "guild", None)
+        limit = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
+        reply = Reply(clock=self.bot.clock, channel=channel, card_id=delivery.get("card_message_id"))
+        voice_name = record.voice_url.rsplit("/", 1)[-1].split("?", 1)[0] if record.voice_url else None
+        try:
+            upload = await fit_upload(result.audio, limit_bytes=limit, ffmpeg=self.bot.ffmpeg,
+                                      base_name=result.text)
+        except (TooLargeForUpload, AudioError) as exc:
+            await _quietly(reply.post(f"<@{record.user_id}>: your /speak audio was made but can't be posted: "
+                                      f"{exc}"))
+            return
+        content = _card.audio_message(
+            requester=f"<@{record.user_id}>", text=result.text, duration=result.duration,
+            exaggeration=result.exaggeration, temperature=result.temperature, cfg=result.cfg,
+            voice_name=voice_name,
+            note=" ".join(n for n in (upload.note, "(Delivered after a restart.)") if n),
+        )
+        try:
+            await reply.post(content, data=upload.data, filename=upload.filename)
+        except (discord.Forbidden, discord.NotFound) as exc:
+            log.warning("resumed job %s: cannot post in channel %s (%s)", record.id, channel_id, exc)
+            return
+        card = _card.Card(
+            requester=f"<@{record.user_id}>", text=record.text, output=str(delivery.get("kind") or "file"),
+            exaggeration=result.exaggeration, temperature=result.temperature, cfg=result.cfg,
+            voice_name=voice_name,
+            status=_card.status_done(result.duration, where="posted below after a restart"),
+        )
+        await _quietly(reply.edit_card(card.render(), view=None))
+
+
+def _delivery_target(interaction: discord.Interaction[Any], kind: str, card_id: int | None) -> DeliveryTarget:
+    """Where the job's audio goes, persisted with it so a restarted bot can still deliver."""
+    voice_channel = getattr(getattr(interaction.user, "voice", None), "channel", None)
+    return DeliveryTarget(
+        kind=kind,  # type: ignore[arg-type]
+        channel_id=interaction.channel_id,
+        application_id=interaction.application_id,
+        interaction_token=interaction.token,
+        voice_channel_id=voice_channel.id if voice_channel is not None else None,
+        card_message_id=card_id,
+    )
+
+
+def _role_ids(member: Any) -> tuple[int, ...]:
+    return tuple(role.id for role in getattr(member, "roles", ()) if not role.is_default())
+
+
+def _refusal_text(exc: Exception) -> str:
+    if isinstance(exc, QuotaExceeded):
+        return _card.quota_refusal(exc.user_message, exc.resets_at)
+    return getattr(exc, "user_message", None) or str(exc)
+
+
+async def _quietly(coro: Any) -> None:
+    try:
+        await coro
+    except discord.HTTPException as exc:
+        log.info("Discord refused a /speak message: %s", exc)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(SpeakCog(bot))

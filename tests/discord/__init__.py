@@ -1,0 +1,1 @@
+"""Discord integration tests: the real bot, the Discord sandbox, the gateway emulator, SQLite."""

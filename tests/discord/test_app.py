@@ -1,0 +1,46 @@
+"""The bot process itself: starting without a token, and keeping the token out of logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.discord.harness import Harness
+from tests.discord.speak_support import card_with
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).with_name("chatterbox-bot")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
+
+
+def test_run_without_a_discord_token_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ("DISCORD_TOKEN", "CHATTERBOX_API_KEY")}
+    done = subprocess.run(  # a plain (not async) test: blocking here stalls no event loop
+        [*_cli(), "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("chatterbox-bot: DISCORD_TOKEN is not set")
+    assert "discord.com/developers/applications" in lines[0] and "Traceback" not in done.stderr
+    assert done.stdout == ""
+
+
+async def test_the_discord_token_never_reaches_the_logs(harness: Harness, caplog) -> None:
+    h = harness
+    token = h.sandbox.token
+    api_key = h.emulator.api_key
+    with caplog.at_level(logging.DEBUG):
+        await h.restart_bot()  # login, IDENTIFY, command sync, all at DEBUG
+        handle = await h.speak(text="Is anything secret in the log?")
+        await card_with(handle, "done")
+        h.emulator.set_balance(0)
+        await card_with(await h.speak(text="And in an error?"), "failed")
+    assert len(caplog.records) > 50  # the capture did see the bot's DEBUG chatter
+    assert token not in caplog.text and api_key not in caplog.text
+    for secret_holder in (h.settings, h.bot.core.client):
+        assert token not in repr(secret_holder) and api_key not in repr(secret_holder)
