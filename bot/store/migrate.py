@@ -11,6 +11,12 @@ in ONE transaction:
 - PostgreSQL: the transaction first takes an advisory lock for the same reason; DDL is
   transactional there, so a failed migration leaves the database at its previous revision.
 
+Two guards make concurrent starts boring. Alembic loads the migration scripts as Python
+modules, which is not safe from two threads at once (each aiosqlite connection has its own
+thread), so one process runs Alembic under ``_ALEMBIC_LOCK``. And on a brand-new SQLite file a
+second starter can race the first one's switch to WAL; if its migration then fails, it is run
+again, and the retry finds the database at head and does nothing.
+
 ``upgrade(url)`` is what ``chatterbox-bot db upgrade`` runs; the command-line ``alembic -c
 bot/store/alembic.ini upgrade head`` also works (``migrations/env.py`` then builds its own
 engine from ``DATABASE_URL``).
@@ -18,6 +24,7 @@ engine from ``DATABASE_URL``).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -25,12 +32,16 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.engine import READONLY_OPTION, advisory_key, create_engine
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATION_LOCK = "store:migrations"
+SQLITE_MIGRATION_ATTEMPTS = 3
+# Alembic's module loading is process-global state; see the module docstring.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def alembic_config() -> Config:
@@ -50,7 +61,8 @@ def head_revision() -> str:
 def _upgrade_sync(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    with _ALEMBIC_LOCK:
+        command.upgrade(config, revision)
 
 
 def _current_sync(connection: Connection) -> str | None:
@@ -65,10 +77,17 @@ async def lock_for_migrations(conn: AsyncConnection) -> None:
 
 async def migrate_engine(engine: AsyncEngine, revision: str = "head") -> str | None:
     """Upgrade the database behind ``engine`` to ``revision``; returns the revision reached."""
-    async with engine.begin() as conn:
-        await lock_for_migrations(conn)
-        await conn.run_sync(_upgrade_sync, revision)
-        return await conn.run_sync(_current_sync)
+    attempts = SQLITE_MIGRATION_ATTEMPTS if engine.dialect.name == "sqlite" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                await lock_for_migrations(conn)
+                await conn.run_sync(_upgrade_sync, revision)
+                return await conn.run_sync(_current_sync)
+        except OperationalError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def revision_of(engine: AsyncEngine) -> str | None:
