@@ -98,6 +98,8 @@ class ChatterboxBot(commands.Bot):
     ) -> None:
         if isinstance(error, app_commands.CheckFailure):
             message = str(error) or "You cannot use this command here."
+        elif isinstance(error, app_commands.TransformerError):
+            message = f"{str(error.value)[:100]!r} is not a valid value for that option."
         elif isinstance(error, app_commands.CommandOnCooldown):
             message = f"Slow down: try again in {error.retry_after:.0f} s."
         else:

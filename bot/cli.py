@@ -103,9 +103,11 @@ def _configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # discord.py and aiohttp are chatty at DEBUG; keep them at INFO unless asked.
+    # discord.py and aiohttp are chatty at DEBUG; keep them at INFO unless asked. Alembic
+    # narrates every start ("Context impl SQLiteImpl", ...): only its warnings are news.
     for noisy in ("discord.gateway", "discord.http", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

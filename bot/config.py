@@ -12,7 +12,6 @@ Every field here is listed, with its default, in ``.env.example`` and the README
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -120,14 +119,6 @@ class Settings(BaseSettings):
                 "only for the local emulator."
             )
         return self.chatterbox_api_key
-
-    def sqlite_path(self) -> Path | None:
-        """The SQLite file the database URL names, or None for another database."""
-        prefix = "sqlite+aiosqlite:///"
-        if self.database_url.startswith(prefix):
-            rest = self.database_url[len(prefix):]
-            return None if rest in ("", ":memory:") else Path(rest)
-        return None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,4 +1,4 @@
-"""/speak's own checks of its options, made before anything is spent. Pure functions.
+"""/speak's own checks of its options, made before anything is spent; and one guard for all cogs.
 
 Discord's client enforces the ranges declared with ``app_commands.Range``, but discord.py does
 not re-check them when an interaction arrives (an old or hostile client can send anything),
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 from pathlib import PurePosixPath
+
+import discord
+from discord import app_commands
 
 from bot.gateway.models import PARAM_RANGES
 
@@ -99,3 +102,19 @@ def missing_channel_permissions(*, view: bool, send: bool, attach: bool) -> str 
         f"permission{'s' if len(missing) > 1 else ''} here. Ask a moderator, or use another channel. "
         "Nothing was charged."
     )
+
+
+def require_resolved_options(interaction: discord.Interaction) -> bool:
+    """Refuse a command whose role, member, channel or file option Discord did not resolve.
+
+    discord.py hands such an option to the command as a bare ``discord.Object`` (the role or
+    channel was deleted while the member was typing, or an old client sent a stale id); no
+    command body should have to cope with that, so the cogs call this from ``interaction_check``.
+    """
+    for name, value in interaction.namespace:
+        if type(value) is discord.Object:
+            raise app_commands.CheckFailure(
+                f"I can't find what you picked for `{name}` any more (it may have been deleted); "
+                "pick it again."
+            )
+    return True

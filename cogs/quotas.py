@@ -42,6 +42,7 @@ from discord.ext import commands
 
 from bot.quotas import FIELD_LIMITS, PolicyError, PolicyScope, ResolvedPolicy
 from cogs import _quota_render as render
+from cogs._checks import require_resolved_options
 from cogs._quota_access import (
     FIELD_CHOICES,
     FIELD_OPTIONS,
@@ -82,6 +83,9 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     @property
     def core(self) -> Services:
         return self.bot.core
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return require_resolved_options(interaction)
 
     async def _run(
         self, interaction: discord.Interaction, work: Callable[[int, int], Awaitable[str]]

@@ -101,6 +101,9 @@ class SpeakCog(commands.Cog, name="Speak"):
         #: Resuming the jobs a previous run left (started at load, runs once the bot is ready).
         self.resume_task: asyncio.Task[int] | None = None
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return _checks.require_resolved_options(interaction)
+
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(CancelButton)
         self.resume_task = asyncio.create_task(self._resume(), name="speak-resume-pending")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.discord.harness import Harness
-from tests.discord.speak_support import card_with
+from tests.discord.speak_support import card_with, refusal
 
 
 def _cli() -> list[str]:
@@ -44,3 +44,25 @@ async def test_the_discord_token_never_reaches_the_logs(harness: Harness, caplog
     assert token not in caplog.text and api_key not in caplog.text
     for secret_holder in (h.settings, h.bot.core.client):
         assert token not in repr(secret_holder) and api_key not in repr(secret_holder)
+
+
+async def test_an_option_value_that_does_not_convert_is_refused_not_apologised_for(harness: Harness) -> None:
+    h = harness  # /quota alerts wants a text channel; a stale client sends the voice channel
+    handle = await h.sandbox.slash("quota alerts", user=h.mo, channel=h.general, validate=False,
+                                   options={"channel": h.voice_channel})
+    answer = await refusal(handle, "is not a valid value")
+    assert h.voice_channel.name in answer.content and "error id" not in answer.content
+    assert (await h.bot.core.quotas.admin.guild_settings(h.guild.id)).alert_channel_id is None
+
+
+async def test_a_role_deleted_while_typing_is_refused_with_a_clear_message(harness: Harness) -> None:
+    h = harness
+    ghost_role = "123456789012345678"  # no such role in the server, and none resolved
+    handle = await h.sandbox.slash(
+        "quota set-role", user=h.mo, channel=h.general, validate=False,
+        raw_options=[{"name": "role", "type": 8, "value": ghost_role},
+                     {"name": "requests_per_day", "type": 4, "value": 3}],
+    )
+    answer = await refusal(handle, "can't find what you picked for `role`")
+    assert "error id" not in answer.content
+    assert await h.bot.core.quotas.admin.policies(h.guild.id) == []
