@@ -161,6 +161,20 @@ class WalletGuard:
             (c.epoch == permit.epoch,), by="probe", action="wallet.resume"
         )
 
+    async def release_probe(self, permit: SubmitPermit) -> bool:
+        """Give back a probe permit that was never used (the request was refused before its
+        POST, e.g. by the member's quota), so the next request may probe at once instead of a
+        whole interval later. True if the probe was handed back."""
+        if not permit.probe:
+            return False
+        c = bot_guard.c
+        return await self._update(
+            update(bot_guard)
+            .where(c.id == GUARD_ROW, c.paused.is_(True), c.epoch == permit.epoch,
+                   c.probe_in_flight.is_(True))
+            .values(last_probe_at=self._clock.now() - self._interval, probe_in_flight=False)
+        )
+
     async def resume(self, by: str) -> bool:
         """Resume by hand (a moderator topped up the wallet). False if it was not paused."""
         return await self._resume((), by=by[:100], action="wallet.resume")

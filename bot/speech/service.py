@@ -200,6 +200,7 @@ class SpeechService:
             )
         except BaseException:
             self._claimed.discard(job.id)
+            await self._wallet.release_probe(permit)  # refused before any POST: not a probe
             raise
         sink = EventSink(on_event)
         sink.post(QuotaReserved(job.id, plan))

@@ -70,6 +70,21 @@ async def test_one_probe_after_the_interval_resumes(wallet: WalletGuard, clock: 
     assert await wallet.before_submit() == SubmitPermit(probe=False, epoch=1)
 
 
+async def test_an_unused_probe_is_handed_back_for_the_next_request(
+    wallet: WalletGuard, clock: ManualClock
+) -> None:
+    await wallet.record_insufficient_balance(MESSAGE)
+    clock.advance(600)
+    probe = await wallet.before_submit()
+    assert probe.probe
+    await paused_error(wallet)  # while it is out, nobody else probes
+    assert await wallet.release_probe(probe)
+    assert not await wallet.release_probe(probe)  # only once
+    assert not await wallet.release_probe(SubmitPermit())  # an ordinary permit is no probe
+    again = await wallet.before_submit()  # at once, not an interval later
+    assert again.probe and again.epoch == probe.epoch
+
+
 async def test_a_failed_probe_keeps_the_pause_and_restarts_the_interval(
     wallet: WalletGuard, clock: ManualClock
 ) -> None:

@@ -99,3 +99,19 @@ async def test_wallet_pause_refuses_until_a_probe_succeeds(
                                       target=TARGET)
     await job.result()
     assert not (await services.wallet.state()).paused  # the probe's success resumed everyone
+
+
+async def test_a_quota_refusal_does_not_use_up_the_wallet_probe(
+    services: Services, emulator: GatewayEmulator, scaled_clock: ScaledClock
+) -> None:
+    past = ManualClock(scaled_clock.now() - timedelta(hours=1))  # the probe is due now
+    await WalletGuard(services.db, past, probe_interval=600).record_insufficient_balance("HTTP 402")
+    await services.quotas.admin.set_user_policy(ALICE.guild_id or 0, ALICE.user_id, actor_id=1,
+                                                requests_per_day=0)
+    error = await _refused(services, "Hello")
+    assert isinstance(error, QuotaExceeded)  # alice held the probe permit, then was refused
+    bob = Requester(user_id=102, display_name="bob", guild_id=ALICE.guild_id)
+    job = await services.speech.start(bob, "Hello from bob", voice_url=None, params=TTSParams(),
+                                      target=TARGET)
+    await job.result()  # bob is the probe at once, not an interval later, and it resumes
+    assert not (await services.wallet.state()).paused
