@@ -372,7 +372,14 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
                 f"that file could not be read ({exc})"
             ) from exc
         return ProbeResult(info.duration, "wav", f"pcm_s{info.sample_width * 8}le")
-    path = await asyncio.to_thread(_write_temp, data)
+    writing = asyncio.ensure_future(asyncio.to_thread(_write_temp, data))
+    try:
+        path = await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        # The thread goes on and creates the file anyway: wait for it and delete the clip.
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(os.unlink, await writing)
+        raise
     try:
         args = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-i", path, "-map", "0:a:0", "-vn"]
         args += ["-f", "null", "-progress", "pipe:1", "-"]
@@ -390,3 +397,28 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
     fmt = _INPUT_FORMAT.search(header)
     codec = _AUDIO_CODEC.search(header)
     return ProbeResult(duration, fmt.group(1) if fmt else "unknown", codec.group(1) if codec else "unknown")
+
+
+# --------------------------------------------------------------------------- voice streaming
+
+
+def wav_pcm(data: bytes) -> tuple[WavInfo, bytes]:
+    """A PCM WAV's facts and its raw sample bytes (header stripped, whole frames only).
+
+    For streaming chunks to FFmpeg as one raw PCM stream (voice playback); raises
+    ``AudioError`` for anything ``wav_info`` refuses.
+    """
+    return _read_wav(data)
+
+
+#: FFmpeg's raw PCM format name for each WAV sample width (8-bit WAV is unsigned).
+PCM_FORMATS: dict[int, str] = {1: "u8", 2: "s16le", 3: "s24le", 4: "s32le"}
+
+
+def ffmpeg_raw_input_args(info: WavInfo) -> list[str]:
+    """FFmpeg input options that read raw PCM in ``info``'s format from a pipe."""
+    try:
+        fmt = PCM_FORMATS[info.sample_width]
+    except KeyError:
+        raise AudioError(f"Unsupported WAV sample width: {info.sample_width * 8}-bit.") from None
+    return ["-f", fmt, "-ar", str(info.sample_rate), "-ac", str(info.channels)]

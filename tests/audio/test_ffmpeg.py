@@ -224,3 +224,16 @@ async def test_probe_without_ffmpeg_reads_only_wav(ffmpeg: str) -> None:
         await probe_audio(ogg, ffmpeg=None)
     with pytest.raises(AudioError, match="empty"):
         await probe_audio(b"", ffmpeg=ffmpeg)
+
+
+async def test_cancelling_a_probe_leaves_no_temporary_file(
+    ffmpeg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    task = asyncio.create_task(probe_audio(speechlike_wav(30.0), ffmpeg=ffmpeg))
+    await asyncio.sleep(0)  # the clip is being written in a thread now
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.get_running_loop().shutdown_default_executor()  # every thread has finished
+    assert os.listdir(tmp_path) == []  # the member's clip is not left behind

@@ -1,0 +1,596 @@
+"""The per-guild voice player behind ``cogs.voice``: one clip at a time, fair queue, auto-leave.
+
+Design decisions (the user-facing ones are repeated in ``cogs/voice.py``):
+
+* **One worker task per guild** takes the next *ready* clip from the ``FairQueue`` (a clip
+  whose first chunk has not arrived keeps its place without blocking the others), joins the
+  requester's *current* voice channel (moving the bot there if it is elsewhere), plays,
+  reports the outcome on the card, and repeats. The bot connects only when a clip is ready,
+  so it never sits in a channel waiting for audio that is still being generated.
+* **Audio**: ``ClipOpusSource`` is ``discord.FFmpegOpusAudio`` fed raw PCM through a pipe
+  while the chunks arrive. FFmpeg's Ogg muxer is told to flush every packet
+  (``-page_duration 20000 -flush_packets 1``), otherwise it holds a second of audio per page
+  and only lets go at the end of the input. When no packet is ready (the next chunk is still
+  being generated) ``read`` returns an Opus silence frame after one frame's time instead of
+  blocking: discord.py's ``AudioPlayer`` paces by frame count, and after a blocked read it
+  would send the backlog in a burst that listeners hear as skipped audio.
+* **Ending a clip** (skip, stop, abort, bot disconnected, everyone left) records *why* on the
+  ``NowPlaying`` and then stops the voice client; the worker turns the reason into the card
+  text or the file fallback when the player's ``after`` callback fires. One path, no races.
+* **Idle**: after a clip the ``IdleTimer`` (``bot.clock``) runs; when ``VOICE_IDLE_SECONDS``
+  pass with nothing playing the bot leaves. Connect/move/leave run under one lock, and a
+  clip about to start marks the player busy so a late idle timer cannot leave under it.
+* **Failures never lose audio**: a failed join (permission, timeout, DAVE/voice errors),
+  FFmpeg failing to start, or a playback error calls ``clip.give_up(reason)``, and the /speak
+  cog posts the file with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import shlex
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import discord
+
+from bot.audio import AudioError, WavInfo, ffmpeg_raw_input_args
+from bot.voice_clip import PcmReader, VoiceClip
+from bot.voice_queue import FairQueue, IdleTimer, ordinal
+
+log = logging.getLogger(__name__)
+
+#: What discord.py sends for silence (an Opus frame that decodes to 20 ms of nothing).
+OPUS_SILENCE = b"\xf8\xff\xfe"
+FRAME_SECONDS = 0.02
+CONNECT_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 2.0
+VOICE_BITRATE_KBPS = 64
+_HEADER_PACKETS = (b"OpusHead", b"OpusTags")
+#: After the input: -loglevel error overrides discord.py's "warning" (FFmpeg warns about the
+#: guessed mono layout of raw input); the Ogg options flush each packet as it is encoded.
+_OUTPUT_OPTIONS = "-loglevel error -page_duration 20000 -flush_packets 1"
+
+
+class ClipOpusSource(discord.FFmpegOpusAudio):
+    """``FFmpegOpusAudio`` over a clip that is still arriving; never blocks ``read`` for long.
+
+    Build it in a thread (``asyncio.to_thread``): the constructor starts FFmpeg. Counts
+    ``audio_packets`` and ``filler_packets`` (silence sent while waiting for audio).
+    """
+
+    def __init__(
+        self, reader: PcmReader, info: WavInfo, *, executable: str, bitrate: int = VOICE_BITRATE_KBPS
+    ) -> None:
+        #: The clip's PCM; read by ``_pipe_writer``, which the base constructor starts.
+        self.reader = reader
+        self._packets: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._ended = False
+        self.audio_packets = 0
+        self.filler_packets = 0
+        self._stderr_file = tempfile.TemporaryFile()
+        try:
+            super().__init__(
+                cast(Any, reader),
+                pipe=True,
+                executable=executable,
+                bitrate=bitrate,
+                before_options=shlex.join(ffmpeg_raw_input_args(info)),
+                options=_OUTPUT_OPTIONS,
+                stderr=self._stderr_file,
+            )
+        except BaseException:
+            reader.close()
+            self._stderr_file.close()
+            raise
+        packets = self._packet_iter
+        stdout = self._stdout
+        threading.Thread(
+            target=self._pump, args=(packets, stdout), daemon=True, name=f"opus-pump:pid-{self._process.pid}"
+        ).start()
+
+    def _pipe_writer(self, source: Any) -> None:
+        # Replaces discord.py's writer: flush every block (a half-full buffer would hold the
+        # end of a chunk back until the next one arrives), and keep our own stdin reference
+        # so a concurrent cleanup() cannot pull it away mid-write.
+        stdin = self._stdin
+        if stdin is None:
+            return
+        try:
+            while data := self.reader.read(self.BLOCKSIZE):
+                stdin.write(data)
+                stdin.flush()
+        except (OSError, ValueError) as exc:
+            log.debug("stopped feeding FFmpeg: %s", exc)
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()
+
+    def _pump(self, packets: Any, stdout: Any) -> None:
+        try:
+            for packet in packets:
+                if not packet.startswith(_HEADER_PACKETS):
+                    self._packets.put(packet)
+        except Exception as exc:  # a killed FFmpeg leaves a truncated page
+            log.debug("Opus stream ended early: %s", exc)
+        finally:
+            self._packets.put(None)
+            with contextlib.suppress(OSError, ValueError):
+                stdout.close()
+
+    def read(self) -> bytes:
+        if self._ended:
+            return b""
+        try:
+            packet = self._packets.get(timeout=FRAME_SECONDS)
+        except queue.Empty:
+            self.filler_packets += 1
+            return OPUS_SILENCE
+        if packet is None:
+            self._ended = True
+            self._note_exit()
+            return b""
+        self.audio_packets += 1
+        return packet
+
+    def _note_exit(self) -> None:
+        """At the end of the stream: a non-zero FFmpeg exit becomes ``_current_error``,
+        which discord.py's player hands to ``after``."""
+        process = self._process
+        if not process or self._stopped:
+            return
+        try:
+            code = process.wait(timeout=2)
+        except Exception:
+            return
+        if code != 0 and self._current_error is None:
+            message = f"FFmpeg exited with code {code}: {self.stderr_tail()}"
+            self._current_error = discord.FFmpegProcessError(message)
+
+    def stderr_tail(self) -> str:
+        try:
+            self._stderr_file.seek(0)
+            lines = [ln.strip() for ln in self._stderr_file.read().decode("utf-8", "replace").splitlines()]
+        except (OSError, ValueError):
+            return "no error output"
+        lines = [ln for ln in lines if ln]
+        return lines[-1][:300] if lines else "no error output"
+
+    def cleanup(self) -> None:
+        self.reader.close()
+        super().cleanup()
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr_file.close()
+
+
+class PlayableVoice(Protocol):
+    """What the player needs from a voice connection: ``discord.VoiceClient`` or a test double."""
+
+    channel: Any
+
+    def play(
+        self, source: discord.AudioSource, *, after: Callable[[Exception | None], Any] | None = ...
+    ) -> None: ...
+    def stop(self) -> None: ...
+    def is_playing(self) -> bool: ...
+    def is_connected(self) -> bool: ...
+    async def move_to(self, channel: Any, *, timeout: float | None = ...) -> None: ...  # noqa: ASYNC109
+    async def disconnect(self, *, force: bool = ...) -> None: ...
+    def cleanup(self) -> None: ...
+
+
+class VoiceUnavailable(Exception):
+    """Joining or moving failed; the message completes "posted instead because …"."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """Why a clip stopped early: a card text, or a reason to post the file instead (or neither)."""
+
+    card: str | None = None
+    fallback: str | None = None
+
+
+@dataclass
+class NowPlaying:
+    clip: VoiceClip
+    channel: discord.VoiceChannel
+    voice: PlayableVoice
+    source: ClipOpusSource
+    done: asyncio.Future[Exception | None]
+    ended_by: Ending | None = None
+
+
+def humans_in(channel: Any) -> list[discord.Member]:
+    return [m for m in getattr(channel, "members", []) if not m.bot]
+
+
+def voice_problem(channel: Any, me: discord.Member) -> str | None:
+    """Why the bot cannot play in ``channel`` (a clause for "posted instead because …"), or None."""
+    if isinstance(channel, discord.StageChannel):
+        return f"I don't speak in stage channels (#{channel.name})"
+    if not isinstance(channel, discord.VoiceChannel):
+        return "you are not in a voice channel"
+    perms = channel.permissions_for(me)
+    if not (perms.view_channel and perms.connect):
+        return f"I don't have permission to join #{channel.name} (Connect)"
+    if not perms.speak:
+        return f"I don't have permission to speak in #{channel.name} (Speak)"
+    already_there = me.voice is not None and me.voice.channel == channel
+    if channel.user_limit and len(channel.members) >= channel.user_limit and not already_there:
+        if not perms.move_members:
+            return f"#{channel.name} is full"
+    if me.is_timed_out():
+        return "I am timed out on this server"
+    return None
+
+
+def _describe_voice_error(exc: BaseException, channel: discord.VoiceChannel) -> str:
+    text = str(exc).lower()
+    if "davey" in text or "dave" in text:
+        return "voice encryption (DAVE) is not available on this bot"
+    if isinstance(exc, TimeoutError):
+        return f"joining #{channel.name} timed out"
+    return f"I couldn't connect to #{channel.name}"
+
+
+class GuildPlayer:
+    """One guild's voice player. Owned by ``VoiceCog``; all methods run on the bot's loop."""
+
+    def __init__(
+        self,
+        bot: Any,
+        guild_id: int,
+        *,
+        voice_cls: type[discord.VoiceProtocol] | None,
+        changed: Callable[[], None],
+    ) -> None:
+        settings = bot.settings
+        self.bot = bot
+        self.guild_id = guild_id
+        self.voice_cls = voice_cls
+        self._changed = changed
+        self.queue: FairQueue[VoiceClip] = FairQueue(settings.voice_max_queued_per_member)
+        self.idle = IdleTimer(bot.clock, settings.voice_idle_seconds, on_wait=changed)
+        self.pause_ms: int = settings.chatterbox_chunk_pause_ms
+        self.current: NowPlaying | None = None
+        #: Set while a clip is being started (joining, starting FFmpeg), so idle cannot leave.
+        self.busy = False
+        self._announced: dict[VoiceClip, int] = {}
+        self._wake = asyncio.Event()
+        self._voice_lock = asyncio.Lock()
+        self._idle_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._worker = asyncio.create_task(self._run(), name=f"voice-player:{guild_id}")
+
+    # -- views ------------------------------------------------------------------------------
+
+    @property
+    def guild(self) -> discord.Guild | None:
+        return self.bot.get_guild(self.guild_id)
+
+    @property
+    def voice(self) -> PlayableVoice | None:
+        guild = self.guild
+        return None if guild is None else cast(PlayableVoice | None, guild.voice_client)
+
+    @property
+    def idle_armed(self) -> bool:
+        """The idle timer is sleeping on the clock (for tests and /voice queue)."""
+        return self.idle.waiting
+
+    def is_empty(self) -> bool:
+        return self.current is None and not self.busy and len(self.queue) == 0
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    def add(self, clip: VoiceClip) -> int:
+        """Queue ``clip``; returns its position. Raises ``QueueFull``."""
+        position = self.queue.add(clip.requester_id, clip)
+        clip.subscribe(self._on_clip_change)
+        self._wake.set()
+        self._changed()
+        return position
+
+    def _on_clip_change(self, clip: VoiceClip) -> None:
+        now = self.current
+        if clip in self.queue:
+            if clip.aborted is not None:
+                self.queue.remove(clip)
+                self._announced.pop(clip, None)
+                clip.unsubscribe(self._on_clip_change)
+                self._spawn(self.announce_positions())
+            self._wake.set()
+        elif now is not None and now.clip is clip:
+            if clip.aborted is not None:
+                self.end_current(Ending())
+            elif clip.failure is not None:
+                self.end_current(Ending(fallback=clip.failure))
+        self._changed()
+
+    async def announce_positions(self) -> None:
+        """Tell every waiting clip whose place changed: "queued (2nd)"."""
+        something_ahead = self.current is not None or self.busy
+        for clip, position in self.queue.positions().items():
+            if position == 1 and not something_ahead:
+                continue
+            if self._announced.get(clip) != position:
+                self._announced[clip] = position
+                await clip.report(f"queued ({ordinal(position)})")
+
+    # -- control ----------------------------------------------------------------------------
+
+    def end_current(self, ending: Ending) -> bool:
+        """Stop the clip that is playing, for ``ending``'s reason; False if none is playing."""
+        now = self.current
+        if now is None or now.ended_by is not None:
+            return False
+        now.ended_by = ending
+        now.voice.stop()
+        return True
+
+    def clear_queue(self, card: str | None) -> list[VoiceClip]:
+        """Drop every waiting clip (each card shows ``card``); returns them."""
+        cleared = self.queue.clear()
+        for clip in cleared:
+            clip.unsubscribe(self._on_clip_change)
+            self._announced.pop(clip, None)
+            if card:
+                self._spawn(clip.report(card))
+        self._changed()
+        return cleared
+
+    async def leave(self, *, ending: Ending | None = None) -> bool:
+        """Stop what plays (for ``ending``'s reason) and disconnect; False if not connected."""
+        if ending is not None:
+            self.end_current(ending)
+        async with self._voice_lock:
+            self._cancel_idle()
+            voice = self.voice
+            if voice is None:
+                return False
+            await self._drop(voice)
+        self._changed()
+        return True
+
+    async def on_bot_disconnected(self) -> None:
+        """Discord says the bot left voice (a moderator disconnected it, or a network drop)."""
+        self.end_current(Ending(fallback="I was disconnected from voice chat"))
+        async with self._voice_lock:
+            self._cancel_idle()
+            voice = self.voice
+            if voice is not None:
+                await self._drop(voice)
+        self._changed()
+
+    async def on_channel_emptied(self) -> None:
+        """No humans are left in the bot's channel: leave now, posting the current clip."""
+        voice = self.voice
+        if voice is None or humans_in(voice.channel):
+            return
+        name = getattr(voice.channel, "name", "the channel")
+        log.info("everyone left #%s in guild %s; leaving voice", name, self.guild_id)
+        await self.leave(ending=Ending(fallback=f"everyone left #{name}"))
+
+    async def close(self) -> None:
+        """Stop everything (cog unload / bot shutdown); posts nothing."""
+        now = self.current
+        self.end_current(Ending())
+        self._worker.cancel()
+        self._cancel_idle()
+        await asyncio.gather(self._worker, return_exceptions=True)
+        if now is not None:
+            # Let the player thread finish (and call ``after``) while the loop still runs.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(now.done), CLOSE_TIMEOUT)
+        voice = self.voice
+        if voice is not None:
+            await self._drop(voice)
+
+    # -- the worker -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            clip = self.queue.pop_next(lambda c: c.settled)
+            if clip is None:
+                await self._wake.wait()
+                continue
+            self._announced.pop(clip, None)
+            self.busy = True
+            try:
+                await self._play(clip)
+            except Exception:
+                log.exception("voice playback of job %s failed", clip.job_id)
+                await clip.give_up("voice playback failed")
+            finally:
+                self.busy = False
+                self.current = None
+                clip.unsubscribe(self._on_clip_change)
+                self._start_idle()
+                self._changed()
+            await self.announce_positions()
+
+    async def _play(self, clip: VoiceClip) -> None:
+        if clip.aborted is not None:
+            return
+        if clip.failure is not None:
+            await clip.give_up(clip.failure)
+            return
+        if not clip.has_audio:
+            return  # finished without any audio: nothing to play
+        guild = self.guild
+        if guild is None:
+            return
+        member = guild.get_member(clip.requester_id)
+        channel = member.voice.channel if member is not None and member.voice is not None else None
+        if channel is None:
+            await clip.give_up("you left voice chat before your clip's turn")
+            return
+        problem = voice_problem(channel, guild.me)
+        ffmpeg = self.bot.ffmpeg
+        if problem is None and ffmpeg is None:
+            log_ffmpeg_missing(clip.job_id)
+            problem = "voice chat is not available on this bot (FFmpeg is not installed)"
+        if problem is not None:
+            await clip.give_up(problem)
+            return
+        assert isinstance(channel, discord.VoiceChannel)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Exception | None] = loop.create_future()
+
+        def after(error: Exception | None) -> None:
+            # Runs in the player thread, possibly after shutdown closed the loop.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, done, error)
+
+        async with self._voice_lock:
+            self._cancel_idle()
+            try:
+                voice = await self._connect(channel)
+            except VoiceUnavailable as exc:
+                await clip.give_up(str(exc))
+                return
+            try:
+                source = await asyncio.to_thread(
+                    ClipOpusSource, clip.audio.open(self.pause_ms), _info(clip), executable=ffmpeg
+                )
+            except (discord.ClientException, OSError, AudioError) as exc:
+                log.error(
+                    "FFmpeg (%s) could not start for voice playback of job %s: %s", ffmpeg, clip.job_id, exc
+                )
+                await clip.give_up("FFmpeg could not be started for voice playback")
+                return
+            try:
+                voice.play(source, after=after)
+            except Exception as exc:
+                log.warning("could not start playback of job %s in #%s: %s", clip.job_id, channel.name, exc)
+                await asyncio.to_thread(source.cleanup)
+                await clip.give_up("voice playback could not start")
+                return
+            now = NowPlaying(clip, channel, voice, source, done)
+            self.current = now
+            self.idle.touch()
+        self._changed()
+        await self.announce_positions()
+        await clip.report(f"playing in #{channel.name}")
+        error = await asyncio.shield(done)  # a cancelled worker must not cancel ``done``
+        self.current = None
+        self.idle.touch()
+        self._changed()
+        await self._report_end(now, error)
+
+    async def _report_end(self, now: NowPlaying, error: Exception | None) -> None:
+        clip = now.clip
+        ending = now.ended_by
+        if ending is None and clip.failure is not None:
+            ending = Ending(fallback=clip.failure)
+        if ending is None and error is not None:
+            log.warning("voice playback of job %s in #%s failed: %s", clip.job_id, now.channel.name, error)
+            ending = Ending(fallback="voice playback failed")
+        if ending is None:
+            if clip.aborted is None:
+                await clip.report(f"played in #{now.channel.name}")
+        elif ending.fallback is not None:
+            await clip.give_up(ending.fallback)
+        elif ending.card is not None:
+            await clip.report(ending.card)
+
+    # -- voice connection (call with _voice_lock held) --------------------------------------
+
+    async def _connect(self, channel: discord.VoiceChannel) -> PlayableVoice:
+        voice = self.voice
+        if voice is not None and not voice.is_connected():
+            await self._drop(voice)
+            voice = None
+        try:
+            if voice is None:
+                connected = await channel.connect(
+                    timeout=CONNECT_TIMEOUT,
+                    reconnect=True,
+                    self_deaf=True,
+                    cls=self.voice_cls or discord.VoiceClient,
+                )
+                return cast(PlayableVoice, connected)
+            if getattr(voice.channel, "id", None) != channel.id:
+                await voice.move_to(channel, timeout=CONNECT_TIMEOUT)
+            return voice
+        except Exception as exc:
+            log.warning(
+                "could not join voice channel #%s in guild %s: %s: %s",
+                channel.name,
+                self.guild_id,
+                type(exc).__name__,
+                exc,
+            )
+            leftover = self.voice
+            if leftover is not None:
+                await self._drop(leftover)
+            raise VoiceUnavailable(_describe_voice_error(exc, channel)) from exc
+
+    async def _drop(self, voice: PlayableVoice) -> None:
+        """Disconnect and forget ``voice``, whatever state it is in."""
+        try:
+            await asyncio.wait_for(voice.disconnect(force=True), CONNECT_TIMEOUT)
+        except Exception as exc:
+            log.warning("voice disconnect in guild %s failed: %s", self.guild_id, exc)
+        guild = self.guild
+        if guild is not None and guild.voice_client is voice:
+            voice.cleanup()
+
+    # -- idle -------------------------------------------------------------------------------
+
+    def _start_idle(self) -> None:
+        if self._idle_task is not None and not self._idle_task.done():
+            return
+        if self.voice is None:
+            return
+        self._idle_task = asyncio.create_task(self._leave_when_idle(), name=f"voice-idle:{self.guild_id}")
+
+    def _cancel_idle(self) -> None:
+        task = self._idle_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        self._idle_task = None
+
+    async def _leave_when_idle(self) -> None:
+        await self.idle.wait()
+        async with self._voice_lock:
+            if self.current is not None or self.busy:
+                return
+            voice = self.voice
+            if voice is None:
+                return
+            log.info("voice idle for %ss in guild %s; leaving", self.idle.idle_seconds, self.guild_id)
+            await self._drop(voice)
+        self._changed()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _resolve(future: asyncio.Future[Exception | None], error: Exception | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+def _info(clip: VoiceClip) -> WavInfo:
+    info = clip.audio.info
+    assert info is not None
+    return info
+
+
+def log_ffmpeg_missing(job_id: str) -> None:
+    log.warning(
+        "voice playback is off: FFmpeg was not found (install ffmpeg, or the imageio-ffmpeg package, "
+        "or set FFMPEG_PATH); job %s is posted as a file instead",
+        job_id,
+    )
