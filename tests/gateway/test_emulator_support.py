@@ -6,7 +6,6 @@ receiver (answers scripted status codes, records what it got) and a host of refe
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import wave
@@ -20,6 +19,7 @@ from multidict import CIMultiDict
 
 from bot.clock import Clock, ScaledClock
 from bot.gateway.emulator import EmulatorConfig, GatewayEmulator
+from tests.gateway.client_support import closed_port_base_url
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
@@ -132,8 +132,4 @@ class HelperServer:
 
 async def closed_port_url() -> str:
     """An http URL on a loopback port nothing listens on (connection refused)."""
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    return f"http://127.0.0.1:{port}/voice.wav"
+    return await closed_port_base_url() + "/voice.wav"
