@@ -370,13 +370,22 @@ class GuildPlayer:
         self._changed()
 
     async def on_channel_emptied(self) -> None:
-        """No humans are left in the bot's channel: leave now, posting the current clip."""
-        voice = self.voice
-        if voice is None or humans_in(voice.channel):
-            return
-        name = getattr(voice.channel, "name", "the channel")
-        log.info("everyone left #%s in guild %s; leaving voice", name, self.guild_id)
-        await self.leave(ending=Ending(fallback=f"everyone left #{name}"))
+        """Someone left a channel: if no human is left where the bot is, leave now and post
+        the clip that was playing. Checked under the voice lock, against Discord's view of
+        the bot's channel, so a move in progress is not mistaken for an empty channel."""
+        async with self._voice_lock:
+            voice, guild = self.voice, self.guild
+            if voice is None or guild is None:
+                return
+            state = guild.me.voice
+            channel = state.channel if state is not None else None
+            if channel is None or humans_in(channel):
+                return
+            log.info("everyone left #%s in guild %s; leaving voice", channel.name, self.guild_id)
+            self.end_current(Ending(fallback=f"everyone left #{channel.name}"))
+            self._cancel_idle()
+            await self._drop(voice)
+        self._changed()
 
     async def close(self) -> None:
         """Stop everything (cog unload / bot shutdown); posts nothing."""
@@ -572,7 +581,7 @@ class GuildPlayer:
         self._changed()
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
+        task = asyncio.create_task(coro, name=f"voice-{getattr(coro, '__name__', 'task')}:{self.guild_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -162,12 +162,9 @@ class VoiceCog(
             if after.channel is None and before.channel is not None:
                 await player.on_bot_disconnected()
             elif after.channel is not None and not humans_in(after.channel):
-                await player.on_channel_emptied()  # moved into an empty channel
+                await player.on_channel_emptied()  # moved (by a moderator) into an empty channel
             return
-        voice = player.voice
-        if voice is None or before.channel is None or before.channel == after.channel:
-            return
-        if getattr(voice.channel, "id", None) == before.channel.id:
+        if before.channel is not None and before.channel != after.channel and player.voice is not None:
             await player.on_channel_emptied()
 
     # -- commands ---------------------------------------------------------------------------

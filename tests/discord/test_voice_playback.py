@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from cogs.voice import Placement
+from tests.audio.wavs import speechlike_wav
 from tests.discord.voice_support import (
     decode_opus_packets,
     emulator_wav,
@@ -89,3 +90,18 @@ async def test_speak_with_voice_output_plays_the_generated_chunks(make_harness) 
         expected = sum(seconds_of(m) for m in media if m) + pause
         assert abs(playback.seconds - expected) < TOLERANCE
         assert h.audio_messages() == []  # output voice: no file
+
+
+async def test_a_chunk_that_cannot_be_streamed_stops_playback_and_posts_the_file(make_harness) -> None:
+    async with voice_world(make_harness) as w:
+        h = w.h
+        await w.join(h.alice)
+        probe = w.probe(h.alice)
+        await w.enqueue(h.alice, probe.feed(emulator_wav("The first chunk is fine."), finish=False))
+        playback = await w.wait_playback(probe)
+        probe.feed(speechlike_wav(0.2, rate=16_000))  # a different format: not joinable
+        reason = await probe.wait_fallback()
+        assert reason.startswith("its audio could not be streamed (Chunk 2 is 16000 Hz mono 16-bit")
+        await w.lab.wait_finished(playback)
+        assert playback.stopped.is_set()
+        assert "played in #Lounge" not in probe.states
