@@ -10,12 +10,16 @@ Decisions a server owner may want to know:
   syncing is rate limited by Discord and only needed after an install or upgrade.
 * Any unexpected error in a command becomes a short ephemeral apology carrying an error id;
   the same id is logged with the traceback, so a moderator's report can be matched to the log.
+* Interaction tokens stay out of the log even at ``LOG_LEVEL=DEBUG``: discord.py logs REST
+  URLs (``/interactions/{id}/{token}/callback``, ``/webhooks/{app}/{token}``) and gateway
+  payloads (``'token': …``) at DEBUG, so its loggers get ``RedactInteractionTokens``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,40 @@ log = logging.getLogger(__name__)
 
 COGS = ("cogs.speak", "cogs.quotas", "cogs.voice")
 
+#: discord.py's loggers whose DEBUG lines carry interaction or webhook tokens.
+TOKEN_LOGGERS = (
+    "discord.http", "discord.gateway", "discord.webhook.async_", "discord.client", "discord.state",
+)
+_TOKEN_PATTERNS = (
+    re.compile(r"(/(?:interactions|webhooks)/\d+/)[^/\s?'\"]+"),
+    re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]+"""),
+)
+
+
+class RedactInteractionTokens(logging.Filter):
+    """Replaces interaction and webhook tokens in a log record's message with ``<redacted>``.
+
+    Installed on discord.py's own loggers: only records that pass a logger's level reach its
+    filters, so at the default INFO level this costs nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = message
+        for pattern in _TOKEN_PATTERNS:
+            redacted = pattern.sub(r"\1<redacted>", redacted)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def redact_interaction_tokens() -> None:
+    """Install ``RedactInteractionTokens`` on ``TOKEN_LOGGERS`` (once per logger)."""
+    for name in TOKEN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactInteractionTokens) for f in logger.filters):
+            logger.addFilter(RedactInteractionTokens())
+
 
 class ChatterboxBot(commands.Bot):
     """The bot. Tests build it with a sandboxed HTTP session and an injected clock."""
@@ -50,6 +88,7 @@ class ChatterboxBot(commands.Bot):
         cogs: tuple[str, ...] = COGS,
         **options: Any,
     ) -> None:
+        redact_interaction_tokens()
         intents = discord.Intents.none()
         intents.guilds = True
         intents.voice_states = True

@@ -176,6 +176,15 @@ def out_of_credit_alert(requester: str, probe_seconds: float) -> str:
     )
 
 
+def budget_alert(reason: str, requester: str) -> str:
+    """For the moderators' alert channel when the server's daily budget or cost cap refuses
+    a /speak (sent once per server and quota day)."""
+    return (
+        f"⚠️ **This server's text-to-speech budget is used up** (a /speak by {requester} was "
+        f"refused): {reason}\nRaise or remove it with /quota budget; /quota usage shows who used it."
+    )
+
+
 def voice_fallback_note(reason: str) -> str:
     return f"Posted instead because {reason.rstrip('.')}."
 

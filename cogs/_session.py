@@ -7,10 +7,12 @@ delivered, so a restart does not deliver it again.
 
 Decisions:
 
-- Edits are throttled: a change of kind (quota ok → queued → processing → done) is shown at
-  once, repeats of the same kind (the elapsed seconds of "processing…") at most every
-  ``EDIT_INTERVAL`` seconds of the bot's clock, which keeps a busy bot well inside Discord's
-  rate limit for webhook edits (5 per ~2 s per token).
+- Edits are throttled: the first state of each kind (quota ok → queued → processing → done)
+  is shown at once; a kind shown before — a repeat ("processing… 4 s"), or a return to it
+  (a long text alternates "waiting", "queued (2/5 parts sent)" and "processing" for each
+  part) — at most every ``EDIT_INTERVAL`` seconds of the bot's clock, the latest state
+  following when the interval is over. So a job makes a bounded number of quick edits,
+  well inside Discord's rate limit for webhook edits (5 per ~2 s per token).
 - A failure to edit or post is logged and never fails the job: the job's money is settled by
   the service, not by whether Discord took a message.
 - Voice (``output`` voice/both) goes through the Voice cog's ``enqueue`` (its contract is in
@@ -83,6 +85,9 @@ class SpeakSession:
         self.finished = asyncio.Event()
         self._edit_lock = asyncio.Lock()
         self._last_kind: str | None = None
+        self._kinds_shown: set[str] = set()
+        self._held_back = False  # a state changed after the last edit and waits for the flush
+        self._closed = False
         self._last_edit = float("-inf")
         self._flush: asyncio.Task[None] | None = None
         self._card_shown = False
@@ -109,25 +114,37 @@ class SpeakSession:
     # -- card -------------------------------------------------------------------------------
 
     async def show(self, kind: str, *, final: bool = False) -> None:
-        """Edit the card; repeats of ``kind`` are throttled (the latest state then follows
-        when the interval is over), anything else goes out at once."""
+        """Edit the card; a ``kind`` shown before is throttled (the latest state then follows
+        when the interval is over), a new kind or the final state goes out at once."""
         async with self._edit_lock:
             now = self.bot.clock.monotonic()
             wait = EDIT_INTERVAL - (now - self._last_edit)
-            if kind == self._last_kind and not final and wait > 0:
-                if self._flush is None or self._flush.done():
+            if kind in self._kinds_shown and not final and wait > 0:
+                self._last_kind = kind
+                self._held_back = True
+                if not self._closed and (self._flush is None or self._flush.done()):
                     self._flush = asyncio.create_task(self._flush_after(wait), name="speak-card-flush")
                 return
             await self._edit(kind, final=final)
 
+    async def close(self) -> None:
+        """The bot is closing: stop the held-back edit and start no new one (the job itself
+        is stopped by the speech service, and resumed at the next start)."""
+        self._closed = True
+        if self._flush is not None and not self._flush.done():
+            self._flush.cancel()
+            await asyncio.gather(self._flush, return_exceptions=True)
+
     async def _flush_after(self, delay: float) -> None:
         await self.bot.clock.sleep(delay)
         async with self._edit_lock:
-            if self._terminal is None and self._last_kind is not None:
+            if self._terminal is None and self._held_back and self._last_kind is not None:
                 await self._edit(self._last_kind, final=False)
 
     async def _edit(self, kind: str, *, final: bool) -> None:
         self._last_kind = kind
+        self._kinds_shown.add(kind)
+        self._held_back = False
         self._last_edit = self.bot.clock.monotonic()
         view = None if final or self.job_id is None else self._make_view(self.job_id)
         try:
@@ -149,7 +166,7 @@ class SpeakSession:
             await self.show("waiting")
         elif isinstance(event, Submitted):
             card.status = _card.status_submitted(event.submitted_chunks, event.chunks)
-            await self.show(f"submitted:{event.submitted_chunks}")
+            await self.show("submitted")
         elif isinstance(event, Processing):
             card.status = _card.status_processing(event.elapsed, event.done_chunks, event.chunks)
             await self.show("processing")
@@ -212,7 +229,10 @@ class SpeakSession:
             return "posted below"
         self._file_posted = True
         if not self._card_shown:
-            await self.show("quota", final=False)
+            # The first follow-up after a "thinking" defer would replace it: the card must
+            # exist first, so this edit is never held back by the throttle.
+            async with self._edit_lock:
+                await self._edit(self._last_kind or "quota", final=False)
         try:
             upload = await fit_upload(
                 result.audio, limit_bytes=self.upload_limit, ffmpeg=self.bot.ffmpeg, base_name=result.text

@@ -24,13 +24,18 @@ Flow and decisions:
    ``Interaction.filesize_limit``), and the job is marked delivered.
 5. At start (loaded in ``setup_hook``, running once the bot is ready) the cog hands
    ``resume_pending`` a deliverer that posts resumed jobs' audio as channel messages and
-   closes their old cards.
+   closes their old cards; a resumed job that ends without audio gets its old card closed
+   with the reason, so no card is left saying "queued" with a Cancel button forever.
+6. When the server's daily request budget or cost cap refuses a /speak, the moderators'
+   alert channel hears of it once per server and quota day (``/quota alerts`` promises it).
+   The "once" is kept in memory: a restart may repeat that day's alert once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 import discord
@@ -45,6 +50,7 @@ from bot.quotas.wallet import SubmissionsPaused
 from bot.speech.events import DeliveryTarget, Requester, SpeechResult
 from bot.store.jobs import JobRecord
 from cogs import _card, _checks
+from cogs._alerts import alert_moderators
 from cogs._reply import NO_MENTIONS, Reply
 from cogs._session import SpeakSession, out_of_credit
 
@@ -62,6 +68,9 @@ OUTPUT_CHOICES = [
 
 
 CANCEL_TEMPLATE = r"speak:cancel:(?P<job>[\w-]{1,80})"
+
+#: ``QuotaExceeded.code`` of the refusals that concern the whole server (moderators are told).
+BUDGET_CODES = frozenset({"guild_budget", "cost_cap"})
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE):
@@ -100,6 +109,8 @@ class SpeakCog(commands.Cog, name="Speak"):
         self.sessions: dict[str, SpeakSession] = {}
         #: Resuming the jobs a previous run left (started at load, runs once the bot is ready).
         self.resume_task: asyncio.Task[int] | None = None
+        #: (guild, quota day's reset time) pairs whose budget alert went out.
+        self._budget_alerted: set[tuple[int, datetime | None]] = set()
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return _checks.require_resolved_options(interaction)
@@ -109,9 +120,16 @@ class SpeakCog(commands.Cog, name="Speak"):
         self.resume_task = asyncio.create_task(self._resume(), name="speak-resume-pending")
 
     async def cog_unload(self) -> None:
+        """Stop what the cog started (the bot is closing): nothing of it may outlive the bot."""
         self.bot.remove_dynamic_items(CancelButton)
         if self.resume_task is not None:
+            # Await the cancellation: the task may be inside a database query, and the engine
+            # is disposed right after the cogs unload; closing it under a half-cancelled
+            # aiosqlite query hangs the shutdown.
             self.resume_task.cancel()
+            await asyncio.gather(self.resume_task, return_exceptions=True)
+        for session in list(self.sessions.values()):
+            await session.close()
 
     # -- /speak -----------------------------------------------------------------------------
 
@@ -186,6 +204,8 @@ class SpeakCog(commands.Cog, name="Speak"):
                 await reply.refuse(_refusal_text(exc))
                 if isinstance(exc, SubmissionsPaused):
                     await out_of_credit(self.bot, interaction.guild_id, member.display_name)
+                elif isinstance(exc, QuotaExceeded) and exc.code in BUDGET_CODES:
+                    await self._budget_reached(interaction.guild_id, exc, member.display_name)
                 return
             card_started = True
             session.attach(job)
@@ -257,6 +277,20 @@ class SpeakCog(commands.Cog, name="Speak"):
             return f"The voice clip can't be used: {exc}"
         return _checks.check_voice_duration(probe.duration, settings.voice_ref_max_seconds)
 
+    async def _budget_reached(self, guild_id: int | None, exc: QuotaExceeded, requester: str) -> None:
+        """Tell the moderators once per server and quota day that the budget refused a /speak."""
+        if guild_id is None:
+            return
+        key = (guild_id, exc.resets_at)
+        if key in self._budget_alerted:
+            return
+        self._budget_alerted.add(key)
+        text = _card.budget_alert(exc.user_message, discord.utils.escape_markdown(requester))
+        try:
+            await alert_moderators(self.bot, guild_id, text)
+        except Exception:
+            log.exception("could not alert the moderators about the server's budget")
+
     def _forget(self, session: SpeakSession) -> None:
         if session.job_id is not None:
             self.sessions.pop(session.job_id, None)
@@ -288,27 +322,57 @@ class SpeakCog(commands.Cog, name="Speak"):
         await self.bot.wait_until_ready()
         try:
             # wait=True: the task ends once every resumed job is delivered (tests await it).
-            return await self.bot.core.speech.resume_pending(self.deliver_resumed, wait=True)
+            return await self.bot.core.speech.resume_pending(
+                self.deliver_resumed, wait=True, on_failed=self.close_failed_resumed
+            )
         except Exception:
             log.exception("could not resume pending speech jobs")
             return 0
 
+    async def _resumed_channel(self, record: JobRecord) -> Any | None:
+        """The channel a resumed job belongs to, or None (logged) when it is gone."""
+        channel_id = record.delivery.get("channel_id") or record.channel_id
+        if channel_id is None:
+            log.warning("resumed job %s has no channel", record.id)
+            return None
+        try:
+            return self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        except discord.HTTPException as exc:
+            log.warning("resumed job %s: channel %s is gone (%s)", record.id, channel_id, exc)
+            return None
+
+    async def close_failed_resumed(self, record: JobRecord, message: str) -> None:
+        """A resumed job ended without audio: its old card says so, without a Cancel button."""
+        card_id = record.delivery.get("card_message_id")
+        channel = await self._resumed_channel(record) if card_id else None
+        if channel is None:
+            return
+        refunded = False
+        if record.reservation_id is not None:
+            reservation = await self.bot.core.quotas.get_reservation(record.reservation_id)
+            refunded = reservation.committed_requests == 0
+        params = TTSParams.model_validate(record.params or {})
+        card = _card.Card(
+            requester=f"<@{record.user_id}>", text=record.text,
+            output=str(record.delivery.get("kind") or "file"), exaggeration=params.exaggeration,
+            temperature=params.temperature, cfg=params.cfg,
+            voice_name=_voice_name(record.voice_url),
+            status=_card.status_failed(message, refunded), note="(Closed after a restart.)",
+        )
+        reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
+        await _quietly(reply.edit_card(card.render(), view=None))
+
     async def deliver_resumed(self, record: JobRecord, result: SpeechResult) -> None:
         """Post a resumed job's audio by channel message (the old token may be dead)."""
         delivery = record.delivery
-        channel_id = delivery.get("channel_id") or record.channel_id
-        if channel_id is None:
-            log.warning("resumed job %s has no channel; not delivered", record.id)
-            return
-        try:
-            channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
-        except discord.HTTPException as exc:
-            log.warning("resumed job %s: channel %s is gone (%s); not delivered", record.id, channel_id, exc)
-            return
+        channel = await self._resumed_channel(record)
+        if channel is None:
+            return  # not deliverable anywhere: marked delivered, nothing to retry
+        channel_id = channel.id
         guild = getattr(channel, "guild", None)
         limit = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=delivery.get("card_message_id"))
-        voice_name = record.voice_url.rsplit("/", 1)[-1].split("?", 1)[0] if record.voice_url else None
+        voice_name = _voice_name(record.voice_url)
         try:
             upload = await fit_upload(result.audio, limit_bytes=limit, ffmpeg=self.bot.ffmpeg,
                                       base_name=result.text)
@@ -337,16 +401,24 @@ class SpeakCog(commands.Cog, name="Speak"):
 
 
 def _delivery_target(interaction: discord.Interaction[Any], kind: str, card_id: int | None) -> DeliveryTarget:
-    """Where the job's audio goes, persisted with it so a restarted bot can still deliver."""
+    """Where the job's audio goes, persisted with it so a restarted bot can still deliver.
+
+    The interaction token is deliberately not persisted (see ``DeliveryTarget``): nothing reads
+    it back, and a stored credential only widens who could see it.
+    """
     voice_channel = getattr(getattr(interaction.user, "voice", None), "channel", None)
     return DeliveryTarget(
         kind=kind,  # type: ignore[arg-type]
         channel_id=interaction.channel_id,
         application_id=interaction.application_id,
-        interaction_token=interaction.token,
         voice_channel_id=voice_channel.id if voice_channel is not None else None,
         card_message_id=card_id,
     )
+
+
+def _voice_name(voice_url: str | None) -> str | None:
+    """The voice clip's file name from its (CDN) URL, for the card."""
+    return voice_url.rsplit("/", 1)[-1].split("?", 1)[0] if voice_url else None
 
 
 def _role_ids(member: Any) -> tuple[int, ...]:

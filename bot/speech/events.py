@@ -27,14 +27,16 @@ class Requester:
 class DeliveryTarget:
     """Where the audio goes, persisted with the job so a restarted bot can still deliver.
 
-    ``interaction_token`` lets the first delivery answer the slash command; after Discord's
-    15-minute token life the Discord layer posts a normal channel message instead.
+    ``interaction_token`` is a credential (it lets whoever holds it post and edit as the bot
+    for 15 minutes), so it is kept out of the repr. The Discord layer does not fill it: the
+    live job answers through its ``Interaction`` object and a resumed one through the channel,
+    so persisting the token would only expose it (database dumps, DEBUG SQL logs).
     """
 
     kind: OutputKind = "file"
     channel_id: int | None = None
     application_id: int | None = None
-    interaction_token: str | None = None
+    interaction_token: str | None = field(default=None, repr=False)
     voice_channel_id: int | None = None
     card_message_id: int | None = None
 

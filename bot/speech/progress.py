@@ -48,10 +48,14 @@ class EventSink:
         the job waits for its listener to see the final event)."""
         return self._task is not None and asyncio.current_task() is self._task
 
-    def abort(self) -> None:
-        """Stop at once (the service is closing); queued events are dropped."""
+    async def abort(self) -> None:
+        """Stop at once (the service is closing); queued events are dropped.
+
+        Waits for the listener to unwind: it may be inside a database call (marking a job
+        delivered), and the service closes the database right after its jobs stop."""
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _drain(self) -> None:
         assert self._listener is not None

@@ -33,6 +33,9 @@ Design decisions:
   (its parts are refunded); a POST in progress is allowed to finish so its answer is recorded;
   waits and downloads are cancelled (those parts were charged: committed). Database writes are
   never cancelled by a stop, only by ``close`` (which leaves the job to ``resume``).
+- The wallet's probe permit (a job let through a 402 pause) is settled by the first POST:
+  accepted resumes everyone, 402 restarts the interval; a run that ends without either hands
+  the permit back (``WalletGuard.release_probe``).
 - Events go through an ``EventSink`` (in order, never blocking the pipeline). ``ChunkReady``
   is emitted strictly in chunk order: a chunk that finishes early waits in memory.
 """
@@ -248,8 +251,8 @@ class JobRun:
         tasks = [self._submitter, *self._followers] if self._submitter else list(self._followers)
         for task in tasks:
             task.cancel()
-        self._sink.abort()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._sink.abort()
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -449,6 +452,12 @@ class JobRun:
                 return await self._complete(audio, duration)
         committed = await self._settle_stopped()
         refunded = committed == 0
+        if self._permit is not None:
+            # A probe permit nothing used (cancelled before its POST, or the POST was refused
+            # for another reason than 402): hand it back so the next request may probe at
+            # once rather than an interval later. A 402 already restarted the interval.
+            await self._p.wallet.release_probe(self._permit)
+            self._permit = None
         if self._stop == "cancelled":
             await self._p.jobs.transition(self.job_id, _OPEN, JobState.CANCELLED)
             log.info("job %s cancelled (%s)", self.job_id, "refunded" if refunded else "charged parts kept")

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 EventCallback = Callable[[SpeechEvent], Awaitable[None]]
 DeliverCallback = Callable[[JobRecord, SpeechResult], Awaitable[None]]
+#: ``on_failed(job, user_message)``: a resumed job ended without audio (close its card).
+FailedCallback = Callable[[JobRecord, str], Awaitable[None]]
 
 
 def has_destination(delivery: Mapping[str, Any]) -> bool:
@@ -248,7 +250,9 @@ class SpeechService:
 
     # --- resuming --------------------------------------------------------------------------
 
-    async def resume_pending(self, deliver: DeliverCallback, *, wait: bool = False) -> int:
+    async def resume_pending(
+        self, deliver: DeliverCallback, *, wait: bool = False, on_failed: FailedCallback | None = None
+    ) -> int:
         """Take over the jobs a previous process left unfinished; return how many were taken.
 
         - ``submitted``: the parts with a ``request_id`` are polled again and downloaded (no new
@@ -266,6 +270,10 @@ class SpeechService:
         ``delivered`` is recorded only after ``deliver`` returns, so a crash between the two
         re-delivers that job once at the next start: at-least-once, and at most one repeat per
         crash. A ``deliver`` that raises leaves the job undelivered for the next call.
+        ``on_failed(job, user_message)``, if given, is called once a taken job has ended failed
+        (and so is closed: the member's card can say why); not for a completed job whose
+        download failed again (it stays for the next start). It is at-most-once: a crash right
+        before it skips it. Errors in ``on_failed`` are logged.
         Without ``wait`` this returns once the work is started (the bot should not delay its
         start for polling); with ``wait=True`` once every taken job is finished.
         """
@@ -278,14 +286,17 @@ class SpeechService:
             if not has_destination(record.delivery):
                 continue
             self._claimed.add(record.id)
-            started.append(self._spawn(self._resume(record, deliver), name=f"speech-resume-{record.id}"))
+            started.append(self._spawn(self._resume(record, deliver, on_failed),
+                                       name=f"speech-resume-{record.id}"))
         if started:
             log.info("resuming %d speech job(s)", len(started))
         if wait and started:
             await asyncio.wait(started)
         return len(started)
 
-    async def _resume(self, record: JobRecord, deliver: DeliverCallback) -> None:
+    async def _resume(
+        self, record: JobRecord, deliver: DeliverCallback, on_failed: FailedCallback | None
+    ) -> None:
         try:
             run = JobRun(
                 self._pipeline,
@@ -305,6 +316,8 @@ class SpeechService:
                 result = await run.run()
             except Exception as exc:
                 log.warning("resumed job %s did not finish: %s", record.id, exc)
+                if on_failed is not None:
+                    await self._report_failure(record.id, on_failed)
                 return
             fresh = await self._jobs.get(record.id)
             if fresh is None or fresh.delivered:
@@ -320,6 +333,15 @@ class SpeechService:
             log.exception("resuming job %s failed", record.id)
         finally:
             self._claimed.discard(record.id)
+
+    async def _report_failure(self, job_id: str, on_failed: FailedCallback) -> None:
+        closed = await self._jobs.get(job_id)
+        if closed is None or closed.status is not JobState.DELIVERED:
+            return  # e.g. completed, but the audio could not be fetched again: retried later
+        try:
+            await on_failed(closed, closed.error or "The job could not be finished after a restart.")
+        except Exception:
+            log.exception("reporting the failure of resumed job %s failed", job_id)
 
     # --- closing ---------------------------------------------------------------------------
 

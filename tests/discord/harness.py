@@ -162,6 +162,7 @@ class Harness:
         stack, self._bot_stack = self._bot_stack, None
         if stack is not None:
             await stack.aclose()
+            assert_no_bot_tasks_left()
 
     async def restart_bot(self) -> ChatterboxBot:
         """Close the bot and start a new one on the same database, as a process restart would."""
@@ -217,6 +218,20 @@ class Harness:
         await self.bot.core.quotas.admin.set_alert_channel(
             self.guild.id, None if channel is None else channel.id, actor_id=self.mo.id
         )
+
+
+#: Name prefixes of the tasks the bot's own code starts (speech jobs, /speak cards, voice).
+BOT_TASK_PREFIXES = ("speech-", "speak-", "voice-")
+
+
+def assert_no_bot_tasks_left() -> None:
+    """``bot.close()`` must stop everything it started: a task that outlives it may be inside a
+    database call when the engine is gone, and then it hangs the process at exit."""
+    left = [
+        task.get_name() for task in asyncio.all_tasks()
+        if not task.done() and task.get_name().startswith(BOT_TASK_PREFIXES)
+    ]
+    assert not left, f"tasks still running after the bot closed: {left}"
 
 
 @asynccontextmanager

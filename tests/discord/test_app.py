@@ -39,11 +39,19 @@ async def test_the_discord_token_never_reaches_the_logs(harness: Harness, caplog
         handle = await h.speak(text="Is anything secret in the log?")
         await card_with(handle, "done")
         h.emulator.set_balance(0)
-        await card_with(await h.speak(text="And in an error?"), "failed")
+        failing = await h.speak(text="And in an error?")
+        await card_with(failing, "failed")
     assert len(caplog.records) > 50  # the capture did see the bot's DEBUG chatter
     assert token not in caplog.text and api_key not in caplog.text
     for secret_holder in (h.settings, h.bot.core.client):
         assert token not in repr(secret_holder) and api_key not in repr(secret_holder)
+    # Interaction tokens (15-minute credentials) are not logged (discord.py puts them in its
+    # DEBUG lines: REST URLs, gateway payloads) and not stored with the job either.
+    assert "/webhooks/" in caplog.text and "<redacted>" in caplog.text  # the redaction ran
+    for interaction_token in (handle.token, failing.token):
+        assert interaction_token not in caplog.text
+        for row in await h.job_rows():
+            assert interaction_token not in repr(row)
 
 
 async def test_an_option_value_that_does_not_convert_is_refused_not_apologised_for(harness: Harness) -> None:

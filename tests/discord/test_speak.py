@@ -151,6 +151,22 @@ async def test_out_of_credit_without_an_alert_channel_is_logged(harness: Harness
     assert h.sandbox.messages(h.alerts) == []
 
 
+async def test_a_used_up_server_budget_alerts_the_moderators_once(harness: Harness) -> None:
+    h = harness
+    await h.set_alert_channel(h.alerts)
+    await h.bot.core.quotas.admin.set_daily_budget(h.guild.id, 1, actor_id=h.mo.id)
+    await card_with(await h.speak(text="The server's only request today."), "done")
+
+    first = await refusal(await h.speak(h.bob, text="One more, please."), "daily budget")
+    assert "resets" in first.content
+    alert = await h.sandbox.wait_for_message(h.alerts)
+    assert "budget is used up" in alert.content and "/quota budget" in alert.content
+    assert "bob" in alert.content and not any(alert.pings().values())
+    await refusal(await h.speak(text="And one from me?"), "daily budget")
+    assert h.sandbox.messages(h.alerts) == [alert]  # once per server and day
+    assert len(await h.ledger_rows()) == 1 and emulator_submissions(h) == 1
+
+
 async def test_rate_limited_jobs_show_their_place_and_complete_later(harness: Harness) -> None:
     h = harness
     h.bot.core.limiter.hold(1.0)  # the shared guard after a 429: everybody waits

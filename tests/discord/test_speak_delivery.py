@@ -10,6 +10,7 @@ import logging
 import re
 
 from bot.clock import ManualClock
+from bot.gateway.emulator import Outcome
 from tests.discord.speak_support import (
     card_with,
     emulator_submissions,
@@ -148,6 +149,29 @@ async def test_a_restarted_bot_delivers_the_audio_once(make_harness) -> None:
         bot = await h.restart_bot()
         assert await bot.get_cog("Speak").resume_task == 0
         assert len(h.audio_messages()) == 1
+
+
+async def test_a_job_that_fails_while_the_bot_is_down_closes_its_card_after_the_restart(
+    make_harness,
+) -> None:
+    emulator_clock = ManualClock()
+    async with make_harness(emulator_clock=emulator_clock) as h:
+        h.emulator.script_submit(Outcome("failed", duration=5))
+        handle = await h.speak(text="This one will fail at the provider.")
+        job = await processing_job(h)
+        old_card = await card_with(handle, "Status:** queued")
+        assert old_card.buttons
+
+        bot = await h.restart_bot()
+        emulator_clock.advance(job.duration)
+        assert await bot.get_cog("Speak").resume_task == 1
+
+        assert "failed: " in old_card.content and "the request was charged" in old_card.content
+        assert "after a restart" in old_card.content and old_card.buttons == []
+        assert h.audio_messages() == []
+        [row] = await h.job_rows()
+        assert row["status"] == "delivered" and row["error"]
+        assert emulator_submissions(h) == 1
 
 
 async def test_an_unexpected_error_is_an_ephemeral_apology_with_a_logged_id(harness, caplog) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from bot.clock import ScaledClock
+from bot.clock import ManualClock, ScaledClock
 from bot.gateway.emulator import GatewayEmulator, Outcome
 from bot.gateway.models import TTSParams
-from bot.quotas import ReservationState
+from bot.quotas import ReservationState, SubmissionsPaused, WalletGuard
 from bot.services import Services
 from bot.speech.errors import SpeechCancelled
 from bot.speech.events import (
@@ -128,3 +130,25 @@ async def test_a_listener_may_cancel_its_own_job(services: Services, emulator: G
     assert answers == [True]
     with pytest.raises(SpeechCancelled):
         await handle[0].result()
+
+
+async def test_a_probe_cancelled_before_its_post_hands_the_probe_back(
+    services: Services, emulator: GatewayEmulator, scaled_clock: ScaledClock
+) -> None:
+    past = ManualClock(scaled_clock.now() - timedelta(hours=1))  # paused long ago: a probe is due
+    await WalletGuard(services.db, past, probe_interval=600).record_insufficient_balance("HTTP 402")
+    services.limiter.hold(10_000)
+    events = EventLog()
+    probe = await services.speech.start(ALICE, "Am I the probe?", voice_url=None, params=TTSParams(),
+                                        target=TARGET, on_event=events)
+    await events.wait_for(WaitingForSlot)
+    bob = Requester(user_id=102, display_name="bob", guild_id=ALICE.guild_id)
+    with pytest.raises(SubmissionsPaused):  # one probe at a time
+        await services.speech.start(bob, "Me too?", voice_url=None, params=TTSParams(), target=TARGET)
+
+    assert await probe.cancel() is True
+    # Nothing was sent, so nothing was learned about the wallet: the next request probes now.
+    second = await services.speech.start(bob, "Me now?", voice_url=None, params=TTSParams(), target=TARGET)
+    assert (await services.wallet.state()).probe_in_flight
+    assert await second.cancel() is True
+    assert emulator.counts["submit"] == 0

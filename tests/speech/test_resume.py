@@ -140,8 +140,14 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
 
     async with await Services.open(settings, clock=scaled_clock) as second:
         deliveries = Deliveries()
-        assert await second.speech.resume_pending(deliveries, wait=True) == 1
+        failures: list[tuple[str, str]] = []
+
+        async def on_failed(record: JobRecord, message: str) -> None:
+            failures.append((record.id, message))
+
+        assert await second.speech.resume_pending(deliveries, wait=True, on_failed=on_failed) == 1
         assert deliveries.calls == []
+        assert [job_id for job_id, _ in failures] == [job.id]  # its card can be closed
         record = await second.speech.get_job(job.id)
         assert record is not None and record.reservation_id is not None
         assert record.status is JobState.DELIVERED  # failed; nothing to hand over
