@@ -40,7 +40,7 @@ UPLOAD_BITRATES_KBPS: tuple[int, ...] = (96, 64, 32, 16)
 
 WAV_CONTENT_TYPE = "audio/wav"
 OGG_CONTENT_TYPE = "audio/ogg"
-NOT_AUDIO_MESSAGE = "That file is not audio FFmpeg can read."
+NOT_AUDIO_MESSAGE = "That file is not an audio clip the bot can read."
 
 _MIB = 1024 * 1024
 

@@ -75,7 +75,7 @@ class BadRequest(GatewayError):
 class Unauthorized(GatewayError):
     """401: the API key is missing or wrong. An operator problem, not the member's."""
 
-    default_user_message = "The TTS service is not set up correctly (API key); moderators have been told."
+    default_user_message = "The TTS service is not set up correctly (its API key); please tell a moderator."
     default_refund = True
 
 
@@ -93,7 +93,7 @@ class InsufficientBalance(GatewayError):
 class Forbidden(GatewayError):
     """403: the key is valid but not allowed to use this API."""
 
-    default_user_message = "The TTS service refused access for this bot; moderators have been told."
+    default_user_message = "The TTS service refused access for this bot; please tell a moderator."
     default_refund = True
 
 

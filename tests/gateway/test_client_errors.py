@@ -46,7 +46,8 @@ async def test_401_is_unauthorized_refunded(make_client: ClientFactory, emulator
     with pytest.raises(Unauthorized) as caught:
         await client.submit(HELLO)
     assert (caught.value.status, caught.value.refund) == (401, True)
-    assert "moderators have been told" in caught.value.user_message
+    # Only a 402 alerts the moderators; a 401 must not claim that anyone was told.
+    assert caught.value.user_message.endswith("please tell a moderator.")
     assert emulator.counts["submit:401"] == 1
 
 
