@@ -170,13 +170,8 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
         max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
     ) -> None:
-        fields = {
-            "requests_per_day": requests_per_day,
-            "chars_per_day": chars_per_day,
-            "cooldown_seconds": cooldown_seconds,
-            "max_in_flight": max_in_flight,
-            "max_chars_per_request": max_chars_per_request,
-        }
+        fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
+                         max_chars_per_request)
         await self._set_policy(interaction, PolicyScope.GUILD, None, "the server default", fields)
 
     @app_commands.command(name="set-role", description="Moderators: set limits for members with a role")
@@ -192,13 +187,8 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
         max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
     ) -> None:
-        fields = {
-            "requests_per_day": requests_per_day,
-            "chars_per_day": chars_per_day,
-            "cooldown_seconds": cooldown_seconds,
-            "max_in_flight": max_in_flight,
-            "max_chars_per_request": max_chars_per_request,
-        }
+        fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
+                         max_chars_per_request)
         if role.is_default():
             await reply(
                 interaction, "For @everyone use /quota set-default: the server default is that policy."
@@ -223,13 +213,8 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
         max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
     ) -> None:
-        fields = {
-            "requests_per_day": requests_per_day,
-            "chars_per_day": chars_per_day,
-            "cooldown_seconds": cooldown_seconds,
-            "max_in_flight": max_in_flight,
-            "max_chars_per_request": max_chars_per_request,
-        }
+        fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
+                         max_chars_per_request)
         await self._set_policy(
             interaction,
             PolicyScope.USER,
@@ -544,6 +529,24 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
             )
 
         await self._run(interaction, work)
+
+
+def _fields(
+    requests_per_day: int | None,
+    chars_per_day: int | None,
+    cooldown_seconds: int | None,
+    max_in_flight: int | None,
+    max_chars_per_request: int | None,
+) -> dict[str, int | None]:
+    """The policy options of set-default / set-role / set-user, by field name (discord.py
+    needs each option spelled out in every command's signature; this keeps one mapping)."""
+    return {
+        "requests_per_day": requests_per_day,
+        "chars_per_day": chars_per_day,
+        "cooldown_seconds": cooldown_seconds,
+        "max_in_flight": max_in_flight,
+        "max_chars_per_request": max_chars_per_request,
+    }
 
 
 async def setup(bot: ChatterboxBot) -> None:
