@@ -18,8 +18,10 @@ Every error carries three facts the layers above need, so none of them parses me
 
 from __future__ import annotations
 
+from bot.errors import UserFacingError
 
-class GatewayError(Exception):
+
+class GatewayError(UserFacingError):
     """Base class: something went wrong talking to the Chatterbox gateway."""
 
     default_user_message = "Something went wrong with the TTS service; please try again later."
@@ -34,9 +36,8 @@ class GatewayError(Exception):
         status: int | None = None,
         request_id: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, user_message=user_message)
         self.message = message
-        self.user_message = user_message or self.default_user_message
         self.refund = self.default_refund if refund is None else refund
         self.status = status
         self.request_id = request_id

@@ -52,13 +52,14 @@ from decimal import Decimal
 from bot.audio import AudioError, join_wavs, wav_info
 from bot.clock import Clock
 from bot.config import Settings
+from bot.errors import UserFacingError
 from bot.gateway.client import ChatterboxClient
 from bot.gateway.errors import GatewayError, InsufficientBalance, JobErrored, JobFailed
 from bot.gateway.models import StatusDocument, TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import SubmitPermit, WalletGuard
-from bot.speech.errors import SpeechCancelled, SpeechFailed
+from bot.speech.errors import SpeechCancelled, SpeechError, SpeechFailed
 from bot.speech.events import (
     Cancelled,
     ChunkReady,
@@ -152,8 +153,9 @@ def settlement_totals(parts: Sequence[PartRun]) -> tuple[int, int]:
 
 
 def user_message(exc: BaseException) -> str:
-    message = getattr(exc, "user_message", None)
-    return message if isinstance(message, str) and message else "Something went wrong while making the audio."
+    if isinstance(exc, UserFacingError):
+        return exc.user_message
+    return SpeechError.default_user_message
 
 
 class JobRun:
