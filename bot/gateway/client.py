@@ -112,6 +112,8 @@ class ClientMetrics(Protocol):
 
     def observe_delivery_lag(self, seconds: float) -> None: ...
 
+    def delivery(self, via: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class _Redirect:
@@ -388,6 +390,8 @@ class ChatterboxClient:
                     if not resumed:
                         self.durations.record(self._observed_duration(doc, last_pending, polled))
                     self._observe_lag(doc)
+                    if self._metrics is not None:
+                        self._metrics.delivery("push" if pushed else "poll")
                     log.debug("job %s completed after %d polls (%s)", request_id, polls,
                               "push" if pushed else "poll")
                     return doc
