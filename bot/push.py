@@ -10,13 +10,16 @@ What happens to one part (``bot.gateway.push`` is the client's side of it):
 3. ``receive(token, body)`` (``POST /callbacks/chatterbox/{token}``, answered within
    milliseconds): an unknown token is 404 and nothing else happens (looked up by its hash,
    then compared with ``hmac.compare_digest``); a body that is not a status document is 400;
-   a document for another request than the token's is 404. Otherwise 200 at once, and the
-   work comes after the answer: the first terminal callback per token is recorded in the row
-   (for whichever process waits on it) and wakes the local waiter; duplicates and callbacks
-   after the wait ended are acknowledged and ignored. A ``sync`` callback's non-terminal
-   status only updates the waiter's progress (the job card).
+   a document for another request than the token's is 404. Otherwise 200 at once. A terminal
+   callback wakes the waiter when it waits in this process (nothing is written); otherwise
+   the first one per token is recorded in the row after the answer, for whichever process
+   waits on it. Duplicates and callbacks after the wait ended are acknowledged and ignored.
+   A ``sync`` callback's non-terminal status only updates the waiter's progress (the card).
 4. The waiter (``ChatterboxClient.wait``) then makes ONE status GET: the result is that
-   GET's document, never the callback's; a callback's media URL is never fetched.
+   GET's document, never the callback's; a callback's media URL is never fetched. If that
+   GET shows the job still running (a forged or confused callback), the waiter stops
+   listening to callbacks for this part and polls it on the ordinary plan, so a flood of
+   callbacks costs at most one status GET.
 5. ``settle()`` when the wait is over: later callbacks are ignored.
 
 Several processes: a callback may reach a process that does not wait for that job. It is
@@ -92,8 +95,9 @@ class PushHub:
         self._watches: dict[str, PushWatch] = {}
         # request_ids whose terminal callback arrived here (or was found) before anyone watched.
         self._arrived: OrderedDict[str, None] = OrderedDict()
-        # request_ids whose terminal callback this process already took (duplicates are ignored).
-        self._taken: OrderedDict[str, None] = OrderedDict()
+        # Tokens this process issued and whose wait is not over: hash -> request_id (None until
+        # bound). A callback for one of them needs no database read (the hot path, and floods).
+        self._local: dict[str, str | None] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
@@ -115,6 +119,7 @@ class PushHub:
         except Exception as exc:  # push is an optimisation: this part is polled instead
             log.warning("could not store a webhook token (%s); the job is polled", type(exc).__name__)
             return None
+        self._local[digest] = None
         url = f"{self.base_url}{CALLBACK_PREFIX}{token}"
         return IssuedWebhook(Webhook(url=url, mode=self.mode), handle=digest)  # type: ignore[arg-type]
 
@@ -129,6 +134,8 @@ class PushHub:
             return (row.early_request_id, row.callback_status) if row is not None else (None, None)
 
         early, status = await self._db.write(write)
+        if issued.handle in self._local:
+            self._local[issued.handle] = request_id
         if early is not None and early == request_id and _is_terminal(status):
             self.notify(request_id, JobStatus(status))
 
@@ -142,11 +149,18 @@ class PushHub:
             self._sweeper = asyncio.create_task(self._sweep(), name="push-sweeper")
         return watch
 
+    def watching(self, request_id: str) -> bool:
+        """True while a wait in this process listens for ``request_id``'s callback."""
+        return request_id in self._watches
+
     def unwatch(self, watch: PushWatch) -> None:
         if self._watches.get(watch.request_id) is watch:
             del self._watches[watch.request_id]
 
     async def settle(self, request_id: str) -> None:
+        for digest in [d for d, rid in self._local.items() if rid == request_id]:
+            del self._local[digest]
+
         async def write(conn: AsyncConnection) -> None:
             await conn.execute(update(push_callbacks).where(push_callbacks.c.request_id == request_id)
                                .values(settled_at=self._clock.now()))
@@ -168,6 +182,9 @@ class PushHub:
         if not _TOKEN_SHAPE.match(token):
             return self._outcome("unknown", 404)
         digest = token_hash(token)
+        local = self._local.get(digest)
+        if local is not None and local in self._watches:
+            return self._receive_local(local, body)
         try:
             async with self._db.read() as conn:
                 row = (await conn.execute(
@@ -193,12 +210,37 @@ class PushHub:
                 watch.progress = doc
                 watch.progress_event.set()
             return self._outcome("progress", 200)
-        if row.callback_at is not None or (bound is not None and bound in self._taken):
+        watch = self._watches.get(bound) if bound is not None else None
+        if watch is not None:  # waited on here: wake it; the database need not know
+            if watch.event.is_set():
+                return self._outcome("duplicate", 200)
+            watch.event.set()
+            return self._outcome("accepted", 200)
+        if row.callback_at is not None:
             return self._outcome("duplicate", 200)
-        if bound is not None:
-            _remember(self._taken, bound)
-            self.notify(bound, doc.status)
+        _remember(self._arrived, bound if bound is not None else doc.request_id)
         self._after_answer(self._record(digest, doc, early=bound is None))
+        return self._outcome("accepted", 200)
+
+    def _receive_local(self, request_id: str, body: bytes) -> int:
+        """A callback for a token this process issued and is waiting on (no database read)."""
+        try:
+            doc = StatusDocument.parse_json(body)
+        except ProtocolError:
+            return self._outcome("invalid", 400)
+        if not hmac.compare_digest(doc.request_id, request_id):
+            return self._outcome("wrong_request", 404)
+        watch = self._watches.get(request_id)
+        if watch is None:  # the wait ended meanwhile
+            return self._outcome("late", 200)
+        if not doc.status.terminal:
+            if self.mode == "sync":
+                watch.progress = doc
+                watch.progress_event.set()
+            return self._outcome("progress", 200)
+        if watch.event.is_set():
+            return self._outcome("duplicate", 200)
+        watch.event.set()
         return self._outcome("accepted", 200)
 
     async def _record(self, digest: str, doc: StatusDocument, *, early: bool) -> None:

@@ -412,9 +412,17 @@ class ChatterboxClient:
                         request_id=request_id,
                     )
                 last_pending = polled
+                if pushed and watch is not None and self.push is not None:
+                    # The callback said "done", the provider says not: trust polling from now on.
+                    log.warning("a callback for %s was not confirmed (%s); polling it instead",
+                                request_id, doc.status)
+                    self.push.unwatch(watch)
+                    watch = None
+                    plan = self.plan(push=False)
         finally:
-            if watch is not None and self.push is not None:
-                self.push.unwatch(watch)
+            if self.push is not None:
+                if watch is not None:
+                    self.push.unwatch(watch)
                 try:
                     await self.push.settle(request_id)
                 except Exception:
