@@ -146,6 +146,7 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
     from bot.gateway.models import TTSParams
     from bot.quotas.errors import QuotaExceeded
     from bot.quotas.wallet import SubmissionsPaused
+    from bot.speech.cleanup import NOTHING_TO_SAY, clean_text
     from bot.speech.errors import SpeechError
     from bot.store.engine import DatabaseUrlError
 
@@ -155,9 +156,12 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
         output = Path(args.output)
         await asyncio.to_thread(_check_output, output)
         params = TTSParams(exaggeration=args.exaggeration, temperature=args.temperature, cfg=args.cfg)
+        spoken = clean_text(args.text)  # the text as it is spoken and billed (bot.speech.cleanup)
+        if args.text.strip() and not spoken:
+            raise UsageError(NOTHING_TO_SAY)
         async with await _open_services(settings) as services:
             job = await services.speech.start(
-                CLI_REQUESTER, args.text, voice_url=args.voice_url, params=params,
+                CLI_REQUESTER, spoken, voice_url=args.voice_url, params=params,
                 target=DeliveryTarget(kind="file"), on_event=progress,
             )
             try:
