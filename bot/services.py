@@ -16,12 +16,14 @@ from types import TracebackType
 
 import aiohttp
 
+from bot.cache import AudioCache
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.cached import CacheSeam
 from bot.speech.service import SpeechService
 from bot.speech.slots import PrepaidLimiter
 from bot.store.database import Database, open_database
@@ -43,6 +45,7 @@ class Services:
         limiter: RateGuard,
         client: ChatterboxClient,
         speech: SpeechService,
+        cache: AudioCache,
         owns_session: bool,
         owns_db: bool,
     ) -> None:
@@ -55,6 +58,7 @@ class Services:
         self.limiter = limiter
         self.client = client
         self.speech = speech
+        self.cache = cache
         self._owns_session = owns_session
         self._owns_db = owns_db
         self._closed = False
@@ -83,8 +87,10 @@ class Services:
             wallet = WalletGuard.from_settings(db, settings, clock)
             limiter = RateGuard(settings.chatterbox_rate_per_second, settings.chatterbox_rate_burst, clock)
             client = ChatterboxClient.from_settings(http, settings, clock, limiter=PrepaidLimiter(limiter))
+            cache = AudioCache.from_settings(db, settings, clock)
             speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
-                                   settings=settings, clock=clock)
+                                   settings=settings, clock=clock,
+                                   cache=CacheSeam(cache, quotas, settings, clock))
         except BaseException:
             if db is not None and database is None:
                 await db.close()
@@ -92,7 +98,7 @@ class Services:
                 await http.close()
             raise
         return cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
-                   limiter=limiter, client=client, speech=speech, owns_session=owns_session,
+                   limiter=limiter, client=client, speech=speech, cache=cache, owns_session=owns_session,
                    owns_db=database is None)
 
     async def close(self) -> None:

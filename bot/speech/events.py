@@ -48,6 +48,8 @@ class CostPlan:
     chunks: tuple[str, ...]
     characters: int
     cost: Decimal
+    #: Every chunk is in the audio cache: no request, no quota, $0 (``bot.cache``).
+    cached: bool = False
 
     @property
     def requests(self) -> int:
@@ -67,6 +69,8 @@ class SpeechResult:
     temperature: float
     cfg: float
     voice_url: str | None = None
+    #: Served from the audio cache (``cost`` is 0; no request was made).
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,8 @@ class ChunkReady(SpeechEvent):
     index: int
     chunks: int
     audio: bytes = field(repr=False)
+    #: The provider's model id for this chunk (from its status), for the audio cache's key.
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ class PartRun:
     marked: bool = False  # a POST may have been sent (SUBMITTING_MARKER)
     audio: bytes | None = None
     phase: _Phase = _Phase.IDLE
+    model_id: str | None = None  # from the completed status (the audio cache's key)
 
     @property
     def charged(self) -> bool:
@@ -398,6 +399,7 @@ class JobRun:
                 )
                 part.phase = _Phase.RECORDING
                 part.media_url = doc.media_urls[0]
+                part.model_id = doc.model_id
                 await self._record(part, PartState.COMPLETED, media_url=part.media_url, error=None)
                 if self._stop is not None:
                     return
@@ -432,7 +434,7 @@ class JobRun:
             part = self._parts[self._next_ready]
             assert part.audio is not None
             self._next_ready += 1
-            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio))
+            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio, part.model_id))
 
     # --- the end -----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from bot.cache import BUILTIN_VOICE
 from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
@@ -37,6 +38,7 @@ from bot.gateway.models import TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.cached import CacheSeam, ChunkCollector, Replay
 from bot.speech.chunking import split_text
 from bot.speech.errors import SpeechFailed, SpeechInterrupted
 from bot.speech.events import CostPlan, DeliveryTarget, QuotaReserved, Requester, SpeechEvent, SpeechResult
@@ -67,7 +69,7 @@ def delivery_target(record: JobRecord) -> DeliveryTarget:
 class SpeechJob:
     """A handle on one running job."""
 
-    def __init__(self, job_id: str, plan: CostPlan, requester: Requester, run: JobRun,
+    def __init__(self, job_id: str, plan: CostPlan, requester: Requester, run: JobRun | Replay,
                  task: asyncio.Task[SpeechResult]) -> None:
         self.job_id = job_id
         self.plan = plan
@@ -115,8 +117,10 @@ class SpeechService:
         limiter: RateGuard,
         settings: Settings,
         clock: Clock,
+        cache: CacheSeam | None = None,
     ) -> None:
         self._client = client
+        self._cache = cache
         self._quotas = quotas
         self._wallet = wallet
         self._settings = settings
@@ -164,11 +168,18 @@ class SpeechService:
         params: TTSParams,
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
+        clip_sha256: str | None = None,
+        voice_name: str | None = None,
+        fresh: bool = False,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
-        Raises before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
-        ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``text`` is the spoken text (``bot.speech.cleanup`` ran before). Audio cache
+        (``bot.speech.cached``): when every chunk is cached for this voice (``clip_sha256``:
+        the reference clip's bytes; without ``voice_url`` the built-in voice) the job is
+        served from it, free; ``fresh`` (Re-roll) skips the lookup and the new take replaces
+        the cached one. Raises before anything is written: ``InvalidTTSRequest``,
+        ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._closed:
             raise RuntimeError("the speech service is closed")
@@ -176,6 +187,13 @@ class SpeechService:
         requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
                     for chunk in plan.chunks]
         voice_url = requests[0].audio_url
+        clip = BUILTIN_VOICE if voice_url is None else clip_sha256
+        if self._cache is not None and not fresh:
+            hit = await self._cache.replay(requester, text.strip(), plan, voice_url, clip, voice_name, params,
+                                           on_event)
+            if hit is not None:
+                task = self._spawn(hit.run(), name=f"speech-cached-{hit.job_id}")
+                return SpeechJob(hit.job_id, hit.plan, requester, hit, task)
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -204,7 +222,8 @@ class SpeechService:
             self._claimed.discard(job.id)
             await self._wallet.release_probe(permit)  # refused before any POST: not a probe
             raise
-        sink = EventSink(on_event)
+        collector = ChunkCollector(on_event)
+        sink = EventSink(collector)
         sink.post(QuotaReserved(job.id, plan))
         run = JobRun(
             self._pipeline,
@@ -218,7 +237,12 @@ class SpeechService:
             sink=sink,
             permit=permit,
         )
-        task = self._spawn(run.run(), name=f"speech-job-{job.id}")
+        if self._cache is None:
+            work = run.run()
+        else:  # the result is handed back once the cache holds it
+            take = self._cache.take(job.id, requester, job.text, plan, voice_url, clip, voice_name, params)
+            work = self._cache.run_and_fill(run.run, take, collector)
+        task = self._spawn(work, name=f"speech-job-{job.id}")
         task.add_done_callback(lambda done: self._live_job_done(job.id, done))
         log.info("job %s reserved: %d chunk(s), %d characters, user %s", job.id, plan.requests,
                  plan.characters, requester.user_id)
