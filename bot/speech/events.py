@@ -12,7 +12,7 @@ from typing import Literal
 
 from bot.gateway.models import TTSParams
 
-OutputKind = Literal["file", "voice", "both"]
+OutputKind = Literal["file", "voice", "both", "voice_message"]
 
 
 @dataclass(frozen=True)
