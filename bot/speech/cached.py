@@ -6,9 +6,11 @@
   ``ChunkReady`` per chunk, ``Completed`` with a ``cached`` result) through an
   ``EventSink``, so the Discord card, voice playback and delivery need no second path.
 - ``ChunkCollector`` + ``fill``: a paid job's listener is wrapped to keep each chunk's audio
-  and model id as it arrives; once the job has completed, its take is recorded and its
-  chunks are stored (replacing older takes of the same key: that is what Re-roll does).
-  Filling never fails a job: an error is logged and the next request is a miss.
+  and model id as it arrives; on ``Completed`` — before the listener (the card) hears of it,
+  so whoever sees "done" can replay it for free — its take is recorded and its chunks are
+  stored (replacing older takes of the same key: that is what Re-roll does). Filling never
+  fails a job: an error is logged and the next request is a miss. Resumed jobs (after a
+  restart) are not cached: their chunks were never held in this process's memory.
 
 Only a request whose voice is known by its bytes is cached: the built-in voice, or a clip
 whose SHA-256 the caller passed. A clip known only by its URL is never cached (the URL of
@@ -20,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
 
 from bot.audio import join_wavs, wav_info
 from bot.cache import AudioCache, Take
@@ -136,15 +137,10 @@ class CacheSeam:
         return Replay(job_id, text, free_plan(plan), audio, params, voice_url,
                       self._settings.chatterbox_chunk_pause_ms, on_event)
 
-    async def run_and_fill(
-        self, work: Callable[[], Coroutine[Any, Any, SpeechResult]], take: Take, collector: ChunkCollector
-    ) -> SpeechResult:
-        """Run a paid job, then fill the cache before handing its result back (the member
-        already got the audio from the ``Completed`` event; a caller of ``result()`` then
-        knows the next identical request is a hit)."""
-        result = await work()
-        await self.fill(take, collector)
-        return result
+    def collector(self, take: Take, listener: EventCallback | None) -> ChunkCollector:
+        """The listener wrapper of a paid job: keeps its chunks and, on ``Completed``, fills
+        the cache before passing the event on (whoever sees "done" can replay it free)."""
+        return ChunkCollector(listener, lambda collector: self.fill(take, collector))
 
     async def fill(self, take: Take, collector: ChunkCollector) -> None:
         """Record a completed job's take and cache its chunks; errors are logged, never raised."""
@@ -166,10 +162,13 @@ def _join(audio: list[bytes], pause_ms: int) -> tuple[bytes, float]:
 
 
 class ChunkCollector:
-    """A job's listener wrapper that keeps each chunk's audio and model id."""
+    """A job's listener wrapper that keeps each chunk's audio and model id, and runs
+    ``on_completed`` before the listener hears of the ``Completed`` event."""
 
-    def __init__(self, listener: EventCallback | None) -> None:
+    def __init__(self, listener: EventCallback | None,
+                 on_completed: Callable[[ChunkCollector], Awaitable[None]] | None = None) -> None:
         self._listener = listener
+        self._on_completed = on_completed
         self.audio: dict[int, bytes] = {}
         self.model_id: str | None = None
 
@@ -177,5 +176,7 @@ class ChunkCollector:
         if isinstance(event, ChunkReady):
             self.audio[event.index] = event.audio
             self.model_id = self.model_id or event.model_id
+        elif isinstance(event, Completed) and self._on_completed is not None:
+            await self._on_completed(self)
         if self._listener is not None:
             await self._listener(event)

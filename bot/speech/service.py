@@ -38,7 +38,7 @@ from bot.gateway.models import TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
-from bot.speech.cached import CacheSeam, ChunkCollector, Replay
+from bot.speech.cached import CacheSeam, Replay
 from bot.speech.chunking import split_text
 from bot.speech.errors import SpeechFailed, SpeechInterrupted
 from bot.speech.events import (
@@ -245,8 +245,11 @@ class SpeechService:
             self._claimed.discard(job.id)
             await self._wallet.release_probe(permit)  # refused before any POST: not a probe
             raise
-        collector = ChunkCollector(on_event)
-        sink = EventSink(collector)
+        if self._cache is None:
+            sink = EventSink(on_event)
+        else:  # the cache holds the audio before the listener hears of the completion
+            take = self._cache.take(job.id, requester, job.text, plan, voice_url, clip, voice_name, params)
+            sink = EventSink(self._cache.collector(take, on_event))
         sink.post(QuotaReserved(job.id, plan))
         run = JobRun(
             self._pipeline,
@@ -260,12 +263,7 @@ class SpeechService:
             sink=sink,
             permit=permit,
         )
-        if self._cache is None:
-            work = run.run()
-        else:  # the result is handed back once the cache holds it
-            take = self._cache.take(job.id, requester, job.text, plan, voice_url, clip, voice_name, params)
-            work = self._cache.run_and_fill(run.run, take, collector)
-        task = self._spawn(work, name=f"speech-job-{job.id}")
+        task = self._spawn(run.run(), name=f"speech-job-{job.id}")
         task.add_done_callback(lambda done: self._live_job_done(job.id, done))
         log.info("job %s reserved: %d chunk(s), %d characters, user %s", job.id, plan.requests,
                  plan.characters, requester.user_id)
