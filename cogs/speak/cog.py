@@ -1,12 +1,16 @@
-"""``/speak``: text in, speech out — with a live job card, a Cancel button and safe delivery.
+"""``/speak``: text in, speech out — with a live job card, a Cancel button and safe delivery;
+also Apps → "Speak this message" / "Speak in voice chat" and the result buttons.
 
 The cog is thin: it parses and checks the options, calls ``SpeechService.start`` and renders
 what comes back. The card's wording lives in ``cogs.speak.card``, the option checks in
 ``cogs.speak.checks``, the per-job event handling and delivery in ``cogs.speak.session``, and the
 "interaction token or channel" choice in ``cogs.speak.reply``.
 
-Flow and decisions:
+Flow and decisions (every request — /speak, a context menu, Re-roll — goes through ``_speak``):
 
+0. The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
+   checked, priced, cached, shown on the card and spoken is the spoken form. A text with
+   nothing left to say is refused privately and costs nothing.
 1. Checks that need no I/O (text, ranges, output, the attachment's type and size, the bot's
    Send Messages / Attach Files permissions in the channel, the chunk plan) run first and a
    refusal is the ephemeral *initial* response: the member sees only a private message and
@@ -26,7 +30,12 @@ Flow and decisions:
    ``resume_pending`` a deliverer that posts resumed jobs' audio as channel messages and
    closes their old cards; a resumed job that ends without audio gets its old card closed
    with the reason, so no card is left saying "queued" with a Cancel button forever.
-6. When the server's daily request budget or cost cap refuses a /speak, the moderators'
+6. Results carry Re-roll and Play in voice (``cogs.speak.buttons``: persistent DynamicItems
+   naming the result's take). Re-roll is the requester's, a new paid take (``fresh=True``,
+   refused when the clip's Discord link has expired); Play in voice plays the cached
+   chunks in the clicker's voice channel, free. The context menus speak the target message
+   (its mentions named from the message Discord resolved) with the invoker's defaults.
+7. When the server's daily request budget or cost cap refuses a /speak, the moderators'
    alert channel hears of it once per server and quota day (``/quota alerts`` promises it).
    The "once" is kept in memory: a restart may repeat that day's alert once.
 """
@@ -533,6 +542,21 @@ class SpeakCog(commands.Cog, name="Speak"):
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
 
+    async def _resumed_buttons(self, job: ResumedJob, result: SpeechResult,
+                               guild_id: int | None) -> discord.ui.View | None:
+        """Record a resumed job's take so its result has buttons too (None if that fails)."""
+        try:
+            chunks = self.bot.core.speech.plan(result.text).chunks
+        except InvalidTTSRequest:
+            chunks = (result.text,)
+        try:
+            await self.bot.core.cache.record_take(
+                _resumed_take(job, result, guild_id, chunks, self.bot.clock.now()))
+        except Exception:
+            log.exception("could not record the take of resumed job %s", job.job_id)
+            return None
+        return result_view(job.job_id)
+
     async def deliver_resumed(self, job: ResumedJob, result: SpeechResult) -> None:
         """Post a resumed job's audio by channel message (the old token may be dead)."""
         channel = await self._resumed_channel(job)
@@ -556,8 +580,9 @@ class SpeakCog(commands.Cog, name="Speak"):
             voice_name=voice_name,
             note=" ".join(n for n in (upload.note, "(Delivered after a restart.)") if n),
         )
+        view = await self._resumed_buttons(job, result, guild.id if guild is not None else None)
         try:
-            await reply.post(content, data=upload.data, filename=upload.filename)
+            await reply.post(content, data=upload.data, filename=upload.filename, view=view)
         except (discord.Forbidden, discord.NotFound) as exc:
             log.warning("resumed job %s: cannot post in channel %s (%s)", job.job_id, channel_id, exc)
             return
@@ -568,6 +593,15 @@ class SpeakCog(commands.Cog, name="Speak"):
             status=_card.status_done(result.duration, where="posted below after a restart"),
         )
         await _quietly(reply.edit_card(card.render(), view=None))
+
+
+def _resumed_take(job: ResumedJob, result: SpeechResult, guild_id: int | None, chunks: tuple[str, ...],
+                  now: datetime) -> Take:
+    """A resumed job's take: enough for Re-roll (its chunks' audio was never cached here, and
+    its clip is known only by URL, so Play in voice says it is not cached)."""
+    return Take(id=job.job_id, user_id=job.user_id, guild_id=guild_id, text=result.text, chunks=chunks,
+                voice_url=job.voice_url, voice_name=_voice_name(job.voice_url), clip_sha256=None,
+                params=job.params, model_id=None, created_at=now)
 
 
 def _delivery_target(interaction: discord.Interaction[Any], kind: str, card_id: int | None) -> DeliveryTarget:

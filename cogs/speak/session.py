@@ -15,6 +15,11 @@ Decisions:
   well inside Discord's rate limit for webhook edits (5 per ~2 s per token).
 - A failure to edit or post is logged and never fails the job: the job's money is settled by
   the service, not by whether Discord took a message.
+- ``output`` voice_message: the audio goes out as a Discord voice message
+  (``cogs.speak.voice_message``); where Discord refuses it, as a file with the reason. A
+  voice message carries nothing else, so its result buttons go on the final card (as for
+  voice-only output); otherwise they sit on the audio message.
+- A request served from the audio cache reads "from cache, $0" instead of the quota line.
 - Voice (``output`` voice/both) goes through the Voice cog's ``enqueue`` (its contract is in
   ``cogs/voice.py``: ``VoiceClip``, ``Placement``). Chunks that arrive before the clip is
   placed are buffered and pushed in order. When voice is refused, unavailable or fails later,
