@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.config import ConfigError, Settings
+from bot.errors import UserFacingError
 from bot.formats import plural
 from bot.speech.events import (
     ChunkReady,
@@ -67,7 +68,10 @@ class Progress:
 
     async def __call__(self, event: SpeechEvent) -> None:
         if isinstance(event, QuotaReserved):
-            self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
+            if event.plan.cached:
+                self.line(f"from cache, $0 ({plural(event.plan.requests, 'chunk')})")
+            else:
+                self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
         elif isinstance(event, WaitingForSlot):
             self.line(f"waiting for a free slot (place {event.position})…")
         elif isinstance(event, Submitted) and event.chunks > 1:
@@ -131,8 +135,29 @@ def _failure_message(exc: BaseException) -> str:
         since = f" since {exc.since:%Y-%m-%d %H:%M} UTC" if exc.since else ""
         retry = f"; the next try is allowed after {exc.next_probe_at:%H:%M} UTC" if exc.next_probe_at else ""
         return f"submissions are paused{since}: the gateway reported insufficient balance{retry}."
-    message = getattr(exc, "user_message", None)
-    return message if isinstance(message, str) and message else str(exc)
+    return exc.user_message if isinstance(exc, UserFacingError) else str(exc)
+
+
+async def _check_voice_url(services: Services, url: str) -> bytes:
+    """The same clip rules as ``/speak clip:`` (``bot.speech.reference``): fetched once with
+    the process's session (never with the API key), then checked; ``InvalidTTSRequest``.
+    Returns the clip's bytes (the audio cache keys on their hash)."""
+    from bot.audio import find_ffmpeg
+    from bot.gateway.errors import DownloadError, InvalidTTSRequest
+    from bot.speech import reference
+
+    settings = services.settings
+    try:
+        data = await services.client.download(url, max_bytes=settings.voice_ref_max_bytes)
+    except DownloadError as exc:
+        problem = f"the voice clip at --voice-url could not be used: {exc.message}"
+        raise InvalidTTSRequest("voice", problem) from exc
+    ffmpeg = await asyncio.to_thread(find_ffmpeg, settings.ffmpeg_path)
+    await reference.check_clip(
+        data, content_type="audio/*", filename=url.rsplit("/", 1)[-1] or "clip",
+        max_bytes=settings.voice_ref_max_bytes, max_seconds=settings.voice_ref_max_seconds, ffmpeg=ffmpeg,
+    )
+    return data
 
 
 async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
@@ -140,6 +165,7 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
     _quiet_logs(settings)
     # Imported only now: importing the store (Alembic) logs at INFO level.
 
+    from bot.cache import clip_sha256
     from bot.gateway.errors import GatewayError, InvalidTTSRequest
     from bot.gateway.models import TTSParams
     from bot.quotas.errors import QuotaExceeded
@@ -158,9 +184,12 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
         if args.text.strip() and not spoken:
             raise UsageError(NOTHING_TO_SAY)
         async with await _open_services(settings) as services:
+            clip = None
+            if args.voice_url:
+                clip = clip_sha256(await _check_voice_url(services, args.voice_url))
             job = await services.speech.start(
                 CLI_REQUESTER, spoken, voice_url=args.voice_url, params=params,
-                target=DeliveryTarget(kind="file"), on_event=progress,
+                target=DeliveryTarget(kind="file"), on_event=progress, clip_sha256=clip,
             )
             try:
                 result = await job.result()

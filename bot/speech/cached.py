@@ -50,7 +50,7 @@ EventCallback = Callable[[SpeechEvent], Awaitable[None]]
 
 
 def free_plan(plan: CostPlan) -> CostPlan:
-    return CostPlan(chunks=plan.chunks, characters=plan.characters, cost=Decimal("0"), cached=True)
+    return dataclasses.replace(plan, cost=Decimal("0"), cached=True)
 
 
 class Replay:

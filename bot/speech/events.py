@@ -69,6 +69,8 @@ class CostPlan:
     chunks: tuple[str, ...]
     characters: int
     cost: Decimal
+    #: The text as planned (stripped); ``SpeechService.start`` speaks exactly this.
+    text: str = ""
     #: Every chunk is in the audio cache: no request, no quota, $0 (``bot.cache``).
     cached: bool = False
 

@@ -178,7 +178,7 @@ class SpeechService:
                 f"This text is too long: it needs {len(chunks)} requests and at most {most} are allowed "
                 f"per message. Keep it under about {about:,} characters.",
             )
-        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)))
+        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)), text=text)
 
     # --- starting --------------------------------------------------------------------------
 
@@ -191,28 +191,35 @@ class SpeechService:
         params: TTSParams,
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
+        plan: CostPlan | None = None,
         clip_sha256: str | None = None,
         voice_name: str | None = None,
         fresh: bool = False,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
-        ``text`` is the spoken text (``bot.speech.cleanup`` ran before). Audio cache
-        (``bot.speech.cached``): when every chunk is cached for this voice (``clip_sha256``:
-        the reference clip's bytes; without ``voice_url`` the built-in voice) the job is
-        served from it, free; ``fresh`` (Re-roll) skips the lookup and the new take replaces
-        the cached one. Raises before anything is written: ``InvalidTTSRequest``,
-        ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``plan`` is ``plan(text)`` when the caller already made it (the /speak cog plans once,
+        in its checks before deferring); otherwise it is made here. ``text`` is the spoken text
+        (``bot.speech.cleanup`` ran before). Audio cache (``bot.speech.cached``): when every
+        chunk is cached for this voice (``clip_sha256``: the reference clip's bytes; without
+        ``voice_url`` the built-in voice) the job is served from it, free; ``fresh`` (Re-roll)
+        skips the lookup and the new take replaces the cached one. Raises before anything is
+        written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._closed:
             raise RuntimeError("the speech service is closed")
-        plan = self.plan(text)
-        requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
-                    for chunk in plan.chunks]
-        voice_url = requests[0].audio_url
+        if plan is None:
+            plan = self.plan(text)
+        elif plan.text != text.strip():
+            raise ValueError("the plan was made for another text")
+        # One validation per request: the tuning and the voice URL are the same for every
+        # chunk, and plan() already bounded each chunk's text.
+        voice_url = self._client.validate(
+            TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
+        ).audio_url
         clip = BUILTIN_VOICE if voice_url is None else clip_sha256
         if self._cache is not None and not fresh:
-            hit = await self._cache.replay(requester, text.strip(), plan, voice_url, clip, voice_name, params,
+            hit = await self._cache.replay(requester, plan.text, plan, voice_url, clip, voice_name, params,
                                            on_event)
             if hit is not None:
                 task = self._spawn(hit.run(), name=f"speech-cached-{hit.job_id}")
@@ -354,6 +361,7 @@ class SpeechService:
                 parts=parts_from_record(record),
                 sink=EventSink(None),
                 submit=False,
+                job_state=record.status,
             )
             if record.status is JobState.FAILED:
                 run.fail(SpeechFailed(record.error or "failed before the restart"))
