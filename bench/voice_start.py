@@ -39,9 +39,9 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.audio import find_ffmpeg, wav_info
-from bot.gateway.emulator_audio import render_test_signal
-from bot.voice_clip import VoiceClip
-from cogs._voice_player import _OUTPUT_OPTIONS, OPUS_SILENCE, ClipOpusSource
+from bot.gateway.emulator.audio import render_test_signal
+from bot.playback.clip import VoiceClip
+from cogs.voice.player import _OUTPUT_OPTIONS, OPUS_SILENCE, ClipOpusSource
 
 TARGET_MS = 150.0
 SEND_BLOCK = 16 * 1024

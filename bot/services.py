@@ -19,7 +19,7 @@ import aiohttp
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
-from bot.quotas.ratelimit import RateGuard
+from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
 from bot.speech.service import SpeechService

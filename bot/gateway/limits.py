@@ -1,6 +1,6 @@
 """Rate-limit plumbing shared by the client: the limiter protocol, Retry-After and backoff.
 
-The limiter itself (fair between members, one per bot) is ``bot.quotas.ratelimit.RateGuard``;
+The limiter itself (fair between members, one per bot) is ``bot.gateway.ratelimit.RateGuard``;
 the client only calls the two methods below, so this package does not depend on quotas.
 """
 

@@ -3,7 +3,7 @@
 - ``QuotaService``: reserve → commit | refund (DESIGN rule 3), usage reports;
   ``QuotaService.admin`` (``QuotaAdmin``) holds the moderator operations.
 - ``WalletGuard``: the 402 pause (DESIGN rule 4).
-- The shared rate guard lives in ``bot.quotas.ratelimit`` (imported from there, not here).
+- The shared rate guard lives in ``bot.gateway.ratelimit`` (imported from there, not here).
 """
 
 from bot.quotas.admin import PolicyEntry, QuotaAdmin

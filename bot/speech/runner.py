@@ -55,7 +55,7 @@ from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
 from bot.gateway.errors import GatewayError, InsufficientBalance, JobErrored, JobFailed
 from bot.gateway.models import StatusDocument, TTSParams, TTSRequest
-from bot.quotas.ratelimit import RateGuard
+from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import SubmitPermit, WalletGuard
 from bot.speech.errors import SpeechCancelled, SpeechFailed

@@ -34,7 +34,7 @@ from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
 from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams, TTSRequest
-from bot.quotas.ratelimit import RateGuard
+from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
 from bot.speech.chunking import split_text

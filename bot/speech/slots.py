@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from bot.quotas.ratelimit import RateGuard
+from bot.gateway.ratelimit import RateGuard
 
 # Per-task state, not a shared global: each task sees its own value.
 _prepaid: ContextVar[bool] = ContextVar("chatterbox_prepaid_slot", default=False)

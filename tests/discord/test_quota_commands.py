@@ -129,7 +129,7 @@ async def test_an_administrator_without_the_mods_role_may_moderate(tmp_path: Pat
 async def test_set_user_changes_the_override_and_says_what_changed(
     h: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="cogs.quotas")
+    caplog.set_level(logging.INFO, logger="cogs.quotas.cog")
     reply = await quota(h, "set-user", h.mo, {"user": h.alice, "requests_per_day": 3, "cooldown_seconds": 90})
     assert f"Updated the override of <@{h.alice.id}>:" in reply.content
     assert "• requests per day: inherited → 3" in reply.content

@@ -1,5 +1,5 @@
-"""Unit tests of the pure ``/quota`` helpers: rendering (``cogs._quota_render``) and input
-checks (``cogs._quota_input``). No Discord, no database."""
+"""Unit tests of the pure ``/quota`` helpers: rendering (``cogs.quotas.render``) and input
+checks (``cogs.quotas.inputs``). No Discord, no database."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from bot.quotas import (
     UserUsage,
     WalletState,
 )
-from cogs import _quota_render as render
-from cogs._quota_input import check_budget, check_reason, parse_dollars, policy_changes
+from cogs.quotas import render
+from cogs.quotas.inputs import check_budget, check_reason, parse_dollars, policy_changes
 
 NOW = datetime(2026, 5, 22, 13, 0, tzinfo=UTC)
 RESET = datetime(2026, 5, 23, 0, 0, tzinfo=UTC)

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from cogs import _card, _checks
+from cogs.speak import card as _card
+from cogs.speak import checks as _checks
 
 
 def test_status_lines_read_as_the_card_promises() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from bot.clock import ManualClock
 from bot.speech.events import Cancelled, CostPlan, Processing, QuotaReserved, Submitted, WaitingForSlot
-from cogs._card import Card
-from cogs._session import EDIT_INTERVAL, SpeakSession
+from cogs.speak.card import Card
+from cogs.speak.session import EDIT_INTERVAL, SpeakSession
 
 
 class RecordingReply:

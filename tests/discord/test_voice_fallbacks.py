@@ -44,7 +44,7 @@ async def test_ffmpeg_missing_posts_the_file_and_logs_clearly(
         h = w.h
         await w.join(h.alice)
         h.bot.ffmpeg = None
-        with caplog.at_level(logging.WARNING, logger="cogs._voice_player"):
+        with caplog.at_level(logging.WARNING, logger="cogs.voice.player"):
             handle = await h.speak(text="No encoder on this machine.", output="voice")
             card = await handle.wait_for_original(lambda m: "done" in m.content)
         reason = "voice chat is not available on this bot (FFmpeg is not installed)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cogs.voice import Placement
+from cogs.voice.cog import Placement
 from tests.audio.wavs import speechlike_wav
 from tests.discord.voice_support import (
     decode_opus_packets,

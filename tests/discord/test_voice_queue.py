@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cogs.voice import Placement
+from cogs.voice.cog import Placement
 from tests.discord.voice_support import ClipProbe, VoiceWorld, emulator_wav, voice_world
 
 WAV = emulator_wav("A short clip.")

@@ -27,9 +27,9 @@ from typing import Any
 import discord
 
 from bot.audio import wav_info
-from bot.gateway.emulator_audio import render_test_signal
-from cogs._voice_player import OPUS_SILENCE
-from cogs.voice import VoiceClip, VoiceCog
+from bot.gateway.emulator.audio import render_test_signal
+from cogs.voice.cog import VoiceClip, VoiceCog
+from cogs.voice.player import OPUS_SILENCE
 from tests.discord.harness import Harness
 from tests.sandbox import Channel, Member
 

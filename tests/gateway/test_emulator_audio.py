@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from bot.gateway.emulator import GatewayEmulator
-from bot.gateway.emulator_audio import looks_like_audio, render_test_signal, signal_seconds
+from bot.gateway.emulator.audio import looks_like_audio, render_test_signal, signal_seconds
 from tests.gateway.test_emulator_support import (
     HelperServer,
     closed_port_url,

@@ -41,8 +41,8 @@ from typing import Any, Protocol, cast
 import discord
 
 from bot.audio import AudioError, WavInfo, ffmpeg_raw_input_args
-from bot.voice_clip import PcmReader, VoiceClip
-from bot.voice_queue import FairQueue, IdleTimer, ordinal
+from bot.playback.clip import PcmReader, VoiceClip
+from bot.playback.queue import FairQueue, IdleTimer, ordinal
 
 log = logging.getLogger(__name__)
 

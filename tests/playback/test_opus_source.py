@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from bot.audio import find_ffmpeg, wav_info
-from bot.gateway.emulator_audio import render_test_signal
-from bot.voice_clip import VoiceClip
-from cogs._voice_player import OPUS_SILENCE, ClipOpusSource
+from bot.gateway.emulator.audio import render_test_signal
+from bot.playback.clip import VoiceClip
+from cogs.voice.player import OPUS_SILENCE, ClipOpusSource
 from tests.discord.voice_support import decode_opus_packets, opus_packet_seconds, peak
 
 FFMPEG = find_ffmpeg()

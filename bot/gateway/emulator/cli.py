@@ -2,7 +2,7 @@
 
 The emulator's audio is a NON-SPEECH test signal (sine beeps whose pitch follows the text); the
 parser's description and ``--help`` say so. Every option has help text and a default that
-matches :class:`~bot.gateway.emulator_config.EmulatorConfig`, except ``--port`` (8765 here, a
+matches :class:`~bot.gateway.emulator.config.EmulatorConfig`, except ``--port`` (8765 here, a
 free port for tests). :func:`bot.gateway.emulator.run_emulator` serves with these options.
 """
 
@@ -14,8 +14,8 @@ import shlex
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from bot.gateway.emulator_config import EmulatorConfig
-from bot.gateway.emulator_model import money
+from bot.gateway.emulator.config import EmulatorConfig
+from bot.gateway.emulator.model import money
 
 if TYPE_CHECKING:
     from bot.gateway.emulator import GatewayEmulator

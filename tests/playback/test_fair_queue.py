@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.voice_queue import FairQueue, QueueFull, ordinal
+from bot.playback.queue import FairQueue, QueueFull, ordinal
 
 
 class Clip:

@@ -32,6 +32,7 @@ from typing import Any
 import discord
 
 from bot.audio import AudioError, TooLargeForUpload, fit_upload
+from bot.playback.clip import VoiceClip
 from bot.speech.events import (
     Cancelled,
     ChunkReady,
@@ -44,9 +45,9 @@ from bot.speech.events import (
     Submitted,
     WaitingForSlot,
 )
-from cogs import _card
-from cogs._alerts import alert_moderators
-from cogs._reply import Reply
+from cogs.common.alerts import alert_moderators
+from cogs.speak import card as _card
+from cogs.speak.reply import Reply
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +279,6 @@ class SpeakSession:
         if enqueue is None:
             await self._voice_fallback(_card.VOICE_UNAVAILABLE)
             return
-        from cogs.voice import VoiceClip  # the Voice cog is loaded, so its module is importable
-
         clip = VoiceClip(
             job_id=self.job_id or "",
             requester_id=self.requester_id,

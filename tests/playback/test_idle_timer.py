@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bot.clock import ManualClock
-from bot.voice_queue import IdleTimer
+from bot.playback.queue import IdleTimer
 
 
 class Arming:

@@ -7,15 +7,15 @@ served by N worker tasks so QUEUED → PROCESSING → COMPLETED is observable, r
 fetching, webhooks, and failure injection by seeded probability or by script.
 
 Its audio is NOT speech: every completed job yields a 24 kHz mono 16-bit WAV of sine beeps
-whose pitch follows the text (:mod:`bot.gateway.emulator_audio`), long in proportion to the text.
+whose pitch follows the text (:mod:`bot.gateway.emulator.audio`), long in proportion to the text.
 
-Pieces: documents, validation and timestamps in :mod:`bot.gateway.emulator_model`, the WAV in
-:mod:`bot.gateway.emulator_audio`, webhook sending in :mod:`bot.gateway.emulator_webhooks`,
-settings in :mod:`bot.gateway.emulator_config`, CLI options in :mod:`bot.gateway.emulator_cli`.
+Pieces: documents, validation and timestamps in :mod:`bot.gateway.emulator.model`, the WAV in
+:mod:`bot.gateway.emulator.audio`, webhook sending in :mod:`bot.gateway.emulator.webhooks`,
+settings in :mod:`bot.gateway.emulator.config`, CLI options in :mod:`bot.gateway.emulator.cli`.
 
 Design decisions:
 - Standalone: it shares no code with the client (its own dataclasses in
-  :mod:`bot.gateway.emulator_model`), so a misunderstanding of the contract cannot hide on
+  :mod:`bot.gateway.emulator.model`), so a misunderstanding of the contract cannot hide on
   both sides at once.
 - Every duration, timestamp, backoff and ``Retry-After`` runs on the injected ``Clock``, so
   tests use ``ManualClock`` (exact control) or ``ScaledClock`` (fast real sockets) and read the
@@ -64,10 +64,10 @@ import aiohttp
 from aiohttp import web
 
 from bot.clock import Clock
-from bot.gateway.emulator_audio import looks_like_audio, render_test_signal
-from bot.gateway.emulator_cli import EMULATOR_DESCRIPTION, add_emulator_arguments, banner, config_from_args
-from bot.gateway.emulator_config import RATE_NAMES, EmulatorConfig, check_rate
-from bot.gateway.emulator_model import (
+from bot.gateway.emulator.audio import looks_like_audio, render_test_signal
+from bot.gateway.emulator.cli import EMULATOR_DESCRIPTION, add_emulator_arguments, banner, config_from_args
+from bot.gateway.emulator.config import RATE_NAMES, EmulatorConfig, check_rate
+from bot.gateway.emulator.model import (
     COMPLETED,
     ERROR,
     FAILED,
@@ -88,7 +88,7 @@ from bot.gateway.emulator_model import (
     redacted_headers,
     validate_submission,
 )
-from bot.gateway.emulator_webhooks import WebhookDelivery, WebhookPolicy, WebhookSender
+from bot.gateway.emulator.webhooks import WebhookDelivery, WebhookPolicy, WebhookSender
 
 __all__ = [
     "EMULATOR_DESCRIPTION",
@@ -831,7 +831,7 @@ class GatewayEmulator:
         return web.json_response({"deliveries": [d.to_json() for d in self.webhook_deliveries]})
 
 
-# --- CLI entry point (used by bot/cli.py; the options live in emulator_cli) ----------------------
+# --- CLI entry point (used by bot/cli.py; the options live in emulator.cli) ----------------------
 async def run_emulator(
     args: argparse.Namespace, *, ready: Callable[[GatewayEmulator], None] | None = None
 ) -> None:

@@ -18,8 +18,8 @@ from discord import app_commands
 
 from bot.quotas import FIELD_LIMITS
 from bot.quotas.admin import MAX_DAILY_BUDGET
-from cogs._quota_input import REASON_MAX
-from cogs._quota_render import FIELD_LABELS
+from cogs.quotas.inputs import REASON_MAX
+from cogs.quotas.render import FIELD_LABELS
 
 log = logging.getLogger("cogs.quotas")
 

@@ -15,7 +15,7 @@ Decisions a server owner may want to know:
   turn and then the bot moves** to the requester's channel: one player per server, so moving
   is the only way to serve members in different channels, and refusing would lose the
   member's place. A requester who left voice before their turn gets the file instead.
-* **Fair queue.** Round-robin between members (``bot.voice_queue.FairQueue``): one member's
+* **Fair queue.** Round-robin between members (``bot.playback.queue.FairQueue``): one member's
   five clips never block everyone. At most ``VOICE_MAX_QUEUED_PER_MEMBER`` clips wait per
   member (the one playing does not count). A clip whose audio is still being generated keeps
   its place but does not hold up ready ones. Cards show "queued (2nd)", "playing in
@@ -49,14 +49,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.voice_clip import VoiceClip
-from bot.voice_queue import Placement, QueueFull
-from cogs._voice_player import Ending, GuildPlayer, humans_in, log_ffmpeg_missing, voice_problem
+from bot.playback.clip import VoiceClip
+from bot.playback.queue import Placement, QueueFull
+from cogs.voice.player import Ending, GuildPlayer, humans_in, log_ffmpeg_missing, voice_problem
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
 
-__all__ = ["Placement", "VoiceClip", "VoiceCog", "setup"]
+__all__ = ["Placement", "VoiceClip", "VoiceCog"]
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,3 @@ async def _reply(interaction: discord.Interaction, text: str) -> None:
     else:
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
-
-async def setup(bot: ChatterboxBot) -> None:
-    await bot.add_cog(VoiceCog(bot, voice_cls=getattr(bot, "voice_cls", None)))

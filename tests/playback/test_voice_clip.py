@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from bot.audio import wav_pcm
-from bot.voice_clip import FLUSH_PAD_MS, VoiceClip
+from bot.playback.clip import FLUSH_PAD_MS, VoiceClip
 from tests.audio.wavs import speechlike_wav
 
 RATE = 24_000

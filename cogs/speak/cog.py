@@ -1,9 +1,9 @@
 """``/speak``: text in, speech out — with a live job card, a Cancel button and safe delivery.
 
 The cog is thin: it parses and checks the options, calls ``SpeechService.start`` and renders
-what comes back. The card's wording lives in ``cogs._card``, the option checks in
-``cogs._checks``, the per-job event handling and delivery in ``cogs._session``, and the
-"interaction token or channel" choice in ``cogs._reply``.
+what comes back. The card's wording lives in ``cogs.speak.card``, the option checks in
+``cogs.speak.checks``, the per-job event handling and delivery in ``cogs.speak.session``, and the
+"interaction token or channel" choice in ``cogs.speak.reply``.
 
 Flow and decisions:
 
@@ -49,10 +49,11 @@ from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
 from bot.speech.events import DeliveryTarget, Requester, SpeechResult
 from bot.store.jobs import JobRecord
-from cogs import _card, _checks
-from cogs._alerts import alert_moderators
-from cogs._reply import NO_MENTIONS, Reply
-from cogs._session import SpeakSession, out_of_credit
+from cogs.common.alerts import alert_moderators
+from cogs.speak import card as _card
+from cogs.speak import checks as _checks
+from cogs.speak.reply import NO_MENTIONS, Reply
+from cogs.speak.session import SpeakSession, out_of_credit
 
 log = logging.getLogger(__name__)
 
@@ -437,6 +438,3 @@ async def _quietly(coro: Any) -> None:
     except discord.HTTPException as exc:
         log.info("Discord refused a /speak message: %s", exc)
 
-
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(SpeakCog(bot))

@@ -1,6 +1,6 @@
 """The gateway emulator's settings (:class:`EmulatorConfig`) and their checks.
 
-Separate from :mod:`bot.gateway.emulator` so the CLI options (:mod:`bot.gateway.emulator_cli`)
+Separate from :mod:`bot.gateway.emulator` so the CLI options (:mod:`bot.gateway.emulator.cli`)
 can map onto it without importing the server. The keys are kept out of the dataclass repr.
 """
 

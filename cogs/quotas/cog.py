@@ -41,9 +41,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.quotas import FIELD_LIMITS, PolicyError, PolicyScope, ResolvedPolicy
-from cogs import _quota_render as render
-from cogs._checks import require_resolved_options
-from cogs._quota_access import (
+from cogs.quotas import render
+from cogs.quotas.access import (
     FIELD_CHOICES,
     FIELD_OPTIONS,
     REMOVE_CHOICES,
@@ -60,7 +59,8 @@ from cogs._quota_access import (
     reply,
     role_ids,
 )
-from cogs._quota_input import check_budget, check_reason, parse_dollars, policy_changes
+from cogs.quotas.inputs import check_budget, check_reason, parse_dollars, policy_changes
+from cogs.speak.checks import require_resolved_options
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -548,6 +548,3 @@ def _fields(
         "max_chars_per_request": max_chars_per_request,
     }
 
-
-async def setup(bot: ChatterboxBot) -> None:
-    await bot.add_cog(QuotaCog(bot))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.clock import ManualClock, SystemClock
-from bot.quotas.ratelimit import RateGuard
+from bot.gateway.ratelimit import RateGuard
 
 
 async def until(condition: Callable[[], bool], what: str = "condition") -> None:

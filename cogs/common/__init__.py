@@ -1,0 +1,1 @@
+"""What several cogs share: moderator alerts, permission guards, formats and replies."""
