@@ -46,14 +46,31 @@ _MIB = 1024 * 1024
 
 
 class AudioError(Exception):
-    """Audio that cannot be read, joined or converted; the message is fit for a user."""
+    """Audio that cannot be read, joined or converted.
+
+    ``str(err)`` is the detail for the log and the CLI (it may quote FFmpeg's own words);
+    ``user_message`` is what a Discord member may read: plain words, no tool names.
+    """
+
+    default_user_message = "The bot could not process this audio."
+
+    def __init__(self, message: str, *, user_message: str | None = None) -> None:
+        super().__init__(message)
+        self.user_message = user_message or self.default_user_message
+
+
+def _plain(message: str) -> AudioError:
+    """An ``AudioError`` whose detail is fit for members as it is."""
+    return AudioError(message, user_message=message)
 
 
 class TooLargeForUpload(AudioError):
     """The audio cannot be made to fit the upload limit; the message says why."""
 
-    def __init__(self, message: str, *, size_bytes: int, limit_bytes: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, size_bytes: int, limit_bytes: int, user_message: str | None = None
+    ) -> None:
+        super().__init__(message, user_message=user_message or message)
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
 
@@ -314,6 +331,8 @@ async def fit_upload(wav: bytes, *, limit_bytes: int, ffmpeg: str | None, base_n
             "is not installed to compress it.",
             size_bytes=len(wav),
             limit_bytes=limit_bytes,
+            user_message=f"The audio is {size_text}, over this server's {limit_text} upload limit, "
+            "and this bot cannot compress audio.",
         )
     ceiling = math.inf
     for bitrate in UPLOAD_BITRATES_KBPS:
@@ -362,14 +381,15 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
     files without an audio stream raise ``AudioError(NOT_AUDIO_MESSAGE)``.
     """
     if not data:
-        raise AudioError("The file is empty.")
+        raise _plain("The file is empty.")
     if ffmpeg is None:
         try:
             info = wav_info(data)
         except AudioError as exc:
             raise AudioError(
                 "Only WAV files can be checked because FFmpeg is not installed; "
-                f"that file could not be read ({exc})"
+                f"that file could not be read ({exc})",
+                user_message="This bot can only use WAV voice clips, and that file is not one it can read.",
             ) from exc
         return ProbeResult(info.duration, "wav", f"pcm_s{info.sample_width * 8}le")
     writing = asyncio.ensure_future(asyncio.to_thread(_write_temp, data))
@@ -389,10 +409,10 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
     times = _OUT_TIME.findall(out)
     if code != 0 or not times:
         log.debug("ffmpeg rejected an uploaded clip: %s", _last_line(err))
-        raise AudioError(NOT_AUDIO_MESSAGE)
+        raise _plain(NOT_AUDIO_MESSAGE)
     duration = int(times[-1]) / 1_000_000
     if duration <= 0:
-        raise AudioError("That audio file contains no sound (0 seconds).")
+        raise _plain("That audio file contains no sound (0 seconds).")
     header = err.decode("utf-8", "replace").split("Stream mapping:")[0]
     fmt = _INPUT_FORMAT.search(header)
     codec = _AUDIO_CODEC.search(header)

@@ -202,10 +202,12 @@ class SpeakCog(commands.Cog, name="Speak"):
                     on_event=session.on_event,
                 )
             except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
-                await reply.refuse(_refusal_text(exc))
+                text = _refusal_text(exc)
                 if isinstance(exc, SubmissionsPaused):
-                    await out_of_credit(self.bot, interaction.guild_id, member.display_name)
-                elif isinstance(exc, QuotaExceeded) and exc.code in BUDGET_CODES:
+                    told = await out_of_credit(self.bot, interaction.guild_id, member.display_name)
+                    text = _card.out_of_credit_refusal(text, told)
+                await reply.refuse(text)
+                if isinstance(exc, QuotaExceeded) and exc.code in BUDGET_CODES:
                     await self._budget_reached(interaction.guild_id, exc, member.display_name)
                 return
             card_started = True
@@ -275,7 +277,8 @@ class SpeakCog(commands.Cog, name="Speak"):
         try:
             probe = await probe_audio(data, ffmpeg=self.bot.ffmpeg)
         except AudioError as exc:
-            return f"The voice clip can't be used: {exc}"
+            log.info("voice clip %r refused: %s", voice.filename, exc)
+            return f"The voice clip can't be used: {exc.user_message}"
         return _checks.check_voice_duration(probe.duration, settings.voice_ref_max_seconds)
 
     async def _budget_reached(self, guild_id: int | None, exc: QuotaExceeded, requester: str) -> None:
@@ -344,6 +347,7 @@ class SpeakCog(commands.Cog, name="Speak"):
 
     async def close_failed_resumed(self, record: JobRecord, message: str) -> None:
         """A resumed job ended without audio: its old card says so, without a Cancel button."""
+        log.info("resumed job %s failed: %s", record.id, message)
         card_id = record.delivery.get("card_message_id")
         channel = await self._resumed_channel(record) if card_id else None
         if channel is None:
@@ -358,7 +362,10 @@ class SpeakCog(commands.Cog, name="Speak"):
             output=str(record.delivery.get("kind") or "file"), exaggeration=params.exaggeration,
             temperature=params.temperature, cfg=params.cfg,
             voice_name=_voice_name(record.voice_url),
-            status=_card.status_failed(message, refunded), note="(Closed after a restart.)",
+            status=_card.status_failed(record.id),
+            note="(Closed after a restart; " + (
+                "the quota was given back.)" if refunded else "the TTS service charged for it.)"
+            ),
         )
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
@@ -428,7 +435,7 @@ def _role_ids(member: Any) -> tuple[int, ...]:
 
 def _refusal_text(exc: Exception) -> str:
     if isinstance(exc, QuotaExceeded):
-        return _card.quota_refusal(exc.user_message, exc.resets_at)
+        return _card.quota_refusal(exc.user_message, exc.resets_at, exc.code)
     return getattr(exc, "user_message", None) or str(exc)
 
 
