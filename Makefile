@@ -28,6 +28,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(DEV_LOCK)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 	$(BIN)/hadolint Dockerfile
 	$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))') \
 	  --project-directory . -f docker-compose.yml config --quiet

@@ -33,6 +33,8 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.errors import UserFacingError
+
 log = logging.getLogger(__name__)
 
 #: Bitrates tried, best first, when a WAV is too big for an upload.
@@ -45,23 +47,16 @@ NOT_AUDIO_MESSAGE = "That file is not an audio clip the bot can read."
 _MIB = 1024 * 1024
 
 
-class AudioError(Exception):
+class AudioError(UserFacingError):
     """Audio that cannot be read, joined or converted.
 
-    ``str(err)`` is the detail for the log and the CLI (it may quote FFmpeg's own words);
-    ``user_message`` is what a Discord member may read: plain words, no tool names.
+    ``str(err)`` is the detail for the log and the CLI. ``user_message`` is what a member may
+    read: the message itself, unless the raise site gives plain words instead because the
+    detail quotes FFmpeg or a Python exception (members never see those).
     """
 
-    default_user_message = "The bot could not process this audio."
-
     def __init__(self, message: str, *, user_message: str | None = None) -> None:
-        super().__init__(message)
-        self.user_message = user_message or self.default_user_message
-
-
-def _plain(message: str) -> AudioError:
-    """An ``AudioError`` whose detail is fit for members as it is."""
-    return AudioError(message, user_message=message)
+        super().__init__(message, user_message=user_message or message)
 
 
 class TooLargeForUpload(AudioError):
@@ -110,8 +105,14 @@ def _read_wav(data: bytes) -> tuple[WavInfo, bytes]:
             frames_data = reader.readframes(reader.getnframes())
     except wave.Error as exc:
         if str(exc).startswith("unknown format"):
-            raise AudioError(f"Unsupported WAV encoding ({exc}); only plain PCM WAV works.") from exc
-        raise AudioError(f"The WAV file is damaged or truncated ({exc}).") from exc
+            raise AudioError(
+                f"Unsupported WAV encoding ({exc}); only plain PCM WAV works.",
+                user_message="This WAV file uses an encoding the bot cannot read; only plain PCM WAV works.",
+            ) from exc
+        raise AudioError(
+            f"The WAV file is damaged or truncated ({exc}).",
+            user_message="The WAV file is damaged or truncated.",
+        ) from exc
     except EOFError as exc:
         raise AudioError("The WAV file is damaged or truncated.") from exc
     if channels < 1 or rate < 1:
@@ -221,7 +222,10 @@ async def _run(args: Sequence[str], stdin_data: bytes | None) -> tuple[int, byte
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
-        raise AudioError(f"FFmpeg could not be started ({exc.strerror or exc}).") from exc
+        raise AudioError(
+            f"FFmpeg could not be started ({exc.strerror or exc}).",
+            user_message="The bot's audio converter could not be started.",
+        ) from exc
     try:
         stdout, stderr = await proc.communicate(stdin_data)
     except BaseException:
@@ -263,7 +267,10 @@ async def transcode_to_opus(wav: bytes, *, ffmpeg: str, bitrate_kbps: int = 64) 
         log.info("FFmpeg at %s has no libopus; using its native opus encoder", ffmpeg)
         code, out, err = await _run(_opus_args(ffmpeg, bitrate_kbps, "opus"), wav)
     if code != 0 or not out.startswith(b"OggS"):
-        raise AudioError(f"FFmpeg could not encode the audio: {_last_line(err)}")
+        raise AudioError(
+            f"FFmpeg could not encode the audio: {_last_line(err)}",
+            user_message="The bot could not convert this audio.",
+        )
     return out
 
 
@@ -381,7 +388,7 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
     files without an audio stream raise ``AudioError(NOT_AUDIO_MESSAGE)``.
     """
     if not data:
-        raise _plain("The file is empty.")
+        raise AudioError("The file is empty.")
     if ffmpeg is None:
         try:
             info = wav_info(data)
@@ -409,10 +416,10 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
     times = _OUT_TIME.findall(out)
     if code != 0 or not times:
         log.debug("ffmpeg rejected an uploaded clip: %s", _last_line(err))
-        raise _plain(NOT_AUDIO_MESSAGE)
+        raise AudioError(NOT_AUDIO_MESSAGE)
     duration = int(times[-1]) / 1_000_000
     if duration <= 0:
-        raise _plain("That audio file contains no sound (0 seconds).")
+        raise AudioError("That audio file contains no sound (0 seconds).")
     header = err.decode("utf-8", "replace").split("Stream mapping:")[0]
     fmt = _INPUT_FORMAT.search(header)
     codec = _AUDIO_CODEC.search(header)

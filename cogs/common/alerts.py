@@ -8,15 +8,18 @@ never guesses a channel, since alerts may say things members need not see.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import discord
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
 
 async def alert_moderators(
-    bot: Any, guild_id: int, text: str, *, if_unset: Literal["warn", "skip"] = "warn"
+    bot: ChatterboxBot, guild_id: int, text: str, *, if_unset: Literal["warn", "skip"] = "warn"
 ) -> bool:
     """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible.
 
@@ -33,8 +36,10 @@ async def alert_moderators(
     try:
         if channel is None:
             channel = await bot.fetch_channel(channel_id)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
-    except (discord.HTTPException, AttributeError) as exc:
+        if not isinstance(channel, discord.abc.Messageable):
+            raise TypeError(f"{type(channel).__name__} cannot hold messages")
+        await channel.send(text)
+    except (discord.HTTPException, TypeError) as exc:
         log.warning("could not post in the alert channel %s of guild %s (%s); alert: %s",
                     channel_id, guild_id, exc, text)
         return False
