@@ -157,7 +157,7 @@ class JobFailed(GatewayError):
     """The job ended FAILED (bad input such as an unusable voice clip). The provider charges it."""
 
     default_user_message = (
-        "The TTS service could not make this audio (often the voice clip: try another clip, or none)."
+        "The TTS service could not make this audio (often the voice clip: try another clip, or no clip)."
     )
     default_refund = False
 

@@ -55,7 +55,7 @@ async def test_failed_job_raises_job_failed_not_refunded(
     assert error.refund is False
     assert error.error == "The voice clip is too short."
     assert error.user_message == (
-        "The TTS service could not make this audio (often the voice clip: try another clip, or none)."
+        "The TTS service could not make this audio (often the voice clip: try another clip, or no clip)."
     )
     assert "The voice clip is too short." in str(error)  # the provider's words: for the log
     assert error.request_id == accepted.request_id
