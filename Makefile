@@ -14,7 +14,7 @@ UV := $(VENV)/tools/bin/uv
 COMPILE = $(UV) pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes
 GUILD ?=
 
-.PHONY: test lint run emulator bench sync lock upgrade clean
+.PHONY: install test lint run emulator bench sync lock upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,8 @@ $(STAMP): $(BIN)/python pyproject.toml $(DEV_LOCK)
 	@$(BIN)/python -m pip check || { \
 	  echo "pyproject.toml asks for packages that $(DEV_LOCK) does not pin: run 'make lock'" >&2; exit 1; }
 	touch $(STAMP)
+
+install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
