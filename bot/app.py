@@ -205,6 +205,7 @@ class ChatterboxBot(commands.Bot):
                 error_id,
                 interaction.command.qualified_name if interaction.command else "?",
                 exc_info=(type(original), original, original.__traceback__),
+                extra={"error_id": error_id},  # a field of its own in LOG_FORMAT=json
             )
             message = f"Sorry, something went wrong on our side (error id `{error_id}`)."
         await send_ephemeral(interaction, message)
