@@ -115,7 +115,9 @@ class VoiceCog(
         try:
             position = player.add(clip)
         except QueueFull as exc:
-            return Placement.refused(f"you already have {exc.cap} clips waiting for voice chat")
+            return Placement.refused(
+                f"you already have {exc.cap} clips waiting for voice chat (the most one member may queue)"
+            )
         ahead = player.current is not None or player.busy or position > 1
         await player.announce_positions()
         if not ahead:

@@ -1,0 +1,110 @@
+"""The bot's voice connection: ``discord.VoiceClient`` made to fail fast and say why.
+
+Design decisions (each found by running the unmodified client against the test suite's
+voice server, ``tests/sandbox/voice_server.py``):
+
+* **One attempt per join.** The player connects with ``reconnect=False``: discord.py then
+  raises the voice server's close (``ConnectionClosed`` with 4017 when DAVE is required and
+  the handshake fails) at once, instead of retrying five times, leaving and re-joining the
+  channel before each try. The whole attempt is bounded by ``VOICE_CONNECT_TIMEOUT``.
+* **Recovery is the player's, with a fresh client.** discord.py's own in-place recovery
+  (``reconnect=True`` after 4006/4009/a network drop, and ``move_to``) re-runs IP discovery
+  on a new UDP socket while its socket-reader thread still waits up to 30 s on the old one,
+  so the discovery reply is not read and the reconnect/move times out. A new
+  ``VoiceClient`` has a new reader, so the player drops the old client and connects again.
+* **A kick is told apart from a drop** by Discord's word: a ``VOICE_STATE_UPDATE`` without
+  a channel that arrives while the client is connected (discord.py marks itself
+  disconnected before it sends its own leave, so the answer to our or discord.py's leave
+  never counts). ``removed_by_discord`` is then True and the player ends the clip; any
+  other end of the connection is a drop the player recovers from.
+* **Why a join failed** comes from how far the handshake got: the close code, or for a
+  timeout whether Discord sent the voice server, whether the voice server said READY, and
+  whether the UDP discovery completed (``VoiceClient`` exposes the endpoint; the voice
+  messages are seen through discord.py's websocket ``hook``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import discord
+from discord.voice_state import VoiceConnectionState
+
+log = logging.getLogger(__name__)
+
+READY = 2
+SESSION_DESCRIPTION = 4
+
+
+class PlayerVoiceClient(discord.VoiceClient):
+    """``discord.VoiceClient`` with the observations the player needs (see the module doc)."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        channel: discord.abc.Connectable,
+        *,
+        on_cleanup: Callable[[PlayerVoiceClient], None] | None = None,
+    ) -> None:
+        #: Voice gateway opcodes received, in order (READY = 2, SESSION_DESCRIPTION = 4).
+        self.received_ops: list[int] = []
+        #: Discord removed the bot from voice (kick, channel deleted) while connected.
+        self.removed_by_discord = False
+        self._on_cleanup = on_cleanup
+        super().__init__(client, channel)
+
+    def create_connection_state(self) -> VoiceConnectionState:
+        return VoiceConnectionState(self, hook=self._seen)
+
+    async def _seen(self, _ws: Any, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if isinstance(op, int):
+            self.received_ops.append(op)
+
+    async def on_voice_state_update(self, data: Any) -> None:
+        if data.get("channel_id") is None and self.is_connected():
+            self.removed_by_discord = True
+        await super().on_voice_state_update(data)
+
+    def transport_open(self) -> bool:
+        """Connected and the voice websocket has not been closed under us (read from the
+        player thread: a drop is visible here before discord.py has reacted to it)."""
+        if not self.is_connected():
+            return False
+        socket = getattr(getattr(self, "ws", None), "ws", None)
+        return socket is None or getattr(socket, "close_code", None) is None
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self._on_cleanup is not None:
+            self._on_cleanup(self)
+
+
+def describe_join_failure(
+    exc: BaseException, attempt: PlayerVoiceClient | None, channel_name: str, timeout: float
+) -> str:
+    """A clause for "posted instead because …" naming what happened."""
+    if isinstance(exc, discord.ConnectionClosed):
+        code = exc.code
+        if code == 4017:
+            return "the voice server required end-to-end encryption (DAVE) and the handshake failed"
+        if code in (4016, 4012):
+            return "the voice connection's encryption could not be agreed with Discord"
+        return f"Discord's voice server refused the connection (code {code})"
+    if isinstance(exc, RuntimeError) and "davey" in str(exc).lower():
+        return "voice encryption (DAVE) is not available on this bot"
+    seconds = f"{timeout:g} s"
+    if isinstance(exc, TimeoutError):
+        if attempt is None or not attempt.endpoint:
+            return f"Discord did not let me join #{channel_name} within {seconds}"
+        if READY not in attempt.received_ops:
+            return f"Discord's voice server did not answer within {seconds}"
+        if SESSION_DESCRIPTION not in attempt.received_ops:
+            return f"Discord's voice server was unreachable (no UDP reply within {seconds})"
+        return f"joining #{channel_name} timed out after {seconds}"
+    if isinstance(exc, (OSError, aiohttp.ClientError)):
+        return "Discord's voice server was unreachable"
+    return f"I couldn't connect to #{channel_name}"
