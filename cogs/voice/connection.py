@@ -18,9 +18,8 @@ voice server, ``tests/sandbox/voice_server.py``):
   never counts). ``removed_by_discord`` is then True and the player ends the clip; any
   other end of the connection is a drop the player recovers from.
 * **Why a join failed** comes from how far the handshake got: the close code, or for a
-  timeout whether Discord sent the voice server, whether the voice server said READY, and
-  whether the UDP discovery completed (``VoiceClient`` exposes the endpoint; the voice
-  messages are seen through discord.py's websocket ``hook``).
+  timeout whether Discord sent the voice server (``endpoint``), whether the voice server
+  said READY (``ssrc``) and whether the UDP discovery led to a session key (``mode``).
 """
 
 from __future__ import annotations
@@ -31,12 +30,8 @@ from typing import Any
 
 import aiohttp
 import discord
-from discord.voice_state import VoiceConnectionState
 
 log = logging.getLogger(__name__)
-
-READY = 2
-SESSION_DESCRIPTION = 4
 
 
 class PlayerVoiceClient(discord.VoiceClient):
@@ -49,20 +44,10 @@ class PlayerVoiceClient(discord.VoiceClient):
         *,
         on_cleanup: Callable[[PlayerVoiceClient], None] | None = None,
     ) -> None:
-        #: Voice gateway opcodes received, in order (READY = 2, SESSION_DESCRIPTION = 4).
-        self.received_ops: list[int] = []
         #: Discord removed the bot from voice (kick, channel deleted) while connected.
         self.removed_by_discord = False
         self._on_cleanup = on_cleanup
         super().__init__(client, channel)
-
-    def create_connection_state(self) -> VoiceConnectionState:
-        return VoiceConnectionState(self, hook=self._seen)
-
-    async def _seen(self, _ws: Any, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if isinstance(op, int):
-            self.received_ops.append(op)
 
     async def on_voice_state_update(self, data: Any) -> None:
         if data.get("channel_id") is None and self.is_connected():
@@ -100,9 +85,9 @@ def describe_join_failure(
     if isinstance(exc, TimeoutError):
         if attempt is None or not attempt.endpoint:
             return f"Discord did not let me join #{channel_name} within {seconds}"
-        if READY not in attempt.received_ops:
+        if not attempt.ssrc:  # no READY
             return f"Discord's voice server did not answer within {seconds}"
-        if SESSION_DESCRIPTION not in attempt.received_ops:
+        if not attempt.mode:  # no SESSION_DESCRIPTION: IP discovery got no reply
             return f"Discord's voice server was unreachable (no UDP reply within {seconds})"
         return f"joining #{channel_name} timed out after {seconds}"
     if isinstance(exc, (OSError, aiohttp.ClientError)):

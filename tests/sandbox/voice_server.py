@@ -156,7 +156,9 @@ class Frame:
 
     @property
     def silence(self) -> bool:
-        return self.opus == OPUS_SILENCE or self.peak == 0
+        """discord.py's silence frame (sent after a clip, and by the bot while it waits for
+        audio). Encoded audio, even a quiet stretch, is never this 3-byte packet."""
+        return self.opus == OPUS_SILENCE
 
 
 @dataclass
@@ -173,6 +175,14 @@ class Listening:
     def audio_seconds(self) -> float:
         """Decoded duration of the non-silent frames."""
         return sum(f.samples for f in self.audio) / SAMPLE_RATE
+
+    def sound_seconds(self, threshold: int = 100) -> float:
+        """From the first to the last frame with sound (peak above ``threshold``): what a
+        listener hears as the clip, without the quiet padding an encoder adds at the ends."""
+        loud = [i for i, f in enumerate(self.audio) if f.peak > threshold]
+        if not loud:
+            return 0.0
+        return sum(f.samples for f in self.audio[loud[0] : loud[-1] + 1]) / SAMPLE_RATE
 
     @property
     def trailing_silence(self) -> int:
@@ -198,16 +208,20 @@ class Listening:
             last[frame.ssrc] = frame
         return True
 
-    def bursts(self) -> list[Listening]:
-        """Runs of audio separated by silence: one per clip when clips play back to back."""
+    def bursts(self, gap: int = 5) -> list[Listening]:
+        """Runs of audio separated by at least ``gap`` silence frames (discord.py ends every
+        play with five): one per clip when clips play back to back."""
         runs: list[list[Frame]] = []
         current: list[Frame] = []
+        quiet = 0
         for frame in self.frames:
             if frame.silence:
-                if current:
+                quiet += 1
+                if quiet >= gap and current:
                     runs.append(current)
                     current = []
             else:
+                quiet = 0
                 current.append(frame)
         if current:
             runs.append(current)
