@@ -50,7 +50,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import discord
 
@@ -58,6 +58,9 @@ from bot.audio import AudioError, WavInfo, ffmpeg_raw_input_args
 from bot.playback.clip import PcmReader, VoiceClip
 from bot.playback.queue import FairQueue, IdleTimer, ordinal
 from cogs.voice.connection import PlayerVoiceClient, describe_join_failure
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +299,7 @@ class GuildPlayer:
 
     def __init__(
         self,
-        bot: Any,
+        bot: ChatterboxBot,
         guild_id: int,
         *,
         voice_cls: type[discord.VoiceProtocol] | None,
@@ -652,14 +655,13 @@ class GuildPlayer:
         if voice is not None:
             await self._drop(voice)
         attempts: list[PlayerVoiceClient] = []
-        factory: Any = self.voice_cls
-        if factory is None:
 
-            def factory(client: discord.Client, target: discord.abc.Connectable) -> PlayerVoiceClient:
-                attempt = PlayerVoiceClient(client, target, on_cleanup=lambda _: self._changed())
-                attempts.append(attempt)
-                return attempt
+        def fresh_client(client: discord.Client, target: discord.abc.Connectable) -> PlayerVoiceClient:
+            attempt = PlayerVoiceClient(client, target, on_cleanup=lambda _: self._changed())
+            attempts.append(attempt)
+            return attempt
 
+        factory: Any = self.voice_cls or fresh_client
         timeout = self.connect_timeout
         try:
             connected = await asyncio.wait_for(
