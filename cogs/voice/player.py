@@ -421,15 +421,11 @@ class GuildPlayer:
         return True
 
     async def on_bot_disconnected(self) -> None:
-        """Discord says the bot is not in voice. During a clip the connection's own end
-        decides (a kick ends the clip, a drop reconnects: see ``_play``); otherwise tidy up."""
-        if self.current is not None or self.busy:
-            return
-        async with self._voice_lock:
-            self._cancel_idle()
-            voice = self.voice
-            if voice is not None:
-                await self._drop(voice)
+        """Discord says the bot is not in voice. The voice client ends itself (discord.py
+        disconnects on that event) and a clip playing decides from how its connection ended
+        (a kick ends the clip, a drop reconnects: see ``_play``); here only the idle timer
+        goes. Disconnecting here too would wait for an answer Discord never sends."""
+        self._cancel_idle()
         self._changed()
 
     async def on_channel_emptied(self) -> None:
@@ -684,9 +680,12 @@ class GuildPlayer:
             raise VoiceUnavailable(describe_join_failure(exc, attempt, channel.name, timeout)) from exc
 
     async def _drop(self, voice: PlayableVoice) -> None:
-        """Disconnect and forget ``voice``, whatever state it is in."""
+        """Disconnect and forget ``voice``, whatever state it is in. A client that is not
+        connected gets a short bound: discord.py waits for Discord to confirm the leave, and
+        Discord says nothing when the bot was not in a channel."""
+        bound = self.connect_timeout if voice.is_connected() else CLOSE_TIMEOUT
         try:
-            await asyncio.wait_for(voice.disconnect(force=True), self.connect_timeout)
+            await asyncio.wait_for(voice.disconnect(force=True), bound)
         except Exception as exc:
             log.warning("voice disconnect in guild %s failed: %s", self.guild_id, exc)
         guild = self.guild

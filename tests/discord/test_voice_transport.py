@@ -255,3 +255,21 @@ async def test_a_kick_ends_the_clip_and_posts_it(make_harness) -> None:
         assert await probe.wait_fallback() == "I was disconnected from voice chat"
         await h.sandbox.sync()
         assert len([r for r in h.sandbox.voice_requests if r["channel_id"] is not None]) == 1  # no rejoin
+
+
+async def test_a_restart_during_playback_posts_what_had_not_played(make_harness) -> None:
+    async with transport(make_harness) as t:
+        h = t.h
+        await t.join(h.alice)
+        long_text = "A long line that is playing when the bot restarts, " * 2
+        playing = await h.speak(text=long_text, output="voice")
+        await card_with(playing, "playing in #Lounge")
+        waiting = await h.speak(text="A second line that waits its turn.", output="voice")
+        await card_with(waiting, "done")  # generated, and waiting for voice
+        await t.wait_heard(lambda x: len(x.audio) >= 5, what="the first clip playing")
+        assert h.audio_messages() == []
+        await h.restart_bot()
+        posted = await h.sandbox.wait_for(
+            lambda: h.audio_messages() if len(h.audio_messages()) == 2 else None, describe="both clips posted"
+        )
+        assert all("Delivered after a restart" in m.content for m in posted)
