@@ -24,6 +24,7 @@ voice server, ``tests/sandbox/voice_server.py``):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,22 @@ class PlayerVoiceClient(discord.VoiceClient):
         self._on_cleanup = on_cleanup
         super().__init__(client, channel)
 
+    async def connect(
+        self,
+        *,
+        reconnect: bool,
+        timeout: float,  # noqa: ASYNC109  (discord.py's signature)
+        self_deaf: bool = False,
+        self_mute: bool = False,
+    ) -> None:
+        await super().connect(reconnect=reconnect, timeout=timeout, self_deaf=self_deaf, self_mute=self_mute)
+        # Without reconnect, discord.py's websocket poller ends by raising the close that ended
+        # the connection (4006 ...); nobody awaits it, so take the result here (else asyncio
+        # logs "Task exception was never retrieved" for a drop the player recovers from).
+        runner = getattr(self._connection, "_runner", None)
+        if isinstance(runner, asyncio.Task):
+            runner.add_done_callback(_note_end)
+
     async def on_voice_state_update(self, data: Any) -> None:
         if data.get("channel_id") is None and self.is_connected():
             self.removed_by_discord = True
@@ -66,6 +83,11 @@ class PlayerVoiceClient(discord.VoiceClient):
         super().cleanup()
         if self._on_cleanup is not None:
             self._on_cleanup(self)
+
+
+def _note_end(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.info("voice connection ended: %s", exc)
 
 
 def describe_join_failure(

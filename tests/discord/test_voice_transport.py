@@ -13,9 +13,10 @@ from typing import Any
 import discord
 
 from bot.audio import wav_pcm
+from bot.clock import ManualClock
 from cogs.voice.cog import Placement
 from tests.discord.harness import Harness
-from tests.discord.speak_support import card_with
+from tests.discord.speak_support import card_with, refusal
 from tests.discord.voice_support import ClipProbe, VoiceLab, emulator_wav
 from tests.sandbox import Channel, Member
 from tests.sandbox.voice_server import Listening
@@ -273,3 +274,41 @@ async def test_a_restart_during_playback_posts_what_had_not_played(make_harness)
             lambda: h.audio_messages() if len(h.audio_messages()) == 2 else None, describe="both clips posted"
         )
         assert all("Delivered after a restart" in m.content for m in posted)
+
+
+async def test_default_limits_let_a_member_queue_three_clips(make_harness) -> None:
+    """QUOTA_MAX_IN_FLIGHT and VOICE_MAX_QUEUED_PER_MEMBER agree by default: three quick
+    /speak calls all wait for voice while they are generated; a fourth is refused by the
+    in-progress limit, and says so."""
+    emulator_clock = ManualClock()
+    async with make_harness(emulator_clock=emulator_clock) as h:
+        assert h.settings.quota_max_in_flight == h.settings.voice_max_queued_per_member == 3
+        await h.sandbox.move_member(h.alice, h.voice_channel)
+        handles = [await h.speak(text=f"Clip {n} here.", output="voice") for n in (1, 2, 3)]
+        await h.emulator.wait_until(lambda: len(h.emulator.jobs) == 3)
+        fourth = await h.speak(text="One clip too many.", output="voice")
+        refused = await refusal(fourth, "in progress")
+        assert refused.content.startswith("You already have 3 requests in progress")
+        cog: Any = h.bot.get_cog("Voice")
+        player = cog.player(h.guild.id)
+        assert len(player.queue) == 3
+        emulator_clock.advance(60)
+        for handle in handles:
+            await card_with(handle, "played in #Lounge")
+        assert h.audio_messages() == []
+
+
+async def test_a_region_change_mid_clip_moves_to_the_new_server_and_plays_on(make_harness) -> None:
+    async with transport(make_harness) as t:
+        h = t.h
+        await t.join(h.alice)
+        wav = wav_of(1.5)
+        probe = t.probe(h.alice, "a1").feed(wav)
+        await t.enqueue(h.alice, probe)
+        await t.wait_heard(lambda x: len(x.audio) >= 15, what="the first part of the clip")
+        await h.sandbox.set_rtc_region(h.voice_channel, "rotterdam")
+        await t.lab.wait_until(lambda: "played in #Lounge" in probe.states)
+        assert probe.fallbacks == []
+        heard = await t.wait_heard(lambda x: x.trailing_silence >= 5)
+        assert h.sandbox.voice_servers["rotterdam"].sessions_of(h.sandbox.bot_user.id)[0].frames
+        assert sound_span(wav) - 0.1 <= heard.sound_seconds() <= sound_span(wav) * (1 + WHOLE)
