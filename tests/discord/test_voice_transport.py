@@ -312,3 +312,15 @@ async def test_a_region_change_mid_clip_moves_to_the_new_server_and_plays_on(mak
         heard = await t.wait_heard(lambda x: x.trailing_silence >= 5)
         assert h.sandbox.voice_servers["rotterdam"].sessions_of(h.sandbox.bot_user.id)[0].frames
         assert sound_span(wav) - 0.1 <= heard.sound_seconds() <= sound_span(wav) * (1 + WHOLE)
+
+
+async def test_deleting_the_channel_ends_the_clip_and_posts_it(make_harness) -> None:
+    async with transport(make_harness) as t:
+        h = t.h
+        await t.join(h.alice)
+        probe = t.probe(h.alice, "a1", 3.0)
+        await t.enqueue(h.alice, probe)
+        await t.wait_heard(lambda x: len(x.audio) >= 5, what="the clip playing")
+        await h.sandbox.delete_channel(h.voice_channel)
+        assert await probe.wait_fallback() == "#Lounge was deleted"
+        assert len([r for r in h.sandbox.voice_requests if r["channel_id"] is not None]) == 1  # no rejoin

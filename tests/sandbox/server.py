@@ -537,6 +537,21 @@ class DiscordSandbox:
         )
         return Listening(frames)
 
+    async def delete_channel(self, channel: Channel) -> None:
+        """A moderator deletes ``channel``: members in it (the bot too) are disconnected from
+        voice first (``VOICE_STATE_UPDATE`` without a channel), then ``CHANNEL_DELETE``."""
+        guild = channel.guild
+        hub = self.state.hub
+        members = sorted(channel.voice_members, key=lambda m: m is not guild.bot_member)  # the bot first
+        for member in members:
+            if member is guild.bot_member:
+                hub.kick_bot(guild)
+            else:
+                hub.set_voice_state(guild, member, None)
+        del guild.channels[channel.id]
+        self.state.dispatch_guild_event(guild, "CHANNEL_DELETE", channel.payload())
+        await self.sync()
+
     async def set_rtc_region(self, channel: Channel, region: str | None) -> None:
         """Change a voice channel's region as a moderator would: ``CHANNEL_UPDATE``, and a bot
         connected there gets ``VOICE_SERVER_UPDATE`` for the new region's server."""
