@@ -14,7 +14,7 @@ UV := $(VENV)/tools/bin/uv
 COMPILE = $(UV) pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes
 GUILD ?=
 
-.PHONY: install test lint run emulator bench sync lock upgrade clean
+.PHONY: install test lint run emulator bench chaos sync lock upgrade clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ run: $(STAMP)
 
 emulator: $(STAMP)
 	$(BIN)/chatterbox-bot emulator
+
+# The long kill campaign (SIGKILL at 50 random points per engine); prints its counts.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --points 50
 
 sync: $(STAMP)
 	$(BIN)/chatterbox-bot sync $(if $(GUILD),--guild $(GUILD))

@@ -21,6 +21,11 @@ Decisions a server owner may want to know:
 * Interaction tokens stay out of the log even at ``LOG_LEVEL=DEBUG``: discord.py logs REST
   URLs (``/interactions/{id}/{token}/callback``, ``/webhooks/{app}/{token}``) and gateway
   payloads (``'token': …``) at DEBUG, so its loggers get ``RedactInteractionTokens``.
+* Stopping: ``run_bot`` handles SIGTERM and SIGINT itself (so it stops as PID 1 too), and
+  ``close`` stops the speech service first — no new jobs, deliveries in progress get
+  ``SHUTDOWN_GRACE_SECONDS`` while Discord is still connected — then Discord, then the core.
+* On SQLite ``run_bot`` takes the database's instance lock before logging in: one bot per file.
+* With ``DISCORD_SHARD_COUNT`` the bot is a ``ShardedChatterboxBot`` (``AutoShardedBot``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -110,6 +116,7 @@ class ChatterboxBot(commands.Bot):
         session: aiohttp.ClientSession | None = None,
         cogs: tuple[str, ...] = COGS,
         commands_only: bool = False,
+        instance_lock: bool = True,
         voice_cls: type[discord.VoiceProtocol] | None = None,
         serve_http: bool = False,
         **options: Any,
@@ -130,6 +137,7 @@ class ChatterboxBot(commands.Bot):
         self._injected_session = session
         self._cog_names = cogs
         self.commands_only = commands_only
+        self._instance_lock = instance_lock
         self.services: Services | None = None
         self.serve_http = serve_http
         self.ffmpeg: str | None = None
@@ -152,7 +160,8 @@ class ChatterboxBot(commands.Bot):
         from bot.services import Services
 
         self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
-                                            serve_http=self.serve_http, discord=self.discord_connected)
+                                            serve_http=self.serve_http, discord=self.discord_connected,
+                                            instance_lock=self._instance_lock)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
@@ -185,6 +194,13 @@ class ChatterboxBot(commands.Bot):
         return self.services
 
     async def close(self) -> None:
+        """The clean stop: no new jobs, deliveries in progress finish (``SHUTDOWN_GRACE_SECONDS``)
+        while Discord is still connected, then Discord closes, then the core (leases released)."""
+        if self.services is not None:
+            try:
+                await self.services.speech.stop()
+            except Exception:
+                log.exception("stopping the speech service failed")
         if self.ready_report is not None and not self.ready_report.done():
             self.ready_report.cancel()
             await asyncio.gather(self.ready_report, return_exceptions=True)
@@ -283,6 +299,20 @@ def _leaf_options(data: Any) -> list[dict[str, Any]]:
         else:
             found.extend(_leaf_options(option))
     return found
+class ShardedChatterboxBot(ChatterboxBot, commands.AutoShardedBot):
+    """``ChatterboxBot`` over several shards: the AutoShardedClient's connection handling,
+    everything else unchanged. Built by ``make_bot`` when ``DISCORD_SHARD_COUNT`` is set;
+    ``DISCORD_SHARD_IDS`` picks this process's shards, and its reconciler then works only on
+    the jobs of those shards' guilds (``SpeechService.shard_condition``)."""
+
+
+def make_bot(settings: Settings, **options: Any) -> ChatterboxBot:
+    """The bot for ``settings``: sharded when ``DISCORD_SHARD_COUNT`` is set."""
+    count = settings.discord_shard_count
+    if count is None:
+        return ChatterboxBot(settings, **options)
+    ids = settings.shard_ids()
+    return ShardedChatterboxBot(settings, shard_count=count, shard_ids=list(ids) if ids else None, **options)
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
@@ -297,10 +327,38 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
 
 
 async def run_bot(settings: Settings) -> None:
-    """``chatterbox-bot run``: connect and serve until interrupted (with the HTTP server)."""
-    bot = ChatterboxBot(settings, serve_http=True)
-    async with bot:
-        await bot.start(settings.require_discord_token().get_secret_value())
+    """``chatterbox-bot run``: connect and serve until SIGTERM or SIGINT, then stop cleanly
+    (``ChatterboxBot.close``: no new jobs, deliveries finish, leases released)."""
+    from bot.store.engine import create_engine
+    from bot.store.instance_lock import acquire_for_url
+
+    # Before logging in: a malformed DATABASE_URL, or a second bot on one SQLite file, is
+    # reported at once (an unreachable server shows when the services open, after login).
+    await create_engine(settings.database_url).dispose()
+    lock = acquire_for_url(settings.database_url)
+    bot = make_bot(settings, instance_lock=False, serve_http=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with bot:
+            serving = asyncio.create_task(bot.start(settings.require_discord_token().get_secret_value()),
+                                          name="discord")
+            stopping = asyncio.create_task(stop.wait(), name="signals")
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if serving.done():
+                serving.result()  # a login failure, a bad database: raised for the CLI
+                return
+            log.info("stopping on a signal")
+            await bot.close()
+            await asyncio.gather(serving, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if lock is not None:
+            lock.release()
 
 
 async def sync_commands(settings: Settings, *, guild_id: int | None = None) -> list[str]:

@@ -19,6 +19,9 @@ webhook; with ``serve_http`` (``chatterbox-bot run`` always, ``speak`` only with
 ``WebServer`` (callbacks, ``/healthz``, ``/metrics``) listens on ``HTTP_HOST:HTTP_PORT``
 unless ``HTTP_PORT=0``. One ``Metrics`` registry per ``Services``. Closing stops the server
 first, so no callback arrives while the rest shuts down.
+
+``instance_lock=True`` (the Discord bot) takes SQLite's one-process lock
+(``bot.store.instance_lock``) before anything else; on PostgreSQL there is none to take.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from bot.quotas.errors import QuotaExceeded
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
 from bot.speech.cached import CacheSeam
+from bot.speech.holds import SharedRateGuard
 from bot.speech.service import SpeechService
 from bot.store.database import Database, open_database
 from bot.store.durations import DurationsStore
+from bot.store.instance_lock import InstanceLock, acquire_for_url
 from bot.web import DiscordStatus, WebServer
 
 log = logging.getLogger(__name__)
@@ -89,6 +94,7 @@ class Services:
         cache: AudioCache,
         owns_session: bool,
         owns_db: bool,
+        lock: InstanceLock | None = None,
         metrics: Metrics | None = None,
         push: PushHub | None = None,
         web: WebServer | None = None,
@@ -110,6 +116,7 @@ class Services:
         self.cache = cache
         self._owns_session = owns_session
         self._owns_db = owns_db
+        self._lock = lock
         self._closed = False
         self._saver: asyncio.Task[None] | None = None
 
@@ -132,6 +139,7 @@ class Services:
         clock: Clock | None = None,
         session: aiohttp.ClientSession | None = None,
         database: Database | None = None,
+        instance_lock: bool = False,
         serve_http: bool = False,
         discord: DiscordStatus | None = None,
         http_port: int | None = None,
@@ -142,7 +150,9 @@ class Services:
         server (unless ``HTTP_PORT=0``); ``http_port`` overrides the port (tests: 0 = any free
         port); ``discord`` reports Discord's state to ``/healthz``."""
         settings.require_api_key()
+        settings.shard_ids()  # a bad DISCORD_SHARD_IDS is a ConfigError before anything opens
         public_url = settings.require_public_base_url()
+        lock = acquire_for_url(settings.database_url) if instance_lock else None
         clock = clock or SystemClock()
         owns_session = session is None
         http = session or aiohttp.ClientSession()
@@ -151,11 +161,13 @@ class Services:
         web: WebServer | None = None
         try:
             if db is None:
-                db = await open_database(settings.database_url)
+                db = await open_database(settings.database_url,
+                                         retry_seconds=settings.database_retry_seconds)
             metrics = Metrics()
             quotas = MeteredQuotas(db, settings, clock, metrics=metrics)
             wallet = WalletGuard.from_settings(db, settings, clock)
-            limiter = RateGuard(settings.chatterbox_rate_per_second, settings.chatterbox_rate_burst, clock)
+            limiter = SharedRateGuard(settings.chatterbox_rate_per_second, settings.chatterbox_rate_burst,
+                                      clock, db=db)
             status_rate = settings.chatterbox_status_rate_per_second
             status_limiter = RateGuard(status_rate, max(1, round(status_rate)), clock)
             durations = DurationsStore(db, clock)
@@ -193,11 +205,13 @@ class Services:
                 await db.close()
             if owns_session:
                 await http.close()
+            if lock is not None:
+                lock.release()
             raise
         services = cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
                        limiter=limiter, status_limiter=status_limiter, durations=durations, client=client,
                        speech=speech, owns_session=owns_session, owns_db=database is None,
-                       metrics=metrics, push=push, web=web, cache=cache)
+                       metrics=metrics, push=push, web=web, cache=cache, lock=lock)
         services._start_background()
         return services
 
@@ -210,6 +224,8 @@ class Services:
             if self.web is not None:
                 await self.web.close()
             await self.speech.close()
+            if isinstance(self.limiter, SharedRateGuard):
+                await self.limiter.close()
             if self.push is not None:
                 await self.push.close()
             if self._saver is not None:
@@ -227,6 +243,8 @@ class Services:
             finally:
                 if self._owns_session:
                     await self.session.close()
+                if self._lock is not None:
+                    self._lock.release()
 
     async def __aenter__(self) -> Services:
         return self

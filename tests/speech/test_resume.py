@@ -4,6 +4,7 @@ waiting are polled again and delivered exactly once; nothing is POSTed twice."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -13,10 +14,11 @@ from bot.gateway.emulator import GatewayEmulator, Outcome
 from bot.gateway.models import TTSParams
 from bot.quotas import ReservationState
 from bot.services import Services
-from bot.speech.errors import SpeechInterrupted
+from bot.speech.errors import DeliveryNotMade, SpeechInterrupted
 from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult, Submitted
 from bot.speech.service import SpeechService
 from bot.store import JobsRepository, JobState, NewJob, PartState
+from cogs.quotas.render import render_history
 from tests.speech.support import EventLog, speech_settings
 from tests.store.dbkit import DbTarget, db_target
 
@@ -50,7 +52,7 @@ class Deliveries:
             await self._gate.wait()
         if self._fail_next:
             self._fail_next = False
-            raise RuntimeError("Discord is down")
+            raise DeliveryNotMade("Discord is down: nothing was posted")
         self.calls.append((record, result))
 
 
@@ -85,7 +87,8 @@ async def test_job_interrupted_mid_wait_is_resumed_and_delivered_once(
             assert len(deliveries.calls) == 1
             delivered, result = deliveries.calls[0]
             assert delivered.job_id == job.job_id
-            assert deliveries.states_seen == [JobState.COMPLETED]  # delivered once it was completed
+            # Handed over once it was claimed for delivery (so it is never posted twice).
+            assert deliveries.states_seen == [JobState.DELIVERING]
             assert delivered.target.interaction_token == "tok"
             media = emulator.jobs[request_id].media_bytes or b""
             assert wav_info(result.audio).frames == wav_info(media).frames
@@ -155,16 +158,56 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
         async def on_failed(resumed: ResumedJob, message: str) -> None:
             failures.append((resumed.job_id, message))
 
-        assert await second.speech.resume_pending(deliveries, wait=True, on_failed=on_failed) == 1
+        assert await second.speech.resume_pending(deliveries, wait=True, on_failed=on_failed) == 2
         assert deliveries.calls == []
         assert [job_id for job_id, _ in failures] == [job.id]  # its card can be closed
+        assert "may have been charged" in failures[0][1]
         record = await second.speech.get_job(job.id)
         assert record is not None and record.reservation_id is not None
         assert record.status is JobState.DELIVERED  # failed; nothing to hand over
         assert [p.status for p in record.parts] == [PartState.FAILED, PartState.CANCELLED]
         reservation = await second.quotas.get_reservation(record.reservation_id)
         assert (reservation.committed_requests, reservation.refunded_requests) == (1, 1)
-        # The CLI's job has no Discord destination: it is not the bot's to resume.
+        # Moderators see it in /quota history: one line, naming the member.
+        [entry] = await second.quotas.admin.audit(ALICE.guild_id)
+        assert entry.action == "job.maybe_charged" and entry.details["user_id"] == ALICE.user_id
+        history = render_history([entry])
+        assert "may have been charged" in history and f"<@{ALICE.user_id}>" in history
+        # The CLI's job has no Discord destination and nobody holds it (its command stopped):
+        # it is settled (never sent: refunded) and closed, not left open forever.
         cli_record = await second.speech.get_job(cli_job.id)
-        assert cli_record is not None and cli_record.status is JobState.RESERVED
+        assert cli_record is not None and cli_record.status is JobState.DELIVERED
+        assert cli_record.reservation_id is not None
+        cli_reservation = await second.quotas.get_reservation(cli_record.reservation_id)
+        assert cli_reservation.state is ReservationState.REFUNDED
         assert emulator.counts["submit"] == 0
+
+
+async def test_a_job_past_its_deadline_is_settled_told_and_closed(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    settings = speech_settings(emulator, database_url)
+    async with await Services.open(settings, clock=scaled_clock) as services:
+        past = scaled_clock.now() - timedelta(seconds=1)
+        stuck = NewJob(user_id=ALICE.user_id, user_display="alice", guild_id=ALICE.guild_id, channel_id=7001,
+                       text="One. Two.", parts=["One.", "Two."], deadline=past,
+                       delivery={"kind": "file", "channel_id": 7001})
+        await services.quotas.reserve(guild_id=ALICE.guild_id, user_id=ALICE.user_id, requests=2,
+                                      characters=9, job=stuck)
+        repo = JobsRepository(services.db, scaled_clock)
+        # Part 0 was accepted long ago (its request id no longer answers); part 1 never sent.
+        await repo.update_part(stuck.id, 0, status=PartState.SUBMITTED, request_id="long-gone")
+        await repo.transition(stuck.id, JobState.RESERVED, JobState.SUBMITTED)
+        failures: list[tuple[str, str]] = []
+
+        async def on_failed(job: ResumedJob, message: str) -> None:
+            failures.append((job.job_id, message))
+
+        assert await services.speech.resume_pending(Deliveries(), wait=True, on_failed=on_failed) == 1
+        record = await services.speech.get_job(stuck.id)
+        assert record is not None and record.status is JobState.DELIVERED
+        assert failures == [(stuck.id, record.error)] and "in time" in failures[0][1]
+        assert record.reservation_id is not None
+        reservation = await services.quotas.get_reservation(record.reservation_id)
+        assert (reservation.committed_requests, reservation.refunded_requests) == (1, 1)
+        assert emulator.counts["submit"] == 0 and emulator.counts.get("status", 0) == 0
