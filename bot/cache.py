@@ -26,7 +26,7 @@ Design decisions:
 - Takes (``speech_takes``): one row per result a member got, named by its job id (or a new id
   for a cache hit). The result's Re-roll and Play in voice buttons name a take, so they work
   after a restart; a take finds its audio through the same keys. Takes older than
-  ``TAKE_KEEP`` are pruned when the cache is filled.
+  ``TAKE_KEEP`` are pruned whenever a take is recorded (even with the cache off).
 - Deleting a voice deletes everything made from it: ``forget_clip(sha256)`` drops its entries,
   their files and its takes.
 - File I/O runs in a worker thread (``asyncio.to_thread``), never on the event loop.
@@ -183,7 +183,6 @@ class AudioCache:
         names = {key: f"{key[:2]}/{key}-{uuid.uuid4().hex[:12]}.wav" for key in entries}
         await asyncio.to_thread(_write_files, self._dir, {names[k]: entries[k] for k in entries})
         now = self._clock.now()
-        keep_takes_after = now - TAKE_KEEP
 
         async def write(conn: AsyncConnection) -> list[str]:
             stale: list[str] = []
@@ -199,7 +198,6 @@ class AudioCache:
                 else:
                     await conn.execute(audio_cache.insert().values(key=key, **values))
             stale += await _evict(conn, self._max_bytes)
-            await conn.execute(delete(speech_takes).where(speech_takes.c.created_at < keep_takes_after))
             return stale
 
         try:
@@ -258,7 +256,10 @@ class AudioCache:
             "model_id": take.model_id, "created_at": take.created_at,
         }
 
+        keep_after = self._clock.now() - TAKE_KEEP
+
         async def write(conn: AsyncConnection) -> None:
+            await conn.execute(delete(speech_takes).where(speech_takes.c.created_at < keep_after))
             query = select(speech_takes.c.id).where(speech_takes.c.id == take.id)
             if (await conn.execute(query)).first() is None:
                 await conn.execute(speech_takes.insert().values(id=take.id, **values))

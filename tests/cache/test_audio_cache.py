@@ -146,3 +146,22 @@ async def test_two_processes_share_the_index(db_target: DbTarget, tmp_path: Path
     finally:
         await first_db.close()
         await second_db.close()
+
+
+async def test_takes_are_kept_thirty_days_even_with_the_cache_off(
+    db: Database, tmp_path: Path, clock: ManualClock
+) -> None:
+    cache = cache_in(db, tmp_path / "cache", clock, max_bytes=0)
+
+    def take(take_id: str) -> Take:
+        return Take(id=take_id, user_id=1, guild_id=2, text="x", chunks=("x",), voice_url=None,
+                    voice_name=None, clip_sha256="", params=PARAMS, model_id=None, created_at=clock.now())
+
+    await cache.record_take(take("old"))
+    clock.advance(29 * 86400)
+    await cache.record_take(take("newer"))
+    assert await cache.get_take("old") is not None
+    clock.advance(2 * 86400)
+    await cache.record_take(take("newest"))
+    assert await cache.get_take("old") is None
+    assert await cache.get_take("newer") is not None and await cache.get_take("newest") is not None
