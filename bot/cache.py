@@ -13,8 +13,8 @@ Design decisions:
   replacing or evicting a row deletes only the file that row named, after its transaction
   committed, so no process can delete a file another row points to. New files are written to
   a temporary name and renamed into place: a reader sees a whole file or none.
-- A missing or unreadable file is a miss, never an error: the row is dropped and the chunk is
-  made again (and paid) as if it had never been cached.
+- A missing, unreadable or damaged file (not a whole WAV) is a miss, never an error: the row
+  is dropped and the chunk is made again (and paid) as if it had never been cached.
 - Size: ``CACHE_MAX_MB`` caps the files' total; after each fill the least recently used rows
   are evicted (under one lock name, ``audio-cache``: SQLite's write lock / a PostgreSQL
   advisory lock) until the total fits. A hit refreshes ``last_used_at``. ``CACHE_MAX_MB=0``
@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.audio import AudioError, wav_info
 from bot.clock import Clock
 from bot.gateway.models import TTSParams
 from bot.store.database import Database
@@ -323,12 +324,16 @@ async def _evict(conn: AsyncConnection, max_bytes: int) -> list[str]:
 
 
 def _read_files(root: Path, names: Sequence[str]) -> list[bytes | None]:
+    """Each file's bytes, or None when it is gone, unreadable or not a whole WAV any more."""
     found: list[bytes | None] = []
     for name in names:
         try:
-            found.append((root / name).read_bytes())
-        except OSError:
+            data = (root / name).read_bytes()
+            wav_info(data)
+        except (OSError, AudioError):
             found.append(None)
+        else:
+            found.append(data)
     return found
 
 
