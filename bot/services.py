@@ -104,10 +104,10 @@ class Services:
         self.durations = durations
         self.client = client
         self.speech = speech
-        self.cache = cache
         self.metrics = metrics or Metrics()
         self.push = push
         self.web = web
+        self.cache = cache
         self._owns_session = owns_session
         self._owns_db = owns_db
         self._closed = False
@@ -196,8 +196,8 @@ class Services:
             raise
         services = cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
                        limiter=limiter, status_limiter=status_limiter, durations=durations, client=client,
-                       speech=speech, cache=cache, owns_session=owns_session, owns_db=database is None,
-                       metrics=metrics, push=push, web=web)
+                       speech=speech, owns_session=owns_session, owns_db=database is None,
+                       metrics=metrics, push=push, web=web, cache=cache)
         services._start_background()
         return services
 
