@@ -13,8 +13,8 @@ Design decisions:
   replacing or evicting a row deletes only the file that row named, after its transaction
   committed, so no process can delete a file another row points to. New files are written to
   a temporary name and renamed into place: a reader sees a whole file or none.
-- A missing or unreadable file is a miss, never an error: the row is dropped and the chunk is
-  made again (and paid) as if it had never been cached.
+- A missing, unreadable or damaged file (not a whole WAV) is a miss, never an error: the row
+  is dropped and the chunk is made again (and paid) as if it had never been cached.
 - Size: ``CACHE_MAX_MB`` caps the files' total; after each fill the least recently used rows
   are evicted (under one lock name, ``audio-cache``: SQLite's write lock / a PostgreSQL
   advisory lock) until the total fits. A hit refreshes ``last_used_at``. ``CACHE_MAX_MB=0``
@@ -26,7 +26,7 @@ Design decisions:
 - Takes (``speech_takes``): one row per result a member got, named by its job id (or a new id
   for a cache hit). The result's Re-roll and Play in voice buttons name a take, so they work
   after a restart; a take finds its audio through the same keys. Takes older than
-  ``TAKE_KEEP`` are pruned when the cache is filled.
+  ``TAKE_KEEP`` are pruned whenever a take is recorded (even with the cache off).
 - Deleting a voice deletes everything made from it: ``forget_clip(sha256)`` drops its entries,
   their files and its takes.
 - File I/O runs in a worker thread (``asyncio.to_thread``), never on the event loop.
@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.audio import AudioError, wav_info
 from bot.clock import Clock
 from bot.gateway.models import TTSParams
 from bot.store.database import Database
@@ -183,7 +184,6 @@ class AudioCache:
         names = {key: f"{key[:2]}/{key}-{uuid.uuid4().hex[:12]}.wav" for key in entries}
         await asyncio.to_thread(_write_files, self._dir, {names[k]: entries[k] for k in entries})
         now = self._clock.now()
-        keep_takes_after = now - TAKE_KEEP
 
         async def write(conn: AsyncConnection) -> list[str]:
             stale: list[str] = []
@@ -199,7 +199,6 @@ class AudioCache:
                 else:
                     await conn.execute(audio_cache.insert().values(key=key, **values))
             stale += await _evict(conn, self._max_bytes)
-            await conn.execute(delete(speech_takes).where(speech_takes.c.created_at < keep_takes_after))
             return stale
 
         try:
@@ -258,7 +257,10 @@ class AudioCache:
             "model_id": take.model_id, "created_at": take.created_at,
         }
 
+        keep_after = self._clock.now() - TAKE_KEEP
+
         async def write(conn: AsyncConnection) -> None:
+            await conn.execute(delete(speech_takes).where(speech_takes.c.created_at < keep_after))
             query = select(speech_takes.c.id).where(speech_takes.c.id == take.id)
             if (await conn.execute(query)).first() is None:
                 await conn.execute(speech_takes.insert().values(id=take.id, **values))
@@ -322,12 +324,16 @@ async def _evict(conn: AsyncConnection, max_bytes: int) -> list[str]:
 
 
 def _read_files(root: Path, names: Sequence[str]) -> list[bytes | None]:
+    """Each file's bytes, or None when it is gone, unreadable or not a whole WAV any more."""
     found: list[bytes | None] = []
     for name in names:
         try:
-            found.append((root / name).read_bytes())
-        except OSError:
+            data = (root / name).read_bytes()
+            wav_info(data)
+        except (OSError, AudioError):
             found.append(None)
+        else:
+            found.append(data)
     return found
 
 

@@ -25,17 +25,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from bot.audio import join_wavs, wav_info
+from bot.audio import AudioError, join_wavs, wav_info
 from bot.cache import AudioCache, Take
 from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.service import QuotaService
+from bot.speech.errors import SpeechFailed
 from bot.speech.events import (
     ChunkReady,
     Completed,
     CostPlan,
+    Failed,
     QuotaReserved,
     Requester,
     SpeechEvent,
@@ -47,6 +49,7 @@ from bot.store.ids import new_id
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[SpeechEvent], Awaitable[None]]
+REPLAY_FAILED = "The saved audio could not be played back; nothing was charged. Please try again."
 
 
 def free_plan(plan: CostPlan) -> CostPlan:
@@ -81,7 +84,14 @@ class Replay:
             sink.post(QuotaReserved(job_id, self.plan))
             for index, chunk in enumerate(audio):
                 sink.post(ChunkReady(job_id, index, len(audio), chunk))
-            joined, duration = await asyncio.to_thread(_join, audio, self._pause_ms)
+            try:
+                joined, duration = await asyncio.to_thread(_join, audio, self._pause_ms)
+            except AudioError as exc:  # chunks of different formats (the cache checked each one)
+                log.warning("request %s: cached chunks could not be joined: %s", job_id, exc)
+                failure = SpeechFailed(str(exc), user_message=REPLAY_FAILED)
+                sink.post(Failed(job_id, user_message=REPLAY_FAILED, refunded=True))
+                await sink.close()
+                raise failure from None
             result = SpeechResult(
                 job_id=job_id, audio=joined, duration=duration, size=len(joined), cost=Decimal("0"),
                 chunks=len(audio), text=self._text, exaggeration=params.exaggeration,

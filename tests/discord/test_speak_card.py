@@ -12,6 +12,17 @@ from cogs.speak import card as _card
 from cogs.speak import checks as _checks
 
 
+def test_a_signed_discord_link_expires_at_its_ex_time() -> None:
+    from datetime import UTC, datetime
+
+    url = "https://cdn.discordapp.com/attachments/1/2/clip.wav?ex=65f00000&is=65e00000&hm=ab"
+    expiry = datetime.fromtimestamp(0x65F00000, UTC)
+    assert not _checks.link_expired(url, expiry.replace(year=2024, month=1))
+    assert _checks.link_expired(url, expiry)
+    assert not _checks.link_expired("https://example.com/clip.wav", expiry)
+    assert not _checks.link_expired("https://example.com/clip.wav?ex=zz", expiry)
+
+
 def test_status_lines_read_as_the_card_promises() -> None:
     assert _card.status_quota_ok(2) == "quota ok: 2 parts"  # public: no cost on the card
     assert _card.status_quota_ok(1) == "quota ok"
@@ -21,6 +32,10 @@ def test_status_lines_read_as_the_card_promises() -> None:
     assert _card.status_processing(4.0) == "processing… 4 s"
     assert _card.status_processing(12.4, 1, 3) == "processing… 12 s (1/3 parts ready)"
     assert _card.status_done(75, where="posted below") == "done: 1 min 15 s of audio, posted below"
+    assert _card.status_from_cache() == "from cache, $0"
+    assert _card.status_done(3, where="posted below", cached=True) == (
+        "done: 3 s of audio (from cache, $0), posted below"
+    )
     assert _card.status_failed("0123456789abcdef") == "failed (error id `01234567`)"
     assert _card.status_cancelled(True) == "cancelled (your quota was refunded)"
     assert "quota was used" in _card.status_cancelled(False)

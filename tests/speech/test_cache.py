@@ -16,7 +16,16 @@ from bot.gateway.emulator import GatewayEmulator
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.services import Services
-from bot.speech.events import ChunkReady, Completed, DeliveryTarget, QuotaReserved, Requester, SpeechResult
+from bot.speech.errors import SpeechFailed
+from bot.speech.events import (
+    ChunkReady,
+    Completed,
+    DeliveryTarget,
+    Failed,
+    QuotaReserved,
+    Requester,
+    SpeechResult,
+)
 from bot.store.tables import usage_ledger
 from tests.discord.speak_support import make_wav
 from tests.speech.support import EventLog, count_rows
@@ -152,3 +161,20 @@ async def test_a_hit_is_free_but_a_blocked_member_stays_blocked(services: Servic
     await services.quotas.admin.block(ALICE.guild_id, ALICE.user_id, actor_id=1)  # type: ignore[arg-type]
     with pytest.raises(QuotaExceeded, match="blocked"):
         await speak(services, "Blocked or not.")
+
+
+async def test_cached_chunks_that_cannot_be_joined_fail_cleanly_and_cost_nothing(
+    services: Services, emulator: GatewayEmulator
+) -> None:
+    plan = services.speech.plan(TEXT)
+    assert plan.requests == 2
+    mismatched = [make_wav(0.2, rate=24_000), make_wav(0.2, rate=16_000)]  # one is not like the other
+    chunks = list(zip(plan.chunks, mismatched, strict=True))
+    await services.cache.put(chunks, "", TTSParams(), "chatterbox-tts")
+    events = EventLog()
+
+    with pytest.raises(SpeechFailed):
+        await speak(services, events=events)
+    [failed] = events.of(Failed)
+    assert failed.refunded and "nothing was charged" in failed.user_message
+    assert emulator.counts["submit"] == 0 and await ledger(services) == []

@@ -1,7 +1,7 @@
 """The audio cache's index (one row per cached chunk) and the takes its result buttons name.
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-01
 """
 
