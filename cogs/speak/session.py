@@ -221,7 +221,8 @@ class SpeakSession:
 
     async def _completed(self, result: SpeechResult) -> None:
         self._result = result
-        if not await self._begin_delivery(result.job_id):
+        # A replay from the audio cache has no job row: nothing to claim, nothing to record.
+        if not result.cached and not await self._begin_delivery(result.job_id):
             return  # not ours to deliver (already delivered, or taken over): never posted twice
         if self._clip is not None:
             self._clip.finish()
@@ -234,7 +235,7 @@ class SpeakSession:
             # Still waiting or playing in voice: delivered once the player is done with it
             # (``_voice_settled``), so a restart before that posts the file instead.
             self._delivery_deferred = True
-        else:
+        elif not result.cached:
             # Recorded before the card says "done", so whoever sees "done" sees it delivered.
             await self._mark_delivered(result.job_id)
         await self._finish()
