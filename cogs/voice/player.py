@@ -174,8 +174,10 @@ class ClipOpusSource(discord.FFmpegOpusAudio):
         except Exception:
             return
         if code != 0 and self._current_error is None:
-            message = f"FFmpeg exited with code {code}: {self.stderr_tail()}"
-            self._current_error = discord.FFmpegProcessError(message)
+            # For the log (``_report_end``); the member hears of it in plain words.
+            self._current_error = discord.FFmpegProcessError(
+                f"FFmpeg exited with code {code}: {self.stderr_tail()}"
+            )
 
     def stderr_tail(self) -> str:
         try:
@@ -507,7 +509,7 @@ class GuildPlayer:
                     return
                 if ffmpeg is None:
                     log_ffmpeg_missing(clip.job_id)
-                    await clip.give_up("voice chat is not available on this bot (FFmpeg is not installed)")
+                    await clip.give_up("voice chat is not available on this bot")  # why is in the log
                     return
                 now = await self._start(clip, channel, source, ffmpeg, recoveries)
                 if now is None:
@@ -608,7 +610,7 @@ class GuildPlayer:
                         "FFmpeg (%s) could not start for voice playback of job %s: %s",
                         ffmpeg, clip.job_id, exc,
                     )
-                    await clip.give_up("FFmpeg could not be started for voice playback")
+                    await clip.give_up("voice playback could not be started")
                     return None
             gate = getattr(voice, "transport_open", None)
             try:
