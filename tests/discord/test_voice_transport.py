@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import discord
+import pytest
 
 from bot.audio import wav_pcm
 from bot.clock import ManualClock
@@ -211,8 +212,11 @@ async def test_unreachable_voice_server_is_named(make_harness) -> None:
         assert len([r for r in h.sandbox.voice_requests if r["channel_id"] is not None]) == 1
 
 
-async def test_session_invalidated_mid_clip_reconnects_and_plays_on(make_harness) -> None:
-    async with transport(make_harness) as t:
+@pytest.mark.parametrize("drop", [4006, 4009, 4015, "network"])
+async def test_a_dropped_connection_mid_clip_reconnects_and_plays_on(make_harness, drop: int | str) -> None:
+    """4006/4009 end the session, 4015 is the voice server crashing (discord.py tries to
+    resume for up to the connect timeout first), "network" cuts TCP without a close frame."""
+    async with transport(make_harness, voice_connect_timeout=1.0) as t:
         h = t.h
         await t.join(h.alice)
         wav = wav_of(1.5)
@@ -223,7 +227,10 @@ async def test_session_invalidated_mid_clip_reconnects_and_plays_on(make_harness
         await t.wait_heard(lambda x: len(x.audio) >= 15, what="the first part of the clip")
         first = server.live_session(h.sandbox.bot_user.id)
         assert first is not None
-        await first.close(4006, "Session is no longer valid.")
+        if drop == "network":
+            first.drop()
+        else:
+            await first.close(int(drop), "on demand")
         await t.lab.wait_until(lambda: "played in #Lounge" in probe.states)
         assert probe.fallbacks == []
         heard = await t.wait_heard(lambda x: x.trailing_silence >= 5)
