@@ -206,6 +206,7 @@ class SpeechService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[str] = set()  # jobs handled here now (module docstring)
         self._delivering: set[str] = set()  # begin_delivery called, mark_delivered not yet
+        self._parked: set[str] = set()  # completed, waiting for voice playback (see ``park``)
         self._runs: dict[str, JobRun] = {}
         self._reconciler: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -387,12 +388,23 @@ class SpeechService:
             self._idle_changed()
         return moved
 
+    def park(self, job_id: str) -> None:
+        """A completed job waits for the voice player before it counts as delivered.
+
+        It stays claimed (its lease renewed) but is no delivery in progress: a clean stop
+        does not wait for it, and ``close`` releases its lease, so the next process posts
+        the file (nothing is lost; nothing was posted yet)."""
+        if job_id in self._claimed:
+            self._parked.add(job_id)
+            self._idle_changed()
+
     async def mark_delivered(self, job_id: str) -> bool:
         """Record that the audio was delivered (-> delivered); False if it already was."""
         try:
             moved = await self._jobs.mark_delivered(job_id)
         finally:
             self._delivering.discard(job_id)
+            self._parked.discard(job_id)
             self._claimed.discard(job_id)
             self._idle_changed()
         return moved
@@ -621,7 +633,7 @@ class SpeechService:
     # --- stopping --------------------------------------------------------------------------
 
     def _idle_changed(self) -> None:
-        if not self._delivering and not self._tasks and not self._claimed:
+        if not self._delivering and not self._tasks and not self._claimed - self._parked:
             self._idle.set()
 
     async def stop(self, grace: float | None = None) -> None:
@@ -661,6 +673,7 @@ class SpeechService:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._claimed.clear()
         self._delivering.clear()
+        self._parked.clear()
         try:
             released = await self._jobs.release_leases(self.owner)
             if released:
