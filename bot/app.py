@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,7 @@ class ChatterboxBot(commands.Bot):
         clock: Clock | None = None,
         session: aiohttp.ClientSession | None = None,
         cogs: tuple[str, ...] = COGS,
+        instance_lock: bool = True,
         **options: Any,
     ) -> None:
         redact_interaction_tokens()
@@ -103,6 +105,7 @@ class ChatterboxBot(commands.Bot):
         self.clock: Clock = clock or SystemClock()
         self._injected_session = session
         self._cog_names = cogs
+        self._instance_lock = instance_lock
         self.services: Services | None = None
         self.ffmpeg: str | None = None
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
@@ -110,7 +113,8 @@ class ChatterboxBot(commands.Bot):
     async def setup_hook(self) -> None:
         from bot.services import Services
 
-        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session)
+        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
+                                            instance_lock=self._instance_lock)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
@@ -125,6 +129,13 @@ class ChatterboxBot(commands.Bot):
         return self.services
 
     async def close(self) -> None:
+        """The clean stop: no new jobs, deliveries in progress finish (``SHUTDOWN_GRACE_SECONDS``)
+        while Discord is still connected, then Discord closes, then the core (leases released)."""
+        if self.services is not None:
+            try:
+                await self.services.speech.stop()
+            except Exception:
+                log.exception("stopping the speech service failed")
         try:
             await super().close()
         finally:
@@ -166,10 +177,35 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
 
 
 async def run_bot(settings: Settings) -> None:
-    """``chatterbox-bot run``: connect and serve until interrupted."""
-    bot = ChatterboxBot(settings)
-    async with bot:
-        await bot.start(settings.require_discord_token().get_secret_value())
+    """``chatterbox-bot run``: connect and serve until SIGTERM or SIGINT, then stop cleanly
+    (``ChatterboxBot.close``: no new jobs, deliveries finish, leases released)."""
+    from bot.store.instance_lock import acquire_for_url
+
+    # Before logging in: a second bot on one SQLite file says so and exits at once.
+    lock = acquire_for_url(settings.database_url)
+    bot = ChatterboxBot(settings, instance_lock=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with bot:
+            serving = asyncio.create_task(bot.start(settings.require_discord_token().get_secret_value()),
+                                          name="discord")
+            stopping = asyncio.create_task(stop.wait(), name="signals")
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if serving.done():
+                serving.result()  # a login failure, a bad database: raised for the CLI
+                return
+            log.info("stopping on a signal")
+            await bot.close()
+            await asyncio.gather(serving, return_exceptions=True)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if lock is not None:
+            lock.release()
 
 
 async def sync_commands(settings: Settings, *, guild_id: int | None = None) -> list[str]:

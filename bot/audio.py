@@ -27,6 +27,7 @@ import math
 import os
 import re
 import shutil
+import struct
 import tempfile
 import unicodedata
 import wave
@@ -78,6 +79,10 @@ class WavInfo:
         return f"{self.sample_rate} Hz {layout} {self.sample_width * 8}-bit"
 
 
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 32
+
+
 def _read_wav(data: bytes) -> tuple[WavInfo, bytes]:
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioError("This is not a WAV file (no RIFF/WAVE header).")
@@ -95,10 +100,17 @@ def _read_wav(data: bytes) -> tuple[WavInfo, bytes]:
         if str(exc).startswith("unknown format"):
             raise AudioError(f"Unsupported WAV encoding ({exc}); only plain PCM WAV works.") from exc
         raise AudioError(f"The WAV file is damaged or truncated ({exc}).") from exc
-    except EOFError as exc:
+    except (EOFError, RuntimeError, struct.error, ValueError, OverflowError, MemoryError) as exc:
+        # ``wave`` lets these through on damaged headers (a chunk size past the end makes its
+        # seek raise a bare RuntimeError): every one means "not a readable WAV".
         raise AudioError("The WAV file is damaged or truncated.") from exc
     if channels < 1 or rate < 1:
         raise AudioError("The WAV header is invalid (no channels or no sample rate).")
+    if rate > MAX_SAMPLE_RATE or channels > MAX_CHANNELS:
+        # A damaged header; taking it at its word would allocate gigabytes of "silence".
+        raise AudioError(f"The WAV header is implausible ({channels} channels at {rate} Hz).")
+    if width not in (1, 2, 3, 4):
+        raise AudioError(f"Unsupported WAV sample width ({width} bytes); only 8-32 bit PCM works.")
     frame_size = channels * width
     frames = len(frames_data) // frame_size
     frames_data = frames_data[: frames * frame_size]
@@ -148,14 +160,17 @@ def join_wavs(parts: Sequence[bytes], *, pause_ms: int) -> bytes:
     silent_byte = b"\x80" if reference.sample_width == 1 else b"\x00"
     silence = silent_byte * (pause_frames * reference.channels * reference.sample_width)
     out = io.BytesIO()
-    with wave.open(out, "wb") as writer:
-        writer.setnchannels(reference.channels)
-        writer.setsampwidth(reference.sample_width)
-        writer.setframerate(reference.sample_rate)
-        for index, (_, frames) in enumerate(decoded):
-            if index:
-                writer.writeframesraw(silence)
-            writer.writeframesraw(frames)
+    try:
+        with wave.open(out, "wb") as writer:
+            writer.setnchannels(reference.channels)
+            writer.setsampwidth(reference.sample_width)
+            writer.setframerate(reference.sample_rate)
+            for index, (_, frames) in enumerate(decoded):
+                if index:
+                    writer.writeframesraw(silence)
+                writer.writeframesraw(frames)
+    except (wave.Error, struct.error, ValueError, OverflowError) as exc:
+        raise AudioError("Cannot join these WAV chunks: their format is invalid.") from exc
     return out.getvalue()
 
 

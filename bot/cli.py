@@ -2,7 +2,15 @@
 
 Every failure a person can cause (a missing setting, a bad option, a refused request) ends in
 one line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for everything
-else. Tracebacks are for bugs only.
+else. Tracebacks are for bugs only. Configuration errors include what only shows at start: a
+DISCORD_TOKEN that Discord refuses, a DATABASE_URL that is malformed, unreachable or
+read-only, a SQLite file another bot already runs on (``bot.store.instance_lock``); the
+line names the setting and the kind of failure, never the URL (it may hold a password).
+
+``run`` stops cleanly on SIGTERM and SIGINT (handlers installed on the event loop, so they
+also work as PID 1 in a container, where the kernel ignores signals nobody handles): it
+stops taking jobs, lets deliveries in progress finish (``SHUTDOWN_GRACE_SECONDS``), releases
+its job leases, closes everything and exits 0.
 """
 
 from __future__ import annotations
@@ -90,11 +98,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         _configure_logging(settings)
         return asyncio.run(_dispatch(args, settings))
-    except ConfigError as exc:
-        print(f"chatterbox-bot: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        problem = startup_problem(exc)
+        if problem is None:
+            raise
+        print(f"chatterbox-bot: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def startup_problem(exc: BaseException) -> str | None:
+    """One line for a failure of the setup rather than of the code (exit 2), else None."""
+    import aiohttp
+    import discord
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.store.database import DatabaseUnavailable
+    from bot.store.engine import DatabaseUrlError
+    from bot.store.instance_lock import InstanceLocked
+
+    if isinstance(exc, ConfigError | DatabaseUrlError | InstanceLocked):
+        return " ".join(str(exc).split())
+    if isinstance(exc, aiohttp.ClientError):
+        return f"cannot reach Discord ({type(exc).__name__}); check the network and try again."
+    if isinstance(exc, discord.LoginFailure):
+        return ("Discord refused DISCORD_TOKEN (401 Unauthorized): copy the bot's token again from "
+                "https://discord.com/developers/applications (Bot → Reset Token).")
+    if isinstance(exc, DatabaseUnavailable | SQLAlchemyError | OSError):
+        text = str(exc).lower()
+        if "readonly" in text or "read-only" in text or "read only" in text:
+            kind = "it is read-only"
+        elif isinstance(exc, DatabaseUnavailable | ConnectionError | TimeoutError) or "connect" in text:
+            kind = "it cannot be reached"
+        elif "password authentication" in text or "does not exist" in text:
+            kind = "it refused the login or does not exist"
+        else:
+            kind = type(exc).__name__
+        return f"cannot use the database named by DATABASE_URL: {kind} ({type(exc).__name__})."
+    return None
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = None
     chatterbox_api_key: SecretStr | None = None
 
+    # --- Discord sharding (one process may run some shards; see README) ------------
+    discord_shard_count: int | None = Field(None, ge=1, le=10000)
+    discord_shard_ids: str | None = None  # comma-separated, e.g. "0,1"; all shards when unset
+
     # --- the Chatterbox gateway ---------------------------------------------------
     chatterbox_gateway_url: str = DEFAULT_GATEWAY_URL
     chatterbox_allow_http: bool = Field(
@@ -46,6 +50,7 @@ class Settings(BaseSettings):
     chatterbox_http_timeout: float = Field(30.0, gt=0, le=300)
     chatterbox_max_wait_seconds: float = Field(600.0, gt=0, le=3600)
     chatterbox_max_download_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    chatterbox_download_timeout: float = Field(120.0, gt=0, le=3600)
     chatterbox_price_per_request: Decimal = Field(Decimal("0.01"), ge=0)
     chatterbox_rate_per_second: float = Field(5.0, gt=0, le=1000)
     chatterbox_rate_burst: int = Field(10, ge=1, le=1000)
@@ -65,6 +70,13 @@ class Settings(BaseSettings):
 
     # --- storage --------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL
+    database_retry_seconds: float = Field(60.0, ge=0, le=3600)
+
+    # --- owned jobs (leases, the reconciler, deadlines) and stopping -----------------
+    job_lease_seconds: float = Field(30.0, gt=0, le=3600)
+    job_reconcile_seconds: float = Field(10.0, gt=0, le=3600)
+    job_deadline_seconds: float = Field(3600.0, gt=0, le=7 * 24 * 3600)
+    shutdown_grace_seconds: float = Field(10.0, ge=0, le=600)
 
     # --- quotas (built-in defaults; moderators override per guild, role and user) --------
     quota_reset_hour_utc: int = Field(0, ge=0, le=23)
@@ -89,6 +101,28 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for the local emulator)")
         return value
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shard_ids_are_numbers(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = [p.strip() for p in value.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError("must be shard numbers separated by commas, such as 0,1")
+        return ",".join(parts)
+
+    def shard_ids(self) -> tuple[int, ...] | None:
+        """The shards this process runs (None: all of them, or no sharding)."""
+        if self.discord_shard_ids is None:
+            return None
+        ids = tuple(int(p) for p in self.discord_shard_ids.split(","))
+        count = self.discord_shard_count
+        if count is None:
+            raise ConfigError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT (the total number of shards).")
+        if any(i >= count for i in ids):
+            raise ConfigError(f"DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT ({count}).")
+        return ids
 
     @field_validator("log_level")
     @classmethod

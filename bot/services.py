@@ -8,6 +8,9 @@ open several ``Services`` side by side (for instance two "processes" on one data
 
 The client gets the rate guard through ``PrepaidLimiter`` so the speech pipeline can wait for
 a slot itself (to report the member's place in line) without spending a second token.
+
+``instance_lock=True`` (the Discord bot) takes SQLite's one-process lock
+(``bot.store.instance_lock``) before anything else; on PostgreSQL there is none to take.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from bot.quotas.wallet import WalletGuard
 from bot.speech.service import SpeechService
 from bot.speech.slots import PrepaidLimiter
 from bot.store.database import Database, open_database
+from bot.store.instance_lock import InstanceLock, acquire_for_url
 
 
 class Services:
@@ -45,6 +49,7 @@ class Services:
         speech: SpeechService,
         owns_session: bool,
         owns_db: bool,
+        lock: InstanceLock | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -57,6 +62,7 @@ class Services:
         self.speech = speech
         self._owns_session = owns_session
         self._owns_db = owns_db
+        self._lock = lock
         self._closed = False
 
     @classmethod
@@ -67,18 +73,22 @@ class Services:
         clock: Clock | None = None,
         session: aiohttp.ClientSession | None = None,
         database: Database | None = None,
+        instance_lock: bool = False,
     ) -> Services:
         """Build everything; raises ``ConfigError`` (missing API key, plain http without
         ``CHATTERBOX_ALLOW_HTTP``) before opening anything. ``session`` and ``database``, when
         given, are used as they are and left open by ``close``."""
         settings.require_api_key()
+        settings.shard_ids()  # a bad DISCORD_SHARD_IDS is a ConfigError before anything opens
+        lock = acquire_for_url(settings.database_url) if instance_lock else None
         clock = clock or SystemClock()
         owns_session = session is None
         http = session or aiohttp.ClientSession()
         db: Database | None = database
         try:
             if db is None:
-                db = await open_database(settings.database_url)
+                db = await open_database(settings.database_url,
+                                         retry_seconds=settings.database_retry_seconds)
             quotas = QuotaService(db, settings, clock)
             wallet = WalletGuard.from_settings(db, settings, clock)
             limiter = RateGuard(settings.chatterbox_rate_per_second, settings.chatterbox_rate_burst, clock)
@@ -90,10 +100,12 @@ class Services:
                 await db.close()
             if owns_session:
                 await http.close()
+            if lock is not None:
+                lock.release()
             raise
         return cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
                    limiter=limiter, client=client, speech=speech, owns_session=owns_session,
-                   owns_db=database is None)
+                   owns_db=database is None, lock=lock)
 
     async def close(self) -> None:
         """Close in reverse order of building: speech tasks, database, HTTP session."""
@@ -109,6 +121,8 @@ class Services:
             finally:
                 if self._owns_session:
                     await self.session.close()
+                if self._lock is not None:
+                    self._lock.release()
 
     async def __aenter__(self) -> Services:
         return self

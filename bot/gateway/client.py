@@ -11,7 +11,12 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
   ``Retry-After`` and tries again, at most ``submit_429_retries`` times.
 - GETs (status, download) are idempotent: they retry 5xx, resets and timeouts with exponential
   backoff and full jitter, and 429 after ``Retry-After`` (also telling the shared limiter to
-  hold everyone). All waiting goes through the injected clock, so tests with a ``ScaledClock``
+  hold everyone). ``wait`` goes on polling through a status document it cannot read, an
+  unknown status or a GET that kept failing, until ``max_wait``: one bad answer must not end
+  a charged job whose next poll would work. A media URL may appear on the CDN a moment after
+  COMPLETED, so media 403/404 are retried like 5xx; a whole download (retries included) has
+  a total deadline (``download_timeout``), so a body that trickles forever cannot hang a job.
+  All waiting goes through the injected clock, so tests with a ``ScaledClock``
   or ``ManualClock`` stay fast and deterministic.
 - ``Retry-After`` is read in both forms (seconds, HTTP date against ``clock.now()``) and bounded
   by ``max_retry_after``: a longer wait is not slept through, it is raised as ``RateLimited``.
@@ -26,6 +31,7 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -88,6 +94,8 @@ _MAX_REDIRECTS = 5
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
 # RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
+# A media URL may be published a moment after COMPLETED (CDN propagation): not yet final.
+_MEDIA_RETRY_STATUSES = frozenset({403, 404})
 _REQUIRED_AMOUNT = re.compile(r"Required:\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
 
 
@@ -121,6 +129,8 @@ class ChatterboxClient:
         submit_429_retries: int = 2,
         poll_policy: PollPolicy | None = None,
         rng: random.Random | None = None,
+        download_timeout: float = 120,
+        download_retries: int = 6,
     ) -> None:
         base_url = base_url.strip().rstrip("/")
         scheme = urlsplit(base_url).scheme
@@ -139,6 +149,8 @@ class ChatterboxClient:
         self.submit_429_retries = submit_429_retries
         self.poll_policy = poll_policy or PollPolicy()
         self._rng = rng or random.Random()
+        self.download_timeout = download_timeout
+        self.download_retries = download_retries
         self._timeout = aiohttp.ClientTimeout(total=http_timeout, sock_connect=min(http_timeout, 10.0))
         self._download_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(http_timeout, 10.0), sock_read=http_timeout
@@ -163,6 +175,7 @@ class ChatterboxClient:
             allow_http=settings.chatterbox_allow_http,
             http_timeout=settings.chatterbox_http_timeout,
             max_retry_after=settings.chatterbox_max_retry_after,
+            download_timeout=settings.chatterbox_download_timeout,
         )
 
     def __repr__(self) -> str:
@@ -291,7 +304,12 @@ class ChatterboxClient:
                     request_id=request_id,
                 )
             await self._clock.sleep(min(schedule.next_delay(elapsed, self._rng), max_wait - elapsed))
-            doc = await self.status(request_id, key=key)
+            try:
+                doc = await self.status(request_id, key=key)
+            except (ProtocolError, ServerError, GatewayUnreachable, RateLimited) as exc:
+                polls += 1  # the job exists and may be charged: ask again until max_wait
+                log.warning("status of %s unusable (%s); polling again", request_id, exc.message)
+                continue
             polls += 1
             polled = self._clock.monotonic() - started
             if doc.status != last_status:
@@ -357,6 +375,15 @@ class ChatterboxClient:
         whether the URL is allowed and whether it is the gateway's origin (the only place the
         key is sent): aiohttp would carry our custom key header to any redirect target.
         """
+        try:
+            async with asyncio.timeout(self.download_timeout):  # real seconds, retries included
+                return await self._download(media_url, max_bytes=max_bytes)
+        except TimeoutError:
+            host = urlsplit(media_url).hostname or "?"
+            raise DownloadError(f"download from {host} took longer than {self.download_timeout:g} s",
+                                reason="timeout") from None
+
+    async def _download(self, media_url: str, *, max_bytes: int) -> bytes:
         url = media_url
         for _ in range(_MAX_REDIRECTS + 1):
             host = urlsplit(url).hostname or "?"
@@ -369,7 +396,8 @@ class ChatterboxClient:
                 result = await self._get(url, key="-", what="download", headers=headers,
                                          read=self._media_reader(host, max_bytes),
                                          request_timeout=self._download_timeout, limited=False,
-                                         redirects=True)
+                                         redirects=True, retry_statuses=_MEDIA_RETRY_STATUSES,
+                                         retries=self.download_retries)
             except DownloadError:
                 raise
             except GatewayError as exc:
@@ -487,11 +515,14 @@ class ChatterboxClient:
         request_timeout: aiohttp.ClientTimeout | None = None,
         limited: bool = True,
         redirects: bool = False,
+        retry_statuses: frozenset[int] = frozenset(),
+        retries: int | None = None,
     ) -> T:
         """GET with retries: 5xx, network failures and timeouts back off with full jitter;
         429 waits ``Retry-After``. Other statuses raise at once (refund False: the job exists).
         ``read`` gets 2xx answers, and 3xx ones too when ``redirects`` (never followed here)."""
         attempt = 0
+        retries = self.get_retries if retries is None else retries
         request_timeout = request_timeout or self._timeout
         while True:
             if limited:
@@ -512,16 +543,16 @@ class ChatterboxClient:
                 if status == 429:
                     delay = self._retry_after(retry_after_header,
                                               hold_everyone=self._same_origin(url))
-                elif status >= 500:
+                elif status >= 500 or status in retry_statuses:
                     delay = backoff_delay(attempt, self._rng)
                 else:
                     raise self._http_error(status, raw, retry_after_header, accepted=True)
                 failure = self._http_error(status, raw, retry_after_header, accepted=True)
-            if delay is None or attempt >= self.get_retries:
+            if delay is None or attempt >= retries:
                 raise failure
             attempt += 1
             log.warning("%s GET failed (%s); retry %d/%d in %.2fs", what, failure.message, attempt,
-                        self.get_retries, delay)
+                        retries, delay)
             await self._clock.sleep(delay)
 
     @staticmethod

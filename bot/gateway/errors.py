@@ -173,7 +173,7 @@ class WaitTimeout(GatewayError):
 class DownloadError(GatewayError):
     """The finished audio could not be fetched: too big, not audio, or the transfer failed.
 
-    ``reason`` is one of "too_big", "wrong_type", "network", "http", "bad_url".
+    ``reason`` is one of "too_big", "wrong_type", "network", "http", "bad_url", "timeout".
     """
 
     default_user_message = "The audio was made but could not be downloaded; please try again later."

@@ -32,3 +32,15 @@ class SpeechInterrupted(SpeechError):
 
 class SpeechFailed(SpeechError):
     """The job failed for a reason outside the gateway (unreadable audio, a bug)."""
+
+
+class ServiceStopping(SpeechError):
+    """The bot is stopping (SIGTERM/SIGINT): no new job is taken; nothing was reserved."""
+
+    default_user_message = (
+        "The bot is restarting right now; nothing was charged. Please try again in a minute."
+    )
+
+
+class DeliveryNotMade(SpeechError):
+    """Raised by a ``deliver`` callback that knows nothing was posted (so it may be tried again)."""

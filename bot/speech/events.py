@@ -126,3 +126,12 @@ class Failed(SpeechEvent):
 @dataclass(frozen=True)
 class Cancelled(SpeechEvent):
     refunded: bool
+
+
+@dataclass(frozen=True)
+class CatchingUp(SpeechEvent):
+    """The job is still open but this run stopped working on it (the database is away, the
+    bot is restarting, or another process took it over): it is finished and posted later by
+    the reconciler. ``message`` is the card's line."""
+
+    message: str

@@ -65,6 +65,7 @@ from bot.quotas.wallet import SubmitPermit, WalletGuard
 from bot.speech.errors import SpeechCancelled, SpeechFailed, SpeechInterrupted
 from bot.speech.events import (
     Cancelled,
+    CatchingUp,
     ChunkReady,
     Completed,
     Failed,
@@ -75,6 +76,7 @@ from bot.speech.events import (
 )
 from bot.speech.progress import EventSink
 from bot.speech.slots import prepaid_slot
+from bot.store.database import DatabaseUnavailable
 from bot.store.jobs import JobRecord, JobsRepository, JobState, PartChange, PartState
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ MAYBE_CHARGED_USER_MESSAGE = (
     "the audio could not be recovered."
 )
 NOT_SENT = "not submitted"
+#: The card's line while a job waits for the database or the reconciler.
+CATCHING_UP = "The bot is catching up; your audio will be posted here as soon as it is ready."
 #: A gateway ERROR on one chunk after others were charged: the quota WAS partly used.
 PARTLY_CHARGED_ERROR = (
     "The TTS service had a system error on part of this text; the parts it made were charged. "
@@ -110,6 +114,8 @@ class Pipeline:
     limiter: RateGuard
     settings: Settings
     clock: Clock
+    #: This process's id in ``jobs.owner``: every write names it (``bot.store.jobs``).
+    owner: str | None = None
 
 
 class _Phase(enum.Enum):
@@ -206,7 +212,10 @@ class JobRun:
         self._submitted = sum(1 for p in self._parts if p.state is not PartState.PENDING)
         self._next_ready = 0
         self._started = pipeline.clock.monotonic()
-        self._stop: str | None = None  # None, "failed", "cancelled" or "lost" (not ours any more)
+        # None, "failed", "cancelled", "lost" (not ours any more) or "suspended" (the service
+        # stops, or the database is away: the job stays open for the reconciler).
+        self._stop: str | None = None
+        self._suspend_message = CATCHING_UP
         self._failure: BaseException | None = None
         self._finalizing = False
 
@@ -250,6 +259,14 @@ class JobRun:
         self._failure = exc
         self._interrupt()
 
+    def suspend(self, message: str) -> bool:
+        """Stop working on the job and leave it open (see "Stopping"); False if too late."""
+        if self._stop is not None or self._finalizing:
+            return False
+        self._stop, self._suspend_message = "suspended", message
+        self._interrupt()
+        return True
+
     def _lose(self, what: str) -> None:
         """A compare-and-set found nothing: the job is not this run's any more (module doc)."""
         log.warning("job %s: %s: the job changed under this run; leaving it to its owner", self.job_id, what)
@@ -278,6 +295,25 @@ class JobRun:
 
     async def run(self) -> SpeechResult:
         try:
+            return await self._run()
+        except DatabaseUnavailable as exc:
+            # The database is away for longer than DATABASE_RETRY_SECONDS: nothing more can be
+            # recorded, so the job stays as the database has it, for the reconciler.
+            log.warning("job %s: the database is unavailable (%s); left for the reconciler", self.job_id, exc)
+            await self._stop_followers()
+            self._sink.post(CatchingUp(self.job_id, CATCHING_UP))
+            await self._sink.close()
+            raise SpeechInterrupted("the database is unavailable") from None
+
+    async def _stop_followers(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in (self._submitter, *self._followers) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> SpeechResult:
+        try:
             self._check_resumable()
             if self._stop is None:
                 for part in self._parts:
@@ -295,6 +331,8 @@ class JobRun:
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         error = task.exception()
+                        if isinstance(error, DatabaseUnavailable):
+                            raise error
                         log.error("job %s: %s crashed", self.job_id, task.get_name(), exc_info=error)
                         self._fail(SpeechFailed(f"{task.get_name()}: {type(error).__name__}"))
             return await self._finish()
@@ -398,7 +436,7 @@ class JobRun:
         if "error" in fields and fields["error"] is not None:
             fields["error"] = fields["error"][:ERROR_TEXT_MAX]
         moved = await self._p.jobs.advance(
-            self.job_id, job_from=_OPEN, job_to=job_to,
+            self.job_id, job_from=_OPEN, job_to=job_to, owner=self._p.owner,
             part=PartChange.of(part.index, expect, state, **fields),
         )
         if not moved:
@@ -488,7 +526,7 @@ class JobRun:
                     "The TTS service sent audio the bot could not read."))
             else:
                 return await self._complete(audio, duration)
-        if self._stop == "lost":
+        if self._stop in ("lost", "suspended"):
             await self._give_up()
         if self._job_state is JobState.COMPLETED:
             # Its audio could not be fetched again: it stays completed (and charged) for the
@@ -504,7 +542,7 @@ class JobRun:
             await self._p.wallet.release_probe(self._permit)
             self._permit = None
         if self._stop == "cancelled":
-            if not await self._p.jobs.transition(self.job_id, _OPEN, JobState.CANCELLED):
+            if not await self._p.jobs.transition(self.job_id, _OPEN, JobState.CANCELLED, owner=self._p.owner):
                 self._lose("cancel")
                 await self._give_up()
             log.info("job %s cancelled (%s)", self.job_id, "refunded" if refunded else "charged parts kept")
@@ -516,7 +554,7 @@ class JobRun:
         if isinstance(failure, JobErrored) and not refunded:
             message = PARTLY_CHARGED_ERROR  # never "your quota was not used" when some was
         if self._job_state is not JobState.FAILED and not await self._p.jobs.transition(
-            self.job_id, _OPEN, JobState.FAILED, error=message[:ERROR_TEXT_MAX]
+            self.job_id, _OPEN, JobState.FAILED, owner=self._p.owner, error=message[:ERROR_TEXT_MAX]
         ):
             self._lose("fail")
             await self._give_up()
@@ -524,7 +562,8 @@ class JobRun:
         self._sink.post(Failed(self.job_id, user_message=message, refunded=refunded))
         await self._sink.close()
         # A failure has no audio to hand over: the Failed event is its delivery.
-        if not await self._p.jobs.transition(self.job_id, JobState.FAILED, JobState.DELIVERED):
+        if not await self._p.jobs.transition(self.job_id, JobState.FAILED, JobState.DELIVERED,
+                                             owner=self._p.owner):
             log.warning("job %s: closed by someone else already", self.job_id)
         raise failure
 
@@ -542,9 +581,12 @@ class JobRun:
         return committed
 
     async def _give_up(self) -> NoReturn:
-        """The job is not this run's any more: no settlement, no events beyond those sent."""
+        """The job is not this run's any more, or the run was suspended: no settlement; the
+        card hears that the bot is catching up (the job's owner or the reconciler delivers)."""
+        message = self._suspend_message if self._stop == "suspended" else CATCHING_UP
+        self._sink.post(CatchingUp(self.job_id, message))
         await self._sink.close()
-        raise SpeechInterrupted("the job was taken over by another run")
+        raise SpeechInterrupted(f"job {self.job_id} left open: {self._stop}")
 
     async def _settle(self, committed: int, refunded: int) -> Decimal:
         price = self._p.quotas.price_per_request
@@ -558,7 +600,7 @@ class JobRun:
     async def _complete(self, audio: bytes, duration: float) -> SpeechResult:
         cost = await self._settle(self.chunks, 0)
         if self._job_state is not JobState.COMPLETED and not await self._p.jobs.transition(
-            self.job_id, JobState.SUBMITTED, JobState.COMPLETED
+            self.job_id, JobState.SUBMITTED, JobState.COMPLETED, owner=self._p.owner
         ):
             self._lose("complete")
             await self._give_up()

@@ -8,26 +8,39 @@ reservation (rule 6). The work then runs in a background task (``bot.speech.runn
 the caller gets a ``SpeechJob`` handle plus events (``bot.speech.events``).
 
 Delivery: the service never posts anything. For a live job the Discord layer (or the CLI)
-takes the audio from ``Completed`` / ``SpeechJob.result()``, delivers it, then calls
-``mark_delivered``. A failed job needs no delivery: its ``Failed`` event says why, and it is
-marked delivered by the service. After a restart, ``resume_pending(deliver)`` takes over what
-the previous process left (see its docstring).
+takes the audio from ``Completed`` / ``SpeechJob.result()``, calls ``begin_delivery`` (and
+posts only if that returns True), delivers it, then calls ``mark_delivered``. A failed job
+needs no delivery: its ``Failed`` event says why, and it is marked delivered by the service.
 
-Concurrency inside one process: every job this service is handling — started here, resumed
-here, or completed and waiting for ``mark_delivered`` — is "claimed" in memory, and
-``resume_pending`` skips claimed jobs; the state changes themselves are compare-and-set
-(``JobsRepository.transition``), so a second ``resume_pending`` call never handles a job
-twice. Resuming assumes one bot process per database does it (one Discord connection per
-token); jobs without a Discord destination (the CLI's) are never resumed.
+Owned jobs (DESIGN rule 1): each service has an ``owner`` id (host, pid, random part). A job
+it writes carries that owner and a lease (``JOB_LEASE_SECONDS``), which a background task
+renews while the job is worked on here; every write the pipeline makes names the owner, so
+a process that lost a job (its lease ran out while it was stuck) can no longer change it.
+The reconciler (``start_reconciler``: a ``resume_pending`` pass every
+``JOB_RECONCILE_SECONDS`` for the life of the process) claims the open jobs whose lease
+expired — a crashed or vanished process's, or ones this process left during a database
+outage — and finishes them; on PostgreSQL several processes reconcile side by side
+(``FOR UPDATE SKIP LOCKED``), each only for its own shards' guilds. Every job has a deadline
+(``JOB_DEADLINE_SECONDS``) after which the reconciler settles and closes it.
+
+Inside one process, every job being handled here (started, resumed, or completed and waiting
+for delivery) is "claimed" in memory and the reconciler skips it. ``stop`` is the clean stop
+(see its docstring); ``close`` cancels what is left and releases the leases.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import or_
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -36,14 +49,16 @@ from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
-from bot.quotas.wallet import WalletGuard
+from bot.quotas.wallet import SubmissionsPaused, WalletGuard
 from bot.speech.chunking import split_text
-from bot.speech.errors import SpeechFailed, SpeechInterrupted
+from bot.speech.errors import DeliveryNotMade, ServiceStopping, SpeechFailed, SpeechInterrupted
 from bot.speech.events import CostPlan, DeliveryTarget, QuotaReserved, Requester, SpeechEvent, SpeechResult
 from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
-from bot.store.database import Database
+from bot.store.database import Database, DatabaseUnavailable
+from bot.store.ids import new_id
 from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob
+from bot.store.tables import jobs as jobs_table
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +66,41 @@ EventCallback = Callable[[SpeechEvent], Awaitable[None]]
 DeliverCallback = Callable[[JobRecord, SpeechResult], Awaitable[None]]
 #: ``on_failed(job, user_message)``: a resumed job ended without audio (close its card).
 FailedCallback = Callable[[JobRecord, str], Awaitable[None]]
+
+DEADLINE_MESSAGE = (
+    "This request could not be finished in time; whatever was charged is shown in /quota history."
+)
+ORPHAN_MESSAGE = "The command that asked for this audio stopped before it was ready."
+#: ``jobs.error`` of a job closed while it was being delivered: posted at most once, maybe not.
+UNCERTAIN_DELIVERY = "stopped while being delivered: it may not have been posted; not posted again"
+RESTARTING = "The bot is restarting; your audio will be posted here when it is back."
+
+
+def new_owner_id() -> str:
+    """This process's id in ``jobs.owner``: readable (host, pid) and unique (random part)."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{new_id()[:8]}"
+
+
+def _unstorable(value: str) -> str | None:
+    """What in ``value`` neither database can hold: PostgreSQL text refuses NUL, and a lone
+    surrogate cannot be encoded as UTF-8 by either driver."""
+    if "\x00" in value:
+        return "a NUL character"
+    if any("\ud800" <= ch <= "\udfff" for ch in value):
+        return "a broken character (a lone UTF-16 surrogate)"
+    return None
+
+
+def refuse_unstorable(value: str, field: str, name: str) -> None:
+    """``InvalidTTSRequest`` before anything is reserved when ``value`` cannot be stored."""
+    found = _unstorable(value)
+    if found is not None:
+        raise InvalidTTSRequest(field, f"{name} contains {found}; remove it and try again.")
+
+
+def storable(value: str) -> str:
+    """``value`` without what the database cannot hold (for names we only display)."""
+    return "".join(ch for ch in value if ch != "\x00" and not "\ud800" <= ch <= "\udfff")
 
 
 def has_destination(delivery: Mapping[str, Any]) -> bool:
@@ -120,11 +170,20 @@ class SpeechService:
         self._quotas = quotas
         self._wallet = wallet
         self._settings = settings
+        self._clock = clock
         self._jobs = JobsRepository(db, clock)
+        self.owner = new_owner_id()
+        self._lease = timedelta(seconds=settings.job_lease_seconds)
         self._pipeline = Pipeline(client=client, jobs=self._jobs, quotas=quotas, wallet=wallet,
-                                  limiter=limiter, settings=settings, clock=clock)
+                                  limiter=limiter, settings=settings, clock=clock, owner=self.owner)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._claimed: set[str] = set()
+        self._claimed: set[str] = set()  # jobs handled here now (module docstring)
+        self._delivering: set[str] = set()  # begin_delivery called, mark_delivered not yet
+        self._runs: dict[str, JobRun] = {}
+        self._reconciler: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._stopping = False
         self._closed = False
 
     # --- planning --------------------------------------------------------------------------
@@ -135,6 +194,7 @@ class SpeechService:
         settings = self._settings
         if not text:
             raise InvalidTTSRequest("text", "The text is empty; write something to speak.")
+        refuse_unstorable(text, "text", "The text")
         limit = settings.chatterbox_max_text_chars
         if len(text) > limit:
             raise InvalidTTSRequest(
@@ -170,9 +230,11 @@ class SpeechService:
         Raises before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
         ``SubmissionsPaused``, ``QuotaExceeded``.
         """
-        if self._closed:
-            raise RuntimeError("the speech service is closed")
+        if self._stopping:
+            raise ServiceStopping()
         plan = self.plan(text)
+        if voice_url is not None:
+            refuse_unstorable(voice_url, "audio_url", "The voice link")
         requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
                     for chunk in plan.chunks]
         voice_url = requests[0].audio_url
@@ -180,7 +242,7 @@ class SpeechService:
         permit = await self._wallet.before_submit()
         job = NewJob(
             user_id=requester.user_id,
-            user_display=requester.display_name,
+            user_display=storable(requester.display_name) or "member",
             guild_id=requester.guild_id,
             channel_id=target.channel_id,
             text=text.strip(),
@@ -188,9 +250,13 @@ class SpeechService:
             voice_url=voice_url,
             params=params.model_dump(),
             delivery=dataclasses.asdict(target),
+            owner=self.owner,
+            lease_until=self._clock.now() + self._lease,
+            deadline=self._clock.now() + timedelta(seconds=self._settings.job_deadline_seconds),
         )
         # Claimed before it exists, so a concurrent resume_pending never sees it unclaimed.
         self._claimed.add(job.id)
+        self._ensure_renewer()
         try:
             reservation = await self._quotas.reserve(
                 guild_id=requester.guild_id,
@@ -218,6 +284,7 @@ class SpeechService:
             sink=sink,
             permit=permit,
         )
+        self._runs[job.id] = run
         task = self._spawn(run.run(), name=f"speech-job-{job.id}")
         task.add_done_callback(lambda done: self._live_job_done(job.id, done))
         log.info("job %s reserved: %d chunk(s), %d characters, user %s", job.id, plan.requests,
@@ -226,133 +293,302 @@ class SpeechService:
 
     def _live_job_done(self, job_id: str, task: asyncio.Task[SpeechResult]) -> None:
         # (Reading the exception also keeps asyncio from warning that nobody retrieved it.)
+        self._runs.pop(job_id, None)
         if task.cancelled() or task.exception() is not None:
+            # Ended, or left open (database away, taken over): if open, its lease is no longer
+            # renewed here, so it expires and a reconciler (any process's) finishes it.
             self._claimed.discard(job_id)
         # A completed job stays claimed until mark_delivered: it is being delivered live. If
-        # that never happens, the next process's resume_pending delivers it.
+        # that never happens, its lease runs out and a reconciler delivers it.
+        self._idle_changed()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._tasks.discard(finished)
+            self._idle_changed()
+
+        task.add_done_callback(done)
         return task
 
-    # --- after the fact --------------------------------------------------------------------
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None and not self._closed:
+            self._renewer = asyncio.create_task(self._renew_forever(), name="speech-lease-renewer")
+
+    # --- delivery ----------------------------------------------------------------------
+
+    async def begin_delivery(self, job_id: str) -> bool:
+        """Claim the right to hand a completed job's audio to Discord (completed -> delivering).
+
+        Call it right before posting; post only on True. False means the job is not this
+        process's to deliver (another one took it over, or it was delivered already). From
+        here on the job is never posted again, whatever happens (see the README)."""
+        moved = await self._jobs.transition(job_id, JobState.COMPLETED, JobState.DELIVERING, owner=self.owner)
+        if moved:
+            self._delivering.add(job_id)
+        return moved
 
     async def mark_delivered(self, job_id: str) -> bool:
-        """Record that the audio was delivered (completed -> delivered); False if it already was."""
-        moved = await self._jobs.mark_delivered(job_id)
-        self._claimed.discard(job_id)
+        """Record that the audio was delivered (-> delivered); False if it already was."""
+        try:
+            moved = await self._jobs.mark_delivered(job_id)
+        finally:
+            self._delivering.discard(job_id)
+            self._claimed.discard(job_id)
+            self._idle_changed()
         return moved
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         return await self._jobs.get(job_id)
 
-    # --- resuming --------------------------------------------------------------------------
+    # --- the reconciler -------------------------------------------------------------------
+
+    def shard_condition(self) -> Any | None:
+        """SQL: the jobs of this process's guilds (``DISCORD_SHARD_COUNT``/``DISCORD_SHARD_IDS``).
+
+        Discord puts a guild on shard ``(guild_id >> 22) % shard_count``; jobs without a guild
+        (the CLI's) belong to the process that runs shard 0."""
+        ids = self._settings.shard_ids()
+        count = self._settings.discord_shard_count
+        if ids is None or count is None:
+            return None
+        shard = (jobs_table.c.guild_id.op(">>")(22)).op("%")(count)
+        condition = shard.in_(list(ids))
+        if 0 in ids:
+            condition = or_(jobs_table.c.guild_id.is_(None), condition)
+        return condition
 
     async def resume_pending(
         self, deliver: DeliverCallback, *, wait: bool = False, on_failed: FailedCallback | None = None
     ) -> int:
-        """Take over the jobs a previous process left unfinished; return how many were taken.
+        """One reconciler pass: claim the open jobs nobody holds (lease expired or released)
+        and finish them; return how many were taken.
 
-        - ``submitted``: the parts with a ``request_id`` are polled again and downloaded (no new
-          POST is ever sent on resume); when every part has audio the job completes, then
-          ``deliver(job, result)`` is called once and the job is marked delivered.
-        - ``completed`` but not delivered: the parts' media URLs are downloaded again and
-          delivered the same way.
-        - ``reserved``: never (fully) submitted. A part marked as being POSTed may have been
-          charged and is committed; unmarked parts were never sent and are refunded (see
-          ``bot.speech.runner``). Such a job, or a submitted one with an unsent or failed
-          part, cannot produce its audio: it is settled and ends ``failed`` (then
-          ``delivered``: there is no audio to hand over).
-        - ``failed`` but not marked delivered: settled again (idempotent) and closed.
+        - ``reserved``/``submitted``: parts never sent are POSTed now (a ``pending`` part was
+          provably never sent); ``submitting`` ones may have been charged and cannot be
+          recovered (committed; the job fails and says so); ``submitted`` ones are polled again.
+          When every part has audio the job completes, then it moves to ``delivering``,
+          ``deliver(job, result)`` is called once, and it is marked delivered.
+        - ``completed``: the media is downloaded again and delivered the same way.
+        - ``delivering``: it may have been posted, so it is closed as delivered, never posted
+          again (the README names this window).
+        - ``failed`` but not closed: settled again (idempotent) and closed.
+        - past its deadline (``JOB_DEADLINE_SECONDS`` after it was made): settled, closed,
+          and ``on_failed`` tells the member. No job stays open forever.
+        - without a Discord destination (the CLI's, whose process stopped): settled and closed.
 
-        ``delivered`` is recorded only after ``deliver`` returns, so a crash between the two
-        re-delivers that job once at the next start: at-least-once, and at most one repeat per
-        crash. A ``deliver`` that raises leaves the job undelivered for the next call.
-        ``on_failed(job, user_message)``, if given, is called once a taken job has ended failed
-        (and so is closed: the member's card can say why); not for a completed job whose
-        download failed again (it stays for the next start). It is at-most-once: a crash right
-        before it skips it. Errors in ``on_failed`` are logged.
-        Without ``wait`` this returns once the work is started (the bot should not delay its
-        start for polling); with ``wait=True`` once every taken job is finished.
+        ``deliver`` raising ``DeliveryNotMade`` means nothing was posted: the job goes back to
+        ``completed`` for a later pass. Any other exception from ``deliver`` may have come after
+        the post: the job is closed, never re-posted. ``on_failed(job, user_message)`` is called
+        once a taken job ended without audio (errors in it are logged). Without ``wait`` this
+        returns once the work is started; with ``wait=True`` once every taken job is finished.
         """
-        records = await self._jobs.resumable()
-        records += await self._jobs.list_by_status(JobState.RESERVED)
+        if self._stopping:
+            return 0
+        self._ensure_renewer()
+        now = self._clock.now()
+        records = await self._jobs.claim_expired(
+            self.owner, until=now + self._lease, shard=self.shard_condition()
+        )
         started: list[asyncio.Task[Any]] = []
         for record in records:
-            if record.id in self._claimed or self._closed:
-                continue
-            if not has_destination(record.delivery):
-                continue
+            if record.id in self._claimed:
+                continue  # running here already (its lease lapsed while the database was away)
             self._claimed.add(record.id)
             started.append(self._spawn(self._resume(record, deliver, on_failed),
                                        name=f"speech-resume-{record.id}"))
         if started:
-            log.info("resuming %d speech job(s)", len(started))
+            log.info("reconciler took %d speech job(s)", len(started))
         if wait and started:
             await asyncio.wait(started)
         return len(started)
 
+    def start_reconciler(self, deliver: DeliverCallback, *, on_failed: FailedCallback | None = None) -> None:
+        """Run ``resume_pending`` every ``JOB_RECONCILE_SECONDS`` for the life of the service."""
+        if self._reconciler is None and not self._stopping:
+            self._reconciler = asyncio.create_task(self._reconcile_forever(deliver, on_failed),
+                                                   name="speech-reconciler")
+
+    async def _reconcile_forever(self, deliver: DeliverCallback, on_failed: FailedCallback | None) -> None:
+        while not self._stopping:
+            try:
+                await self.resume_pending(deliver, on_failed=on_failed)
+            except Exception:  # the database is away: try again at the next pass
+                log.warning("reconciler pass failed", exc_info=True)
+            await self._clock.sleep(self._settings.job_reconcile_seconds)
+
+    async def _renew_forever(self) -> None:
+        """Keep the leases of the jobs this process works on (one UPDATE per period)."""
+        while True:
+            await self._clock.sleep(self._lease.total_seconds() / 3)
+            if not self._claimed:
+                continue
+            try:
+                await self._jobs.renew_leases(self.owner, self._clock.now() + self._lease, self._claimed)
+            except Exception:
+                log.warning("could not renew job leases (the database is away?)", exc_info=True)
+
+    def _deadline_of(self, record: JobRecord) -> datetime:
+        return record.deadline or record.created_at + timedelta(seconds=self._settings.job_deadline_seconds)
+
     async def _resume(
         self, record: JobRecord, deliver: DeliverCallback, on_failed: FailedCallback | None
     ) -> None:
+        settled = False
         try:
-            run = JobRun(
-                self._pipeline,
-                job_id=record.id,
-                reservation_id=record.reservation_id,
-                key=str(record.user_id),
-                text=record.text,
-                voice_url=record.voice_url,
-                params=TTSParams.model_validate(record.params or {}),
-                parts=parts_from_record(record),
-                sink=EventSink(None),
-                submit=False,
-                job_state=record.status,
-            )
-            if record.status is JobState.FAILED:
-                run.fail(SpeechFailed(record.error or "failed before the restart"))
-            try:
-                result = await run.run()
-            except Exception as exc:
-                log.warning("resumed job %s did not finish: %s", record.id, exc)
-                if on_failed is not None:
-                    await self._report_failure(record.id, on_failed)
-                return
-            fresh = await self._jobs.get(record.id)
-            if fresh is None or fresh.delivered:
-                return
-            try:
-                await deliver(fresh, result)
-            except Exception:
-                log.exception("delivering resumed job %s failed; it stays undelivered", record.id)
-                return
-            await self._jobs.mark_delivered(record.id)
-            log.info("resumed job %s delivered", record.id)
+            settled = await self._resume_claimed(record, deliver, on_failed)
+        except SpeechInterrupted:
+            pass
+        except DatabaseUnavailable:
+            log.warning("resuming job %s: the database is away; the next pass retries", record.id)
         except Exception:
             log.exception("resuming job %s failed", record.id)
         finally:
             self._claimed.discard(record.id)
+            self._delivering.discard(record.id)
+            self._idle_changed()
+            if not settled and not self._stopping:
+                # Left open (a download failed, the database blinked): let the next pass take it.
+                with contextlib.suppress(Exception):
+                    await self._jobs.release_leases(self.owner, [record.id])
+
+    async def _resume_claimed(
+        self, record: JobRecord, deliver: DeliverCallback, on_failed: FailedCallback | None
+    ) -> bool:
+        """Finish one claimed job (see ``resume_pending``); True once it is closed."""
+        owner = self.owner
+        if record.status is JobState.DELIVERING:
+            log.warning("job %s was being delivered when its process stopped; it may have been "
+                        "posted, so it is not posted again", record.id)
+            return await self._jobs.transition(record.id, JobState.DELIVERING, JobState.DELIVERED,
+                                               owner=owner, error=UNCERTAIN_DELIVERY)
+        overdue = self._clock.now() >= self._deadline_of(record)
+        if record.status is JobState.COMPLETED and (overdue or not has_destination(record.delivery)):
+            # Charged and settled already; nothing can be handed over any more.
+            await self._jobs.transition(record.id, JobState.COMPLETED, JobState.DELIVERED, owner=owner,
+                                        error=DEADLINE_MESSAGE if overdue else ORPHAN_MESSAGE)
+            if overdue and on_failed is not None:
+                await self._report_failure(record.id, on_failed)
+            return True
+        permit = None
+        submit = record.status in (JobState.RESERVED, JobState.SUBMITTED) and not overdue \
+            and has_destination(record.delivery)
+        if submit:
+            try:
+                permit = await self._wallet.before_submit()
+            except SubmissionsPaused:
+                submit = False
+        run = JobRun(
+            self._pipeline,
+            job_id=record.id,
+            reservation_id=record.reservation_id,
+            key=str(record.user_id),
+            text=record.text,
+            voice_url=record.voice_url,
+            params=TTSParams.model_validate(record.params or {}),
+            parts=parts_from_record(record),
+            sink=EventSink(None),
+            permit=permit,
+            submit=submit,
+            job_state=record.status,
+        )
+        self._runs[record.id] = run
+        try:
+            if record.status is JobState.FAILED:
+                run.fail(SpeechFailed(record.error or "failed before the restart"))
+            elif overdue:
+                run.fail(SpeechFailed("past its deadline", user_message=DEADLINE_MESSAGE))
+            elif not has_destination(record.delivery):
+                run.fail(SpeechFailed("its requester stopped", user_message=ORPHAN_MESSAGE))
+            try:
+                result = await run.run()
+            except SpeechInterrupted:
+                return False
+            except Exception as exc:
+                log.warning("resumed job %s did not finish: %s", record.id, exc)
+                closed = await self._jobs.get(record.id)
+                if closed is None or closed.status is not JobState.DELIVERED:
+                    return False  # e.g. completed, but the audio could not be fetched again
+                if on_failed is not None and has_destination(record.delivery):
+                    await self._report_failure(record.id, on_failed)
+                return True
+        finally:
+            self._runs.pop(record.id, None)
+        fresh = await self._jobs.get(record.id)
+        if fresh is None or fresh.delivered or not await self.begin_delivery(record.id):
+            return True
+        try:
+            await deliver(fresh, result)
+        except DeliveryNotMade as exc:
+            log.warning("delivering resumed job %s: nothing was posted (%s); it is tried again",
+                        record.id, exc)
+            await self._jobs.transition(record.id, JobState.DELIVERING, JobState.COMPLETED, owner=owner)
+            self._delivering.discard(record.id)
+            return False
+        except Exception:
+            log.exception("delivering resumed job %s failed after it may have been posted; "
+                          "it is not posted again", record.id)
+        await self._jobs.mark_delivered(record.id, owner=owner)
+        log.info("resumed job %s delivered", record.id)
+        return True
 
     async def _report_failure(self, job_id: str, on_failed: FailedCallback) -> None:
         closed = await self._jobs.get(job_id)
         if closed is None or closed.status is not JobState.DELIVERED:
-            return  # e.g. completed, but the audio could not be fetched again: retried later
+            return
         try:
             await on_failed(closed, closed.error or "The job could not be finished after a restart.")
         except Exception:
             log.exception("reporting the failure of resumed job %s failed", job_id)
 
-    # --- closing ---------------------------------------------------------------------------
+    # --- stopping --------------------------------------------------------------------------
+
+    def _idle_changed(self) -> None:
+        if not self._delivering and not self._tasks and not self._claimed:
+            self._idle.set()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """A clean stop (SIGTERM, SIGINT): take no new jobs, leave every job recoverable.
+
+        Jobs stop where that is safe: a POST on the wire and the write of its answer finish,
+        waits and downloads are cut (the jobs stay open, their leases released, so the next
+        process or another one continues them at once). Deliveries in progress (``delivering``)
+        are given up to ``grace`` seconds (``SHUTDOWN_GRACE_SECONDS``) to post and be recorded.
+        Then ``close`` cancels whatever is left."""
+        if self._stopping:
+            return
+        self._stopping = True
+        grace = self._settings.shutdown_grace_seconds if grace is None else grace
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            await asyncio.gather(self._reconciler, return_exceptions=True)
+        for run in list(self._runs.values()):
+            run.suspend(RESTARTING)
+        self._idle.clear()
+        self._idle_changed()
+        if not self._idle.is_set() and grace > 0:
+            # Real seconds: an operator's stop does not follow the pipeline's clock.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=grace)
 
     async def close(self) -> None:
-        """Stop every background task. The database is left as it is: submitted jobs stay
-        resumable by the next ``resume_pending``."""
+        """Stop (without grace if ``stop`` was not called), cancel every background task, and
+        release this process's leases so its open jobs can be taken over at once."""
+        if not self._stopping:
+            await self.stop(grace=0)
         self._closed = True
-        tasks = list(self._tasks)
+        tasks = [t for t in (*self._tasks, self._renewer) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._claimed.clear()
+        self._delivering.clear()
+        try:
+            released = await self._jobs.release_leases(self.owner)
+            if released:
+                log.info("released %d job lease(s) for the next process", released)
+        except Exception:
+            log.warning("could not release job leases; they expire by themselves", exc_info=True)

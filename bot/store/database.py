@@ -16,6 +16,18 @@ transaction and commits it. How concurrent writers are kept apart:
   READ COMMITTED and so see everything committed by the previous holder. Callers pick the
   name (the quota service uses one per guild, so a member's limits and the server's budget
   are checked under the same lock).
+
+Faults are waited out, not turned into failures: a lost connection, a server that is
+restarting or refusing connections, a serialization failure or a busy SQLite file makes the
+whole transaction roll back and run again, with exponential backoff and jitter, for up to
+``retry_seconds`` (``DATABASE_RETRY_SECONDS``, default 60) of real time. Past that the call
+raises ``DatabaseUnavailable``; callers leave their job open for the reconciler. Errors that
+waiting cannot fix (a read-only database, a bug in the SQL, a broken constraint) are raised at
+once. Because a transaction may be run twice, ``fn`` must be idempotent with respect to
+anything outside the database; and a COMMIT whose answer was lost may have happened, so a
+compare-and-set retried after it can report a lost race: callers treat that as "the job is
+not mine any more" and the reconciler picks it up from what the database says.
+``run_read(fn)`` is the same for reads.
 """
 
 from __future__ import annotations
@@ -23,12 +35,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.engine import READONLY_OPTION, advisory_key, create_engine
@@ -38,9 +51,22 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SQLITE_WRITE_ATTEMPTS = 8
+DEFAULT_RETRY_SECONDS = 60.0
 _BACKOFF_BASE = 0.02
-_BACKOFF_MAX = 1.0
+_BACKOFF_MAX = 2.0
+# PostgreSQL SQLSTATEs worth waiting for: connection exceptions (class 08), the server
+# shutting down or starting (57P01-57P03), too many connections, serialization failures and
+# deadlocks (the transaction is simply run again).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+_TRANSIENT_TEXT = (
+    "database is locked", "database is busy", "connection is closed", "connection was closed",
+    "connection refused", "terminating connection", "the database system is", "server closed",
+    "connection reset", "broken pipe", "cannot connect",
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed unreachable or busy for longer than ``retry_seconds``."""
 
 
 def _is_sqlite_busy(exc: OperationalError) -> bool:
@@ -48,12 +74,29 @@ def _is_sqlite_busy(exc: OperationalError) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether waiting and running the transaction again can fix ``exc`` (module docstring)."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if isinstance(code, str) and code.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+            return True
+        text = f"{type(orig).__name__} {orig}".lower()
+        return any(needle in text for needle in _TRANSIENT_TEXT) or "connectiondoesnotexist" in text
+    return isinstance(exc, OSError | TimeoutError | ConnectionError)
+
+
 class Database:
     """One ``AsyncEngine`` plus the transaction helpers every repository uses."""
 
-    def __init__(self, engine: AsyncEngine, *, schema: str | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, schema: str | None = None, retry_seconds: float = DEFAULT_RETRY_SECONDS
+    ) -> None:
         self.engine = engine
         self.schema = schema
+        self.retry_seconds = retry_seconds
 
     @property
     def dialect(self) -> str:
@@ -75,19 +118,44 @@ class Database:
         self, fn: Callable[[AsyncConnection], Awaitable[T]], *, lock: str | None = None
     ) -> T:
         """Run ``fn`` in one committed write transaction (see the module docstring)."""
+
+        async def transaction() -> T:
+            async with self.engine.begin() as conn:
+                if lock is not None and self.dialect == "postgresql":
+                    await conn.execute(select(func.pg_advisory_xact_lock(advisory_key(lock))))
+                return await fn(conn)
+
+        return await self._retrying(transaction, "write")
+
+    async def run_read(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``fn`` on a read connection, retried like ``write``."""
+
+        async def reading() -> T:
+            async with self.read() as conn:
+                return await fn(conn)
+
+        return await self._retrying(reading, "read")
+
+    async def _retrying(self, attempt_once: Callable[[], Awaitable[T]], what: str) -> T:
+        started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             try:
-                async with self.engine.begin() as conn:
-                    if lock is not None and self.dialect == "postgresql":
-                        await conn.execute(select(func.pg_advisory_xact_lock(advisory_key(lock))))
-                    return await fn(conn)
-            except OperationalError as exc:
-                if not (self.is_sqlite and _is_sqlite_busy(exc)) or attempt >= SQLITE_WRITE_ATTEMPTS:
+                return await attempt_once()
+            except Exception as exc:
+                if not is_transient(exc):
                     raise
+                waited = time.monotonic() - started
+                if waited >= self.retry_seconds:
+                    raise DatabaseUnavailable(
+                        f"database {what} failed for {waited:.1f} s ({type(exc).__name__})"
+                    ) from exc
                 delay = min(_BACKOFF_MAX, _BACKOFF_BASE * 2**attempt) * random.uniform(0.5, 1.0)
-                log.debug("SQLite busy (attempt %d); retrying in %.3f s", attempt, delay)
+                delay = min(delay, max(0.0, self.retry_seconds - waited))
+                log.log(logging.DEBUG if attempt < 3 else logging.WARNING,
+                        "database %s failed (%s, attempt %d); retrying in %.2f s",
+                        what, type(exc).__name__, attempt, delay)
                 await asyncio.sleep(delay)
 
     async def current_revision(self) -> str | None:
@@ -105,7 +173,12 @@ class Database:
 
 
 async def open_database(
-    url: str, *, schema: str | None = None, migrate: bool = True, echo: bool = False
+    url: str,
+    *,
+    schema: str | None = None,
+    migrate: bool = True,
+    echo: bool = False,
+    retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> Database:
     """Create the engine for ``url`` and (by default) migrate the database to the newest revision.
 
@@ -119,4 +192,4 @@ async def open_database(
     except BaseException:
         await engine.dispose()
         raise
-    return Database(engine, schema=schema)
+    return Database(engine, schema=schema, retry_seconds=retry_seconds)

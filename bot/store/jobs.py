@@ -3,10 +3,21 @@
 A job is written (state ``reserved``) before its first POST, normally in the same transaction
 as its quota reservation (``QuotaService.reserve(job=...)``), and moves only forward::
 
-    reserved ──► submitted ──► completed ──► delivered
-        │            │    └──► failed ────► delivered
+    reserved ──► submitted ──► completed ──► delivering ──► delivered
+        │            │    │          └──────────────────────► delivered
+        │            │    └──► failed ──────────────────────► delivered
         ├──► failed  └──► cancelled
         └──► cancelled
+
+``delivering`` is claimed right BEFORE the audio is handed to Discord: a job found there may
+have been posted, so nothing ever posts it again (it is closed as delivered).
+
+Ownership: an open job carries ``owner`` (the process working on it) and ``lease_until``.
+The owner renews its leases while it works (``renew_leases``); ``claim_expired`` hands jobs
+whose lease ran out to another process (on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so
+concurrent reconcilers never claim one job twice). Writes made on a job's behalf name their
+``owner``: a process whose job was taken over finds its compare-and-set lost, never
+overwriting the new owner's work. ``deadline`` bounds how long a job may stay open.
 
 Every move is a compare-and-set (``transition``): the UPDATE names the states the caller
 expects the job to be in and reports whether it changed a row. Two tasks or two processes
@@ -49,8 +60,14 @@ class JobState(StrEnum):
     SUBMITTED = "submitted"
     COMPLETED = "completed"
     FAILED = "failed"
+    DELIVERING = "delivering"  # being handed to Discord: may have been posted
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
+
+
+#: Jobs still being worked on or delivered: a lease covers these.
+LIVE_STATES = frozenset({JobState.RESERVED, JobState.SUBMITTED, JobState.COMPLETED, JobState.FAILED,
+                         JobState.DELIVERING})
 
 
 class PartState(StrEnum):
@@ -66,8 +83,9 @@ class PartState(StrEnum):
 ALLOWED_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     JobState.RESERVED: frozenset({JobState.SUBMITTED, JobState.FAILED, JobState.CANCELLED}),
     JobState.SUBMITTED: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}),
-    JobState.COMPLETED: frozenset({JobState.DELIVERED}),
+    JobState.COMPLETED: frozenset({JobState.DELIVERING, JobState.DELIVERED}),
     JobState.FAILED: frozenset({JobState.DELIVERED}),
+    JobState.DELIVERING: frozenset({JobState.DELIVERED, JobState.COMPLETED}),
     JobState.DELIVERED: frozenset(),
     JobState.CANCELLED: frozenset(),
 }
@@ -129,6 +147,9 @@ class NewJob:
     delivery: Mapping[str, Any] = field(default_factory=dict)
     webhook_secret: str | None = field(default=None, repr=False)
     id: str = field(default_factory=new_id)
+    owner: str | None = None
+    lease_until: datetime | None = None
+    deadline: datetime | None = None
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -168,6 +189,9 @@ class JobRecord:
     completed_at: datetime | None
     parts: tuple[PartRecord, ...] = ()
     webhook_secret: str | None = field(default=None, repr=False)
+    owner: str | None = None
+    lease_until: datetime | None = None
+    deadline: datetime | None = None
 
 
 def _job_record(row: Row[Any], parts: Iterable[PartRecord]) -> JobRecord:
@@ -191,6 +215,9 @@ def _job_record(row: Row[Any], parts: Iterable[PartRecord]) -> JobRecord:
         completed_at=row.completed_at,
         parts=tuple(sorted(parts, key=lambda p: p.index)),
         webhook_secret=row.webhook_secret,
+        owner=row.owner,
+        lease_until=row.lease_until,
+        deadline=row.deadline,
     )
 
 
@@ -229,6 +256,9 @@ async def insert_job(
             webhook_secret=job.webhook_secret,
             created_at=now,
             updated_at=now,
+            owner=job.owner,
+            lease_until=job.lease_until,
+            deadline=job.deadline,
         )
     )
     await conn.execute(
@@ -277,9 +307,14 @@ class JobsRepository:
         job_id: str,
         from_states: JobState | Iterable[JobState],
         to_state: JobState,
+        *,
+        owner: str | None = None,
         **fields: Any,
     ) -> bool:
         """Move the job to ``to_state`` if it is in one of ``from_states``; True if it moved.
+
+        With ``owner``, only while that process holds the job (see the module docstring).
+        Reaching delivered, cancelled or failed-and-delivered ends the lease.
 
         ``fields`` may set ``error``, ``delivery`` or ``channel_id`` in the same UPDATE.
         Reaching completed/failed/cancelled stamps ``completed_at``; delivered sets the
@@ -298,20 +333,28 @@ class JobsRepository:
             values["completed_at"] = now
         if to_state is JobState.DELIVERED:
             values["delivered"] = True
+        if to_state in (JobState.DELIVERED, JobState.CANCELLED):
+            values["owner"] = None
+            values["lease_until"] = None
         statement = (
             update(jobs)
             .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in sources]))
             .values(**values)
         )
+        if owner is not None:
+            statement = statement.where(jobs.c.owner == owner)
 
         async def write(conn: AsyncConnection) -> bool:
             return (await conn.execute(statement)).rowcount == 1
 
         return await self._db.write(write)
 
-    async def mark_delivered(self, job_id: str) -> bool:
-        """completed/failed -> delivered; False if it was delivered (or not finished) already."""
-        return await self.transition(job_id, (JobState.COMPLETED, JobState.FAILED), JobState.DELIVERED)
+    async def mark_delivered(self, job_id: str, *, owner: str | None = None) -> bool:
+        """completed/delivering/failed -> delivered; False if it was delivered (or not finished)."""
+        return await self.transition(
+            job_id, (JobState.COMPLETED, JobState.DELIVERING, JobState.FAILED), JobState.DELIVERED,
+            owner=owner,
+        )
 
     async def update_part(
         self,
@@ -348,6 +391,7 @@ class JobsRepository:
         job_from: JobState | Iterable[JobState],
         job_to: JobState | None = None,
         part: PartChange | None = None,
+        owner: str | None = None,
         **fields: Any,
     ) -> bool:
         """Move a part and its job together, in one transaction; True if both moved.
@@ -378,6 +422,8 @@ class JobsRepository:
             .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in sources]))
             .values(**job_values)
         )
+        if owner is not None:
+            job_statement = job_statement.where(jobs.c.owner == owner)
         part_statement = None
         if part is not None:
             part_values: dict[str, Any] = {"updated_at": now, "status": part.to.value}
@@ -407,6 +453,79 @@ class JobsRepository:
         except _LostRace:
             return False
 
+    # --- leases ------------------------------------------------------------------------
+
+    async def renew_leases(self, owner: str, until: datetime, job_ids: Iterable[str]) -> int:
+        """Extend ``owner``'s leases on the live jobs ``job_ids`` to ``until`` (one UPDATE).
+
+        Only the jobs the owner is working on: one it gave up on (the database was away) is
+        left to expire, so a reconciler takes it up again."""
+        statement = (
+            update(jobs)
+            .where(jobs.c.owner == owner, jobs.c.id.in_(list(job_ids)),
+                   jobs.c.status.in_([s.value for s in LIVE_STATES]))
+            .values(lease_until=until)
+        )
+
+        async def write(conn: AsyncConnection) -> int:
+            return (await conn.execute(statement)).rowcount
+
+        return await self._db.write(write)
+
+    async def release_leases(self, owner: str, job_ids: Iterable[str] | None = None) -> int:
+        """Give up ``owner``'s leases (all, or those of ``job_ids``): claimable at once."""
+        statement = update(jobs).where(jobs.c.owner == owner).values(owner=None, lease_until=None)
+        if job_ids is not None:
+            statement = statement.where(jobs.c.id.in_(list(job_ids)))
+
+        async def write(conn: AsyncConnection) -> int:
+            return (await conn.execute(statement)).rowcount
+
+        return await self._db.write(write)
+
+    async def claim_expired(
+        self,
+        owner: str,
+        *,
+        until: datetime,
+        limit: int = 50,
+        shard: Any | None = None,
+    ) -> list[JobRecord]:
+        """Claim up to ``limit`` live, undelivered jobs whose lease expired (or that have none).
+
+        One transaction: the candidates are selected ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+        (SQLite has one writer at a time anyway), then re-checked in the UPDATE itself, so two
+        reconcilers never claim the same job. ``shard`` is an extra SQL condition (the
+        process's guilds). Oldest first.
+        """
+        now = self._clock.now()
+        expired = or_(jobs.c.lease_until.is_(None), jobs.c.lease_until < now)
+        condition = and_(
+            jobs.c.status.in_([s.value for s in LIVE_STATES]), jobs.c.delivered == false(), expired
+        )
+        if shard is not None:
+            condition = and_(condition, shard)
+        candidates = (
+            select(jobs.c.id)
+            .where(condition)
+            .order_by(jobs.c.created_at, jobs.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+
+        async def write(conn: AsyncConnection) -> list[str]:
+            ids = list((await conn.execute(candidates)).scalars())
+            if not ids:
+                return []
+            await conn.execute(
+                update(jobs).where(jobs.c.id.in_(ids), condition).values(owner=owner, lease_until=until)
+            )
+            owned = select(jobs.c.id).where(jobs.c.id.in_(ids), jobs.c.owner == owner)
+            return list((await conn.execute(owned)).scalars())
+
+        claimed = await self._db.write(write)
+        return await self._load(jobs.c.id.in_(claimed)) if claimed else []
+
     async def resumable(self) -> list[JobRecord]:
         """Jobs a starting bot must pick up again: submitted (keep waiting) or finished but not
         delivered (deliver). Oldest first."""
@@ -425,14 +544,20 @@ class JobsRepository:
         return await self._load(jobs.c.status.in_([s.value for s in states]))
 
     async def _load(self, condition: Any) -> list[JobRecord]:
-        async with self._db.read() as conn:
+        async def read(conn: AsyncConnection) -> tuple[list[Row[Any]], list[Row[Any]]]:
             rows = (
                 await conn.execute(select(jobs).where(condition).order_by(jobs.c.created_at, jobs.c.id))
             ).all()
             if not rows:
-                return []
-            ids = [row.id for row in rows]
-            part_rows = (await conn.execute(select(job_parts).where(job_parts.c.job_id.in_(ids)))).all()
+                return [], []
+            found = [row.id for row in rows]
+            part_rows = (await conn.execute(select(job_parts).where(job_parts.c.job_id.in_(found)))).all()
+            return list(rows), list(part_rows)
+
+        rows, part_rows = await self._db.run_read(read)
+        if not rows:
+            return []
+        ids = [row.id for row in rows]
         parts: dict[str, list[PartRecord]] = {job_id: [] for job_id in ids}
         for part_row in part_rows:
             parts[part_row.job_id].append(_part_record(part_row))

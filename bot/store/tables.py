@@ -118,8 +118,9 @@ usage_ledger = Table(
     Index("ix_usage_ledger_guild_created", "guild_id", "created_at"),
 )
 
-# The state machine of DESIGN rule 1:
-# reserved -> submitted -> completed | failed -> delivered, plus cancelled.
+# The state machine of DESIGN rule 1 (see bot.store.jobs):
+# reserved -> submitted -> completed -> delivering -> delivered; failed -> delivered; cancelled.
+# ``owner``/``lease_until``: who works on an open job and until when (bot.speech.service).
 jobs = Table(
     "jobs",
     metadata,
@@ -141,7 +142,11 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("completed_at", UTCDateTime, nullable=True),
+    Column("owner", String(64), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("deadline", UTCDateTime, nullable=True),
     Index("ix_jobs_status", "status"),
+    Index("ix_jobs_lease_until", "lease_until"),
 )
 
 job_parts = Table(
@@ -150,7 +155,7 @@ job_parts = Table(
     Column("job_id", String(ID_LENGTH), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     Column("idx", Integer, primary_key=True, autoincrement=False),
     Column("text", Text, nullable=False),
-    Column("request_id", String(100), nullable=True),
+    Column("request_id", Text, nullable=True),
     Column("status", String(10), nullable=False),
     Column("media_url", Text, nullable=True),
     Column("error", Text, nullable=True),
@@ -173,6 +178,8 @@ bot_guard = Table(
     Column("probe_in_flight", Boolean, nullable=False, server_default=false()),
     Column("resumed_by", String(100), nullable=True),
     Column("resumed_at", UTCDateTime, nullable=True),
+    # A gateway 429's Retry-After, shared so every process holds its submissions.
+    Column("rate_limited_until", UTCDateTime, nullable=True),
 )
 
 audit_log = Table(

@@ -47,6 +47,7 @@ from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
+from bot.speech.errors import ServiceStopping
 from bot.speech.events import DeliveryTarget, Requester, SpeechResult
 from bot.store.jobs import JobRecord
 from cogs.common.alerts import alert_moderators
@@ -201,7 +202,7 @@ class SpeakCog(commands.Cog, name="Speak"):
                     target=target,
                     on_event=session.on_event,
                 )
-            except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
+            except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused, ServiceStopping) as exc:
                 await reply.refuse(_refusal_text(exc))
                 if isinstance(exc, SubmissionsPaused):
                     await out_of_credit(self.bot, interaction.guild_id, member.display_name)
@@ -322,13 +323,16 @@ class SpeakCog(commands.Cog, name="Speak"):
         """Once the bot is connected (channels cached), take over what the last run left."""
         await self.bot.wait_until_ready()
         try:
-            # wait=True: the task ends once every resumed job is delivered (tests await it).
-            return await self.bot.core.speech.resume_pending(
+            # wait=True: the task ends once every resumed job is delivered (tests await it);
+            # then the reconciler keeps taking over abandoned jobs for the life of the bot.
+            taken = await self.bot.core.speech.resume_pending(
                 self.deliver_resumed, wait=True, on_failed=self.close_failed_resumed
             )
         except Exception:
             log.exception("could not resume pending speech jobs")
-            return 0
+            taken = 0
+        self.bot.core.speech.start_reconciler(self.deliver_resumed, on_failed=self.close_failed_resumed)
+        return taken
 
     async def _resumed_channel(self, record: JobRecord) -> Any | None:
         """The channel a resumed job belongs to, or None (logged) when it is gone."""

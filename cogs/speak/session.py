@@ -35,6 +35,7 @@ from bot.audio import AudioError, TooLargeForUpload, fit_upload
 from bot.playback.clip import VoiceClip
 from bot.speech.events import (
     Cancelled,
+    CatchingUp,
     ChunkReady,
     Completed,
     Failed,
@@ -177,6 +178,11 @@ class SpeakSession:
             await self._completed(event.result)
         elif isinstance(event, Failed):
             await self._failed(event)
+        elif isinstance(event, CatchingUp):
+            # Still open: the reconciler finishes it and posts the audio in this channel.
+            card.status = event.message
+            self._end_voice(event.message)
+            await self._finish()
         elif isinstance(event, Cancelled):
             card.status = _card.status_cancelled(event.refunded)
             self._end_voice("cancelled")
@@ -184,6 +190,8 @@ class SpeakSession:
 
     async def _completed(self, result: SpeechResult) -> None:
         self._result = result
+        if not await self._begin_delivery(result.job_id):
+            return  # not ours to deliver (already delivered, or taken over): never posted twice
         if self._clip is not None:
             self._clip.finish()
         where = None
@@ -215,6 +223,13 @@ class SpeakSession:
         self.finished.set()
         if self._on_finished is not None:
             self._on_finished(self)
+
+    async def _begin_delivery(self, job_id: str) -> bool:
+        try:
+            return await self.bot.core.speech.begin_delivery(job_id)
+        except Exception:
+            log.exception("could not claim the delivery of job %s; the reconciler delivers it", job_id)
+            return False
 
     async def _mark_delivered(self, job_id: str) -> None:
         try:

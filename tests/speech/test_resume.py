@@ -13,7 +13,7 @@ from bot.gateway.emulator import GatewayEmulator, Outcome
 from bot.gateway.models import TTSParams
 from bot.quotas import ReservationState
 from bot.services import Services
-from bot.speech.errors import SpeechInterrupted
+from bot.speech.errors import DeliveryNotMade, SpeechInterrupted
 from bot.speech.events import DeliveryTarget, Requester, SpeechResult, Submitted
 from bot.store import JobRecord, JobsRepository, JobState, NewJob, PartState
 from tests.speech.support import EventLog, speech_settings
@@ -40,7 +40,7 @@ class Deliveries:
             await self._gate.wait()
         if self._fail_next:
             self._fail_next = False
-            raise RuntimeError("Discord is down")
+            raise DeliveryNotMade("Discord is down: nothing was posted")
         self.calls.append((record, result))
 
 
@@ -144,16 +144,21 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
         async def on_failed(record: JobRecord, message: str) -> None:
             failures.append((record.id, message))
 
-        assert await second.speech.resume_pending(deliveries, wait=True, on_failed=on_failed) == 1
+        assert await second.speech.resume_pending(deliveries, wait=True, on_failed=on_failed) == 2
         assert deliveries.calls == []
         assert [job_id for job_id, _ in failures] == [job.id]  # its card can be closed
+        assert "may have been charged" in failures[0][1]
         record = await second.speech.get_job(job.id)
         assert record is not None and record.reservation_id is not None
         assert record.status is JobState.DELIVERED  # failed; nothing to hand over
         assert [p.status for p in record.parts] == [PartState.FAILED, PartState.CANCELLED]
         reservation = await second.quotas.get_reservation(record.reservation_id)
         assert (reservation.committed_requests, reservation.refunded_requests) == (1, 1)
-        # The CLI's job has no Discord destination: it is not the bot's to resume.
+        # The CLI's job has no Discord destination and nobody holds it (its command stopped):
+        # it is settled (never sent: refunded) and closed, not left open forever.
         cli_record = await second.speech.get_job(cli_job.id)
-        assert cli_record is not None and cli_record.status is JobState.RESERVED
+        assert cli_record is not None and cli_record.status is JobState.DELIVERED
+        assert cli_record.reservation_id is not None
+        cli_reservation = await second.quotas.get_reservation(cli_record.reservation_id)
+        assert cli_reservation.state is ReservationState.REFUNDED
         assert emulator.counts["submit"] == 0

@@ -164,3 +164,11 @@ async def test_advance_moves_a_part_and_its_job_together_or_not_at_all(jobs: Job
     assert record is not None and record.parts[1].status is PartState.PENDING
     with pytest.raises(InvalidTransition):
         await jobs.advance(job.id, job_from=JobState.RESERVED, job_to=JobState.DELIVERED)
+
+
+async def test_a_long_provider_request_id_is_stored_whole(jobs: JobsRepository) -> None:
+    job = await jobs.create(new_job())
+    long_id = "req-" + "x" * 400
+    assert await jobs.update_part(job.id, 0, status=PartState.SUBMITTED, request_id=long_id)
+    record = await jobs.get(job.id)
+    assert record is not None and record.parts[0].request_id == long_id

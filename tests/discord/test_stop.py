@@ -1,0 +1,34 @@
+"""Start-up refusals and the clean stop of the bot process, against the Discord sandbox."""
+
+from __future__ import annotations
+
+import discord
+import pytest
+
+from bot.cli import startup_problem
+from tests.discord.harness import Harness
+
+
+async def test_a_wrong_discord_token_is_refused_with_one_clear_line(harness: Harness) -> None:
+    bot = harness.new_bot()
+    with harness.sandbox.configure_client(), pytest.raises(discord.LoginFailure) as refused:
+        await bot.login("not-the-token")
+    await bot.close()
+    line = startup_problem(refused.value)
+    assert line is not None and "Discord refused DISCORD_TOKEN" in line
+    assert "not-the-token" not in line
+
+
+async def test_a_stopping_bot_takes_no_new_job_and_says_so(harness: Harness) -> None:
+    h = harness
+    await h.bot.core.speech.stop(grace=0)  # what SIGTERM starts (before Discord is closed)
+    handle = await h.speak(text="Too late, the bot is stopping.")
+    message = await _refusal_text(handle)
+    assert "restarting" in message and "nothing was charged" in message
+    assert await h.ledger_rows() == [] and await h.job_rows() == []
+
+
+async def _refusal_text(handle) -> str:
+    from tests.discord.speak_support import refusal
+
+    return (await refusal(handle, "restarting")).content
