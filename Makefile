@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint run emulator bench sync clean
+.PHONY: test lint run emulator bench chaos sync clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: $(STAMP)
 
 emulator: $(STAMP)
 	$(BIN)/chatterbox-bot emulator
+
+# The long kill campaign (SIGKILL at 50 random points per engine); prints its counts.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --points 50
 
 sync: $(STAMP)
 	$(BIN)/chatterbox-bot sync

@@ -165,6 +165,22 @@ class ChatterboxBot(commands.Bot):
         await send_ephemeral(interaction, message)
 
 
+class ShardedChatterboxBot(ChatterboxBot, commands.AutoShardedBot):
+    """``ChatterboxBot`` over several shards: the AutoShardedClient's connection handling,
+    everything else unchanged. Built by ``make_bot`` when ``DISCORD_SHARD_COUNT`` is set;
+    ``DISCORD_SHARD_IDS`` picks this process's shards, and its reconciler then works only on
+    the jobs of those shards' guilds (``SpeechService.shard_condition``)."""
+
+
+def make_bot(settings: Settings, **options: Any) -> ChatterboxBot:
+    """The bot for ``settings``: sharded when ``DISCORD_SHARD_COUNT`` is set."""
+    count = settings.discord_shard_count
+    if count is None:
+        return ChatterboxBot(settings, **options)
+    ids = settings.shard_ids()
+    return ShardedChatterboxBot(settings, shard_count=count, shard_ids=list(ids) if ids else None, **options)
+
+
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
     """Answer ephemerally whether or not the interaction was already acknowledged."""
     try:
@@ -183,7 +199,7 @@ async def run_bot(settings: Settings) -> None:
 
     # Before logging in: a second bot on one SQLite file says so and exits at once.
     lock = acquire_for_url(settings.database_url)
-    bot = ChatterboxBot(settings, instance_lock=False)
+    bot = make_bot(settings, instance_lock=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

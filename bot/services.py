@@ -25,6 +25,7 @@ from bot.gateway.client import ChatterboxClient
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.holds import SharedRateGuard
 from bot.speech.service import SpeechService
 from bot.speech.slots import PrepaidLimiter
 from bot.store.database import Database, open_database
@@ -91,7 +92,8 @@ class Services:
                                          retry_seconds=settings.database_retry_seconds)
             quotas = QuotaService(db, settings, clock)
             wallet = WalletGuard.from_settings(db, settings, clock)
-            limiter = RateGuard(settings.chatterbox_rate_per_second, settings.chatterbox_rate_burst, clock)
+            limiter = SharedRateGuard(settings.chatterbox_rate_per_second, settings.chatterbox_rate_burst,
+                                      clock, db=db)
             client = ChatterboxClient.from_settings(http, settings, clock, limiter=PrepaidLimiter(limiter))
             speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
                                    settings=settings, clock=clock)
@@ -114,6 +116,8 @@ class Services:
         self._closed = True
         try:
             await self.speech.close()
+            if isinstance(self.limiter, SharedRateGuard):
+                await self.limiter.close()
         finally:
             try:
                 if self._owns_db:

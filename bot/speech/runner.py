@@ -74,15 +74,18 @@ from bot.speech.events import (
     Submitted,
     WaitingForSlot,
 )
+from bot.speech.holds import SharedRateGuard
 from bot.speech.progress import EventSink
 from bot.speech.slots import prepaid_slot
 from bot.store.database import DatabaseUnavailable
-from bot.store.jobs import JobRecord, JobsRepository, JobState, PartChange, PartState
+from bot.store.jobs import AuditNote, JobRecord, JobsRepository, JobState, PartChange, PartState
 
 log = logging.getLogger(__name__)
 
 #: Why a part left ``submitting`` by an interruption is committed.
 MAYBE_CHARGED = "interrupted while submitting; it may have been charged"
+#: Its ``audit_log`` action (``/quota history``).
+MAYBE_CHARGED_ACTION = "job.maybe_charged"
 #: What the member is told about such a job.
 MAYBE_CHARGED_USER_MESSAGE = (
     "The bot was interrupted while sending this request: it may have been charged; "
@@ -190,6 +193,8 @@ class JobRun:
         permit: SubmitPermit | None = None,
         submit: bool = True,
         job_state: JobState = JobState.RESERVED,
+        guild_id: int | None = None,
+        user_id: int | None = None,
     ) -> None:
         if not parts:
             raise ValueError("a job has at least one part")
@@ -205,6 +210,8 @@ class JobRun:
         self._permit = permit
         self._may_submit = submit
         self._job_state = job_state  # the job's state when this run began
+        self._guild_id = guild_id
+        self._user_id = user_id
         self._slots = asyncio.Semaphore(pipeline.settings.chatterbox_chunk_concurrency)
         self._submitter: asyncio.Task[None] | None = None
         self._submitter_phase = _Phase.IDLE
@@ -351,6 +358,8 @@ class JobRun:
             self._submitter_phase = _Phase.QUEUED
             await self._slots.acquire()
             try:
+                if isinstance(self._p.limiter, SharedRateGuard):
+                    await self._p.limiter.adopt()  # another process's 429 holds us too
                 await self._p.limiter.acquire(self._key, on_position=self._on_position)
             except BaseException:
                 self._slots.release()
@@ -429,6 +438,7 @@ class JobRun:
         *,
         expect: PartState,
         job_to: JobState | None = None,
+        audit: AuditNote | None = None,
         **fields: str | None,
     ) -> bool:
         """Move ``part`` from ``expect`` to ``state`` while its job is open (one transaction,
@@ -436,7 +446,7 @@ class JobRun:
         if "error" in fields and fields["error"] is not None:
             fields["error"] = fields["error"][:ERROR_TEXT_MAX]
         moved = await self._p.jobs.advance(
-            self.job_id, job_from=_OPEN, job_to=job_to, owner=self._p.owner,
+            self.job_id, job_from=_OPEN, job_to=job_to, owner=self._p.owner, audit=audit,
             part=PartChange.of(part.index, expect, state, **fields),
         )
         if not moved:
@@ -573,7 +583,11 @@ class JobRun:
             if part.unsent:
                 await self._record(part, PartState.CANCELLED, expect=PartState.PENDING, error=NOT_SENT)
             elif part.state is PartState.SUBMITTING:
-                await self._record(part, PartState.FAILED, expect=PartState.SUBMITTING, error=MAYBE_CHARGED)
+                # Moderators see it in /quota history: a request that may have been charged.
+                note = AuditNote(self._guild_id, MAYBE_CHARGED_ACTION,
+                                 {"user_id": self._user_id, "job_id": self.job_id, "part": part.index})
+                await self._record(part, PartState.FAILED, expect=PartState.SUBMITTING, audit=note,
+                                   error=MAYBE_CHARGED)
             if self._stop == "lost":
                 await self._give_up()
         committed, refunded = settlement_totals(self._parts)

@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import literal_column, or_
 
 from bot.clock import Clock
 from bot.config import Settings
@@ -283,6 +283,8 @@ class SpeechService:
             parts=[PartRun(index, chunk) for index, chunk in enumerate(plan.chunks)],
             sink=sink,
             permit=permit,
+            guild_id=requester.guild_id,
+            user_id=requester.user_id,
         )
         self._runs[job.id] = run
         task = self._spawn(run.run(), name=f"speech-job-{job.id}")
@@ -328,6 +330,9 @@ class SpeechService:
         moved = await self._jobs.transition(job_id, JobState.COMPLETED, JobState.DELIVERING, owner=self.owner)
         if moved:
             self._delivering.add(job_id)
+        else:
+            self._claimed.discard(job_id)  # not ours to deliver: nothing to wait for here
+            self._idle_changed()
         return moved
 
     async def mark_delivered(self, job_id: str) -> bool:
@@ -354,7 +359,8 @@ class SpeechService:
         count = self._settings.discord_shard_count
         if ids is None or count is None:
             return None
-        shard = (jobs_table.c.guild_id.op(">>")(22)).op("%")(count)
+        # Inline integers: PostgreSQL has ``bigint >> integer`` but no ``bigint >> bigint``.
+        shard = jobs_table.c.guild_id.op(">>")(literal_column("22")).op("%")(literal_column(str(int(count))))
         condition = shard.in_(list(ids))
         if 0 in ids:
             condition = or_(jobs_table.c.guild_id.is_(None), condition)
@@ -493,6 +499,8 @@ class SpeechService:
             permit=permit,
             submit=submit,
             job_state=record.status,
+            guild_id=record.guild_id,
+            user_id=record.user_id,
         )
         self._runs[record.id] = run
         try:

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.clock import Clock
 from bot.store.database import Database
 from bot.store.ids import new_id
-from bot.store.tables import job_parts, jobs
+from bot.store.tables import audit_log, job_parts, jobs
 
 USER_DISPLAY_MAX = 100
 
@@ -103,6 +103,15 @@ class _Keep(Enum):
 
 
 KEEP = _Keep.KEEP
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """A line for the ``audit_log`` (shown by ``/quota history``), written with a move."""
+
+    guild_id: int | None
+    action: str
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _LostRace(Exception):
@@ -392,9 +401,12 @@ class JobsRepository:
         job_to: JobState | None = None,
         part: PartChange | None = None,
         owner: str | None = None,
+        audit: AuditNote | None = None,
         **fields: Any,
     ) -> bool:
         """Move a part and its job together, in one transaction; True if both moved.
+
+        ``audit`` adds a line for moderators (``/quota history``) in the same transaction.
 
         The job must be in one of ``job_from``; it moves to ``job_to`` (or keeps its state
         when ``job_to`` is None or already its state). ``part`` must be in one of its
@@ -446,6 +458,11 @@ class JobsRepository:
                 raise _LostRace()
             if part_statement is not None and (await conn.execute(part_statement)).rowcount != 1:
                 raise _LostRace()  # rolls the job's UPDATE back too
+            if audit is not None:
+                await conn.execute(audit_log.insert().values(
+                    guild_id=audit.guild_id, actor_id=None, action=audit.action,
+                    details=dict(audit.details), at=now,
+                ))
             return True
 
         try:

@@ -310,6 +310,7 @@ _ACTIONS: Mapping[str, str] = {
     "guild.exempt_remove": "ended a role's exemption",
     "guild.pause": "paused text-to-speech",
     "guild.resume": "resumed text-to-speech",
+    "job.maybe_charged": "was interrupted sending a request; it may have been charged and gave no audio",
 }
 
 

@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.gateway.emulator import GatewayEmulator
-from bot.store import open_database
+from bot.clock import ScaledClock
+from bot.gateway.emulator import EmulatorConfig, GatewayEmulator, Outcome
+from bot.gateway.models import TTSParams
+from bot.services import Services
+from bot.speech.errors import SpeechInterrupted
+from bot.speech.events import CatchingUp, DeliveryTarget, Failed, Requester, SpeechResult, Submitted
+from bot.store import JobRecord, JobState, open_database
 from bot.store.tables import job_parts
 from tests.chaos import throwaway_pg
 from tests.chaos.campaign import audit_run, finish, spawn, wait_ready, worker_command
+from tests.speech.support import EventLog, speech_settings
 
 
 @pytest.fixture
@@ -62,3 +68,41 @@ async def test_a_postgresql_restart_under_load_delays_jobs_but_fails_none(
     assert audit.problems == [], audit.summary()
     assert audit.jobs == 6 and audit.posted == 6  # all completed and posted, none failed
     assert "Traceback" not in stderr
+
+
+async def test_an_outage_longer_than_the_retry_budget_leaves_the_job_to_the_reconciler(
+    own_postgres: throwaway_pg.ThrowawayPostgres,
+) -> None:
+    """Past DATABASE_RETRY_SECONDS the job is not failed: the member's card hears that the bot
+    is catching up, and the same process's reconciler delivers it once the database is back."""
+    clock = ScaledClock(20.0)
+    config = EmulatorConfig(seed=3, jitter=0.0, webhook_duplicate_rate=0.0, clock=clock)
+    async with GatewayEmulator(config) as emulator:
+        emulator.script_submit(Outcome("complete", duration=60))  # 3 real seconds
+        settings = speech_settings(emulator, own_postgres.url, database_retry_seconds=0.3)
+        delivered: list[str] = []
+
+        async def deliver(record: JobRecord, result: SpeechResult) -> None:
+            delivered.append(record.id)
+
+        async with await Services.open(settings, clock=clock) as services:
+            services.speech.start_reconciler(deliver)
+            events = EventLog()
+            job = await services.speech.start(Requester(1, "ann", 5), "Through an outage.", voice_url=None,
+                                              params=TTSParams(), target=DeliveryTarget(channel_id=7),
+                                              on_event=events)
+            await events.wait_for(Submitted)
+            await own_postgres.stop()
+            with pytest.raises(SpeechInterrupted):
+                await job.result()  # the completion could not be recorded: left open
+            catching_up = await events.wait_for(CatchingUp)
+            assert "catching up" in catching_up.message and events.of(Failed) == []
+            await own_postgres.start()
+            async with asyncio.timeout(60):
+                while True:
+                    record = await services.speech.get_job(job.job_id)
+                    if record is not None and record.status is JobState.DELIVERED:
+                        break
+                    await asyncio.sleep(0.05)
+            assert delivered == [job.job_id] and record.error is None
+            assert emulator.counts["submit"] == 1  # taken over by polling, never re-POSTed

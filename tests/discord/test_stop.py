@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 import pytest
 
+from bot.app import ChatterboxBot, make_bot
 from bot.cli import startup_problem
 from tests.discord.harness import Harness
 
@@ -32,3 +33,12 @@ async def _refusal_text(handle) -> str:
     from tests.discord.speak_support import refusal
 
     return (await refusal(handle, "restarting")).content
+
+
+def test_shard_settings_make_an_auto_sharded_bot_for_those_shards(harness: Harness) -> None:
+    settings = harness.settings.model_copy(update={"discord_shard_count": 4, "discord_shard_ids": "1,3"})
+    bot = make_bot(settings)
+    assert isinstance(bot, discord.AutoShardedClient) and isinstance(bot, ChatterboxBot)
+    assert bot.shard_count == 4 and bot.shard_ids == [1, 3]
+    plain = make_bot(harness.settings)
+    assert not isinstance(plain, discord.AutoShardedClient)

@@ -16,6 +16,7 @@ from bot.services import Services
 from bot.speech.errors import DeliveryNotMade, SpeechInterrupted
 from bot.speech.events import DeliveryTarget, Requester, SpeechResult, Submitted
 from bot.store import JobRecord, JobsRepository, JobState, NewJob, PartState
+from cogs.quotas.render import render_history
 from tests.speech.support import EventLog, speech_settings
 from tests.store.dbkit import DbTarget, db_target
 
@@ -154,6 +155,11 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
         assert [p.status for p in record.parts] == [PartState.FAILED, PartState.CANCELLED]
         reservation = await second.quotas.get_reservation(record.reservation_id)
         assert (reservation.committed_requests, reservation.refunded_requests) == (1, 1)
+        # Moderators see it in /quota history: one line, naming the member.
+        [entry] = await second.quotas.admin.audit(ALICE.guild_id)
+        assert entry.action == "job.maybe_charged" and entry.details["user_id"] == ALICE.user_id
+        history = render_history([entry])
+        assert "may have been charged" in history and f"<@{ALICE.user_id}>" in history
         # The CLI's job has no Discord destination and nobody holds it (its command stopped):
         # it is settled (never sent: refunded) and closed, not left open forever.
         cli_record = await second.speech.get_job(cli_job.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -172,3 +172,45 @@ async def test_a_long_provider_request_id_is_stored_whole(jobs: JobsRepository) 
     assert await jobs.update_part(job.id, 0, status=PartState.SUBMITTED, request_id=long_id)
     record = await jobs.get(job.id)
     assert record is not None and record.parts[0].request_id == long_id
+
+
+async def test_leases_are_claimed_once_renewed_released_and_fence_writes(
+    jobs: JobsRepository, clock: ManualClock
+) -> None:
+    lease = timedelta(seconds=30)
+    held = await jobs.create(new_job(owner="proc-a", lease_until=clock.now() + lease))
+    orphan = await jobs.create(new_job())  # nobody holds it
+    # Two reconcilers at once: each job goes to exactly one of them.
+    first, second = await asyncio.gather(
+        jobs.claim_expired("proc-b", until=clock.now() + lease),
+        jobs.claim_expired("proc-c", until=clock.now() + lease),
+    )
+    assert sorted(j.id for j in first + second) == [orphan.id]  # proc-a's lease still holds
+    winner = (first + second)[0].owner
+    assert winner in ("proc-b", "proc-c")
+    # proc-a renews its lease and keeps the job; when it stops renewing, it expires.
+    assert winner is not None
+    clock.advance(20)
+    assert await jobs.renew_leases("proc-a", clock.now() + lease, [held.id]) == 1
+    assert await jobs.renew_leases(winner, clock.now() + lease, [orphan.id]) == 1
+    clock.advance(20)
+    assert await jobs.claim_expired("proc-b", until=clock.now() + lease) == []
+    assert await jobs.renew_leases(winner, clock.now() + lease, [orphan.id]) == 1
+    clock.advance(11)
+    [taken] = await jobs.claim_expired("proc-b", until=clock.now() + lease)
+    assert taken.id == held.id and taken.owner == "proc-b"
+    # proc-a's late writes are fenced off: its compare-and-sets find nothing.
+    open_states = (JobState.RESERVED, JobState.SUBMITTED)
+    assert not await jobs.advance(held.id, job_from=open_states, owner="proc-a",
+                                  part=PartChange.of(0, PartState.PENDING, PartState.SUBMITTING))
+    assert not await jobs.transition(held.id, open_states, JobState.CANCELLED, owner="proc-a")
+    assert await jobs.advance(held.id, job_from=open_states, owner="proc-b",
+                              part=PartChange.of(0, PartState.PENDING, PartState.SUBMITTING))
+    # Released leases are claimable at once; closed jobs are never claimed.
+    assert await jobs.release_leases("proc-b", [held.id]) == 1
+    assert await jobs.renew_leases(winner, clock.now() + lease, [orphan.id]) == 1
+    [again] = await jobs.claim_expired("proc-c", until=clock.now() + lease)
+    assert again.id == held.id
+    assert await jobs.transition(held.id, open_states, JobState.CANCELLED, owner="proc-c")
+    clock.advance(3600)
+    assert {j.id for j in await jobs.claim_expired("proc-d", until=clock.now() + lease)} == {orphan.id}
