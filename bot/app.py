@@ -22,7 +22,7 @@ import logging
 import re
 import signal
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import discord
@@ -32,6 +32,8 @@ from discord.ext import commands
 from bot.audio import find_ffmpeg
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.playback.clip import VoiceClip
+from bot.playback.queue import Placement
 
 if TYPE_CHECKING:
     # Imported in setup_hook: the store pulls in Alembic, which logs at import time, and
@@ -77,8 +79,20 @@ def redact_interaction_tokens() -> None:
             logger.addFilter(RedactInteractionTokens())
 
 
+class VoiceOutput(Protocol):
+    """What the /speak cog needs of voice chat: queue a clip for a member's channel.
+
+    The voice cog registers itself as ``ChatterboxBot.voice_output`` while it is loaded; None
+    means voice output is not available (the clip is posted as a file instead).
+    """
+
+    async def enqueue(self, member: discord.Member, clip: VoiceClip) -> Placement: ...
+
+
 class ChatterboxBot(commands.Bot):
-    """The bot. Tests build it with a sandboxed HTTP session and an injected clock."""
+    """The bot. Tests build it with a sandboxed HTTP session, an injected clock and, for voice,
+    the ``VoiceProtocol`` class to connect with (``voice_cls``; discord.py's ``VoiceClient``
+    when None)."""
 
     def __init__(
         self,
@@ -88,6 +102,8 @@ class ChatterboxBot(commands.Bot):
         session: aiohttp.ClientSession | None = None,
         cogs: tuple[str, ...] = COGS,
         instance_lock: bool = True,
+        voice_cls: type[discord.VoiceProtocol] | None = None,
+        serve_http: bool = False,
         **options: Any,
     ) -> None:
         redact_interaction_tokens()
@@ -107,19 +123,27 @@ class ChatterboxBot(commands.Bot):
         self._cog_names = cogs
         self._instance_lock = instance_lock
         self.services: Services | None = None
+        self.serve_http = serve_http
         self.ffmpeg: str | None = None
+        self.voice_cls = voice_cls
+        self.voice_output: VoiceOutput | None = None
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
         from bot.services import Services
 
         self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
+                                            serve_http=self.serve_http, discord=self.discord_connected,
                                             instance_lock=self._instance_lock)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
         for name in self._cog_names:
             await self.load_extension(name)
+
+    def discord_connected(self) -> bool:
+        """For ``/healthz``: logged in and connected to Discord's gateway."""
+        return self.is_ready() and not self.is_closed()
 
     @property
     def core(self) -> Services:
@@ -199,7 +223,7 @@ async def run_bot(settings: Settings) -> None:
 
     # Before logging in: a second bot on one SQLite file says so and exits at once.
     lock = acquire_for_url(settings.database_url)
-    bot = make_bot(settings, instance_lock=False)
+    bot = make_bot(settings, instance_lock=False, serve_http=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,7 +15,7 @@ Design decisions:
 - Before each POST the shared ``RateGuard`` is awaited here (not inside the client) so the
   member sees their place in line (``WaitingForSlot``) and so a cancel can tell "still
   waiting, nothing sent" from "posting, maybe charged". The slot is handed to the client
-  with ``prepaid_slot`` (see ``bot.speech.slots``).
+  with ``submit(..., slot_held=True)``.
 - Crash safety: right before a POST the part moves ``pending → submitting`` in a committed
   transaction. A later run that finds a ``submitting`` part cannot know whether the POST
   reached the gateway, so it commits that part's quota (DESIGN rule 2: it may have been
@@ -56,13 +56,14 @@ from typing import NoReturn
 from bot.audio import AudioError, join_wavs, wav_info
 from bot.clock import Clock
 from bot.config import Settings
+from bot.errors import UserFacingError
 from bot.gateway.client import ChatterboxClient
 from bot.gateway.errors import GatewayError, InsufficientBalance, JobErrored, JobFailed
 from bot.gateway.models import StatusDocument, TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import SubmitPermit, WalletGuard
-from bot.speech.errors import SpeechCancelled, SpeechFailed, SpeechInterrupted
+from bot.speech.errors import SpeechCancelled, SpeechError, SpeechFailed, SpeechInterrupted
 from bot.speech.events import (
     Cancelled,
     CatchingUp,
@@ -76,7 +77,6 @@ from bot.speech.events import (
 )
 from bot.speech.holds import SharedRateGuard
 from bot.speech.progress import EventSink
-from bot.speech.slots import prepaid_slot
 from bot.store.database import DatabaseUnavailable
 from bot.store.jobs import AuditNote, JobRecord, JobsRepository, JobState, PartChange, PartState
 
@@ -171,8 +171,9 @@ def settlement_totals(parts: Sequence[PartRun]) -> tuple[int, int]:
 
 
 def user_message(exc: BaseException) -> str:
-    message = getattr(exc, "user_message", None)
-    return message if isinstance(message, str) and message else "Something went wrong while making the audio."
+    if isinstance(exc, UserFacingError):
+        return exc.user_message
+    return SpeechError.default_user_message
 
 
 class JobRun:
@@ -393,8 +394,7 @@ class JobRun:
             return False
         request = TTSRequest(text=part.text, audio_url=self._voice_url, params=self._params)
         try:
-            with prepaid_slot():
-                accepted = await self._p.client.submit(request, key=self._key)
+            accepted = await self._p.client.submit(request, key=self._key, slot_held=True)
         except GatewayError as exc:
             self._submitter_phase = _Phase.RECORDING
             await self._refused(part, exc)

@@ -52,7 +52,15 @@ from bot.quotas.service import QuotaService
 from bot.quotas.wallet import SubmissionsPaused, WalletGuard
 from bot.speech.chunking import split_text
 from bot.speech.errors import DeliveryNotMade, ServiceStopping, SpeechFailed, SpeechInterrupted
-from bot.speech.events import CostPlan, DeliveryTarget, QuotaReserved, Requester, SpeechEvent, SpeechResult
+from bot.speech.events import (
+    CostPlan,
+    DeliveryTarget,
+    QuotaReserved,
+    Requester,
+    ResumedJob,
+    SpeechEvent,
+    SpeechResult,
+)
 from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
 from bot.store.database import Database, DatabaseUnavailable
@@ -63,9 +71,9 @@ from bot.store.tables import jobs as jobs_table
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[SpeechEvent], Awaitable[None]]
-DeliverCallback = Callable[[JobRecord, SpeechResult], Awaitable[None]]
+DeliverCallback = Callable[[ResumedJob, SpeechResult], Awaitable[None]]
 #: ``on_failed(job, user_message)``: a resumed job ended without audio (close its card).
-FailedCallback = Callable[[JobRecord, str], Awaitable[None]]
+FailedCallback = Callable[[ResumedJob, str], Awaitable[None]]
 
 DEADLINE_MESSAGE = (
     "This request could not be finished in time; whatever was charged is shown in /quota history."
@@ -112,6 +120,21 @@ def delivery_target(record: JobRecord) -> DeliveryTarget:
     """The job's ``DeliveryTarget`` back from its persisted form (unknown keys ignored)."""
     names = {f.name for f in dataclasses.fields(DeliveryTarget)}
     return DeliveryTarget(**{k: v for k, v in record.delivery.items() if k in names})
+
+
+def resumed_job(record: JobRecord, *, refunded: bool = False) -> ResumedJob:
+    """What the Discord layer gets of a stored job it must deliver or close."""
+    target = delivery_target(record)
+    return ResumedJob(
+        job_id=record.id,
+        user_id=record.user_id,
+        text=record.text,
+        voice_url=record.voice_url,
+        params=TTSParams.model_validate(record.params or {}),
+        target=target,
+        channel_id=target.channel_id or record.channel_id,
+        refunded=refunded,
+    )
 
 
 class SpeechJob:
@@ -211,7 +234,7 @@ class SpeechService:
                 f"This text is too long: it needs {len(chunks)} requests and at most {most} are allowed "
                 f"per message. Keep it under about {about:,} characters.",
             )
-        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)))
+        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)), text=text)
 
     # --- starting --------------------------------------------------------------------------
 
@@ -224,20 +247,27 @@ class SpeechService:
         params: TTSParams,
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
+        plan: CostPlan | None = None,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
-        Raises before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
-        ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``plan`` is ``plan(text)`` when the caller already made it (the /speak cog plans once,
+        in its checks before deferring); otherwise it is made here. Raises before anything is
+        written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._stopping:
             raise ServiceStopping()
-        plan = self.plan(text)
+        if plan is None:
+            plan = self.plan(text)
+        elif plan.text != text.strip():
+            raise ValueError("the plan was made for another text")
         if voice_url is not None:
             refuse_unstorable(voice_url, "audio_url", "The voice link")
-        requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
-                    for chunk in plan.chunks]
-        voice_url = requests[0].audio_url
+        # One validation per request: the tuning and the voice URL are the same for every
+        # chunk, and plan() already bounded each chunk's text.
+        voice_url = self._client.validate(
+            TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
+        ).audio_url
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -528,7 +558,7 @@ class SpeechService:
         if fresh is None or fresh.delivered or not await self.begin_delivery(record.id):
             return True
         try:
-            await deliver(fresh, result)
+            await deliver(resumed_job(fresh), result)
         except DeliveryNotMade as exc:
             log.warning("delivering resumed job %s: nothing was posted (%s); it is tried again",
                         record.id, exc)
@@ -538,6 +568,9 @@ class SpeechService:
         except Exception:
             log.exception("delivering resumed job %s failed after it may have been posted; "
                           "it is not posted again", record.id)
+            await self._jobs.transition(record.id, JobState.DELIVERING, JobState.DELIVERED, owner=owner,
+                                        error=UNCERTAIN_DELIVERY)
+            return True
         await self._jobs.mark_delivered(record.id, owner=owner)
         log.info("resumed job %s delivered", record.id)
         return True
@@ -545,9 +578,14 @@ class SpeechService:
     async def _report_failure(self, job_id: str, on_failed: FailedCallback) -> None:
         closed = await self._jobs.get(job_id)
         if closed is None or closed.status is not JobState.DELIVERED:
-            return
+            return  # e.g. completed, but the audio could not be fetched again: retried later
+        refunded = False
+        if closed.reservation_id is not None:
+            reservation = await self._quotas.get_reservation(closed.reservation_id)
+            refunded = reservation.committed_requests == 0
         try:
-            await on_failed(closed, closed.error or "The job could not be finished after a restart.")
+            await on_failed(resumed_job(closed, refunded=refunded),
+                            closed.error or "The job could not be finished after a restart.")
         except Exception:
             log.exception("reporting the failure of resumed job %s failed", job_id)
 

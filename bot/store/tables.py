@@ -44,13 +44,6 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 32
-POLICY_FIELDS = (
-    "requests_per_day",
-    "chars_per_day",
-    "cooldown_seconds",
-    "max_in_flight",
-    "max_chars_per_request",
-)
 
 guild_settings = Table(
     "guild_settings",
@@ -76,7 +69,12 @@ quota_policies = Table(
     Column("guild_id", BigInteger, nullable=False),
     Column("scope", String(8), nullable=False),
     Column("target_id", BigInteger, nullable=False),
-    *(Column(name, Integer, nullable=True) for name in POLICY_FIELDS),
+    # One nullable column per ``bot.quotas.policy.POLICY_FIELDS`` entry (None = inherit).
+    Column("requests_per_day", Integer, nullable=True),
+    Column("chars_per_day", Integer, nullable=True),
+    Column("cooldown_seconds", Integer, nullable=True),
+    Column("max_in_flight", Integer, nullable=True),
+    Column("max_chars_per_request", Integer, nullable=True),
     Column("updated_by", BigInteger, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
     UniqueConstraint("guild_id", "scope", "target_id", name="uq_quota_policies_target"),
@@ -192,4 +190,29 @@ audit_log = Table(
     Column("details", JSON, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Index("ix_audit_log_guild_at", "guild_id", "at"),
+)
+
+# Push delivery (migration 0006; see bot.push): one row per part submitted with a webhook.
+push_callbacks = Table(
+    "push_callbacks",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("request_id", String(100), nullable=True),
+    Column("early_request_id", String(100), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("callback_at", UTCDateTime, nullable=True),
+    Column("callback_status", String(10), nullable=True),
+    Column("settled_at", UTCDateTime, nullable=True),
+    Index("ix_push_callbacks_request_id", "request_id"),
+    Index("ix_push_callbacks_created_at", "created_at"),
+)
+
+# The learned duration histogram of bot.gateway.polling (migration 0006): one row, id 1.
+poll_durations = Table(
+    "poll_durations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("weights", JSON, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

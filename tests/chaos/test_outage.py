@@ -14,8 +14,16 @@ from bot.gateway.emulator import EmulatorConfig, GatewayEmulator, Outcome
 from bot.gateway.models import TTSParams
 from bot.services import Services
 from bot.speech.errors import SpeechInterrupted
-from bot.speech.events import CatchingUp, DeliveryTarget, Failed, Requester, SpeechResult, Submitted
-from bot.store import JobRecord, JobState, open_database
+from bot.speech.events import (
+    CatchingUp,
+    DeliveryTarget,
+    Failed,
+    Requester,
+    ResumedJob,
+    SpeechResult,
+    Submitted,
+)
+from bot.store import JobState, open_database
 from bot.store.tables import job_parts
 from tests.chaos import throwaway_pg
 from tests.chaos.campaign import audit_run, finish, spawn, wait_ready, worker_command
@@ -82,8 +90,8 @@ async def test_an_outage_longer_than_the_retry_budget_leaves_the_job_to_the_reco
         settings = speech_settings(emulator, own_postgres.url, database_retry_seconds=0.3)
         delivered: list[str] = []
 
-        async def deliver(record: JobRecord, result: SpeechResult) -> None:
-            delivered.append(record.id)
+        async def deliver(job: ResumedJob, result: SpeechResult) -> None:
+            delivered.append(job.job_id)
 
         async with await Services.open(settings, clock=clock) as services:
             services.speech.start_reconciler(deliver)

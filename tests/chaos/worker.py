@@ -29,9 +29,9 @@ from sqlalchemy import func, select
 from bot.config import Settings
 from bot.gateway.models import TTSParams
 from bot.services import Services
-from bot.speech.events import DeliveryTarget, Requester, SpeechResult
+from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult
 from bot.speech.service import SpeechJob
-from bot.store import JobRecord, open_database
+from bot.store import open_database
 from bot.store.tables import jobs
 
 CHANNEL = 7001
@@ -73,8 +73,8 @@ class Poster:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._delay = delay
 
-    async def __call__(self, record: JobRecord, result: SpeechResult) -> None:
-        await self.post(record.id)
+    async def __call__(self, job: ResumedJob, result: SpeechResult) -> None:
+        await self.post(job.job_id)
 
     async def post(self, job_id: str) -> None:
         if self._delay:

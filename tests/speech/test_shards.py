@@ -5,8 +5,8 @@ from __future__ import annotations
 from bot.clock import ScaledClock
 from bot.gateway.emulator import GatewayEmulator
 from bot.services import Services
-from bot.speech.events import SpeechResult
-from bot.store import JobRecord, JobsRepository, JobState, NewJob
+from bot.speech.events import ResumedJob, SpeechResult
+from bot.store import JobsRepository, JobState, NewJob
 from tests.speech.support import speech_settings
 from tests.store.dbkit import DbTarget, db_target
 
@@ -32,7 +32,7 @@ async def test_a_process_claims_only_its_shards_jobs(
                 await repo.create(job)  # left by a vanished process: no owner, never sent
                 made[guild] = job.id
 
-            async def deliver(record: JobRecord, result: SpeechResult) -> None:
+            async def deliver(job: ResumedJob, result: SpeechResult) -> None:
                 raise AssertionError("nothing here has audio")
 
             assert await services.speech.resume_pending(deliver, wait=True) == 2

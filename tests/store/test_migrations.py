@@ -174,6 +174,14 @@ async def test_downgrades_work_too(db: Database) -> None:
         assert await conn.run_sync(down_and_up) == ["0001", None, head_revision()]
 
 
+def test_quota_policies_has_a_column_per_policy_field() -> None:
+    """``POLICY_FIELDS`` lives with the policy; the table spells its columns out."""
+    from bot.quotas.policy import POLICY_FIELDS
+    from bot.store.tables import quota_policies
+
+    assert set(POLICY_FIELDS) <= set(quota_policies.c.keys())
+
+
 async def test_0003_turns_the_submitting_marker_into_a_part_state(db_target: DbTarget) -> None:
     """Rows written by 0002's pipeline: a pending part with the marker string (POST maybe
     sent) becomes ``submitting``; a plain pending part and other errors stay as they were."""

@@ -77,12 +77,6 @@ def space_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def money(amount: Decimal) -> str:
-    """``$0.01``: two decimals unless the amount needs more."""
-    if amount == amount.quantize(Decimal("0.01")):
-        return f"${amount:.2f}"
-    return f"${format(amount.normalize(), 'f')}"
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -255,6 +249,7 @@ class EmulatorJob:
     media_bytes: bytes | None = field(default=None, repr=False)  # the WAV, once COMPLETED
     reference_bytes: int | None = None
     status_polls: list[tuple[float, str]] = field(default_factory=list)
+    media_requests: list[float] = field(default_factory=list)  # clock.monotonic() of each media GET
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
