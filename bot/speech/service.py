@@ -503,8 +503,10 @@ class SpeechService:
         overdue = self._clock.now() >= self._deadline_of(record)
         if record.status is JobState.COMPLETED and (overdue or not has_destination(record.delivery)):
             # Charged and settled already; nothing can be handed over any more.
-            await self._jobs.transition(record.id, JobState.COMPLETED, JobState.DELIVERED, owner=owner,
-                                        error=DEADLINE_MESSAGE if overdue else ORPHAN_MESSAGE)
+            if not await self._jobs.transition(record.id, JobState.COMPLETED, JobState.DELIVERED, owner=owner,
+                                               error=DEADLINE_MESSAGE if overdue else ORPHAN_MESSAGE):
+                log.warning("job %s changed under the reconciler; left to its new owner", record.id)
+                return True
             if overdue and on_failed is not None:
                 await self._report_failure(record.id, on_failed)
             return True
@@ -562,17 +564,22 @@ class SpeechService:
         except DeliveryNotMade as exc:
             log.warning("delivering resumed job %s: nothing was posted (%s); it is tried again",
                         record.id, exc)
-            await self._jobs.transition(record.id, JobState.DELIVERING, JobState.COMPLETED, owner=owner)
+            if not await self._jobs.transition(record.id, JobState.DELIVERING, JobState.COMPLETED,
+                                               owner=owner):
+                log.warning("job %s changed while it was being delivered; left to its new owner", record.id)
             self._delivering.discard(record.id)
             return False
         except Exception:
             log.exception("delivering resumed job %s failed after it may have been posted; "
                           "it is not posted again", record.id)
-            await self._jobs.transition(record.id, JobState.DELIVERING, JobState.DELIVERED, owner=owner,
-                                        error=UNCERTAIN_DELIVERY)
+            if not await self._jobs.transition(record.id, JobState.DELIVERING, JobState.DELIVERED,
+                                               owner=owner, error=UNCERTAIN_DELIVERY):
+                log.warning("job %s was closed by another process meanwhile", record.id)
             return True
-        await self._jobs.mark_delivered(record.id, owner=owner)
-        log.info("resumed job %s delivered", record.id)
+        if await self._jobs.mark_delivered(record.id, owner=owner):
+            log.info("resumed job %s delivered", record.id)
+        else:
+            log.warning("job %s was posted but closed by another process meanwhile", record.id)
         return True
 
     async def _report_failure(self, job_id: str, on_failed: FailedCallback) -> None:

@@ -11,7 +11,7 @@ from bot.gateway.emulator import GatewayEmulator
 from tests.chaos.campaign import run_campaign
 from tests.store.dbkit import DbTarget
 
-POINTS = 6
+POINTS = 8
 
 
 async def test_killed_pipelines_lose_and_repeat_nothing(

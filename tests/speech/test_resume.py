@@ -4,6 +4,7 @@ waiting are polled again and delivered exactly once; nothing is POSTed twice."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -180,3 +181,33 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
         cli_reservation = await second.quotas.get_reservation(cli_record.reservation_id)
         assert cli_reservation.state is ReservationState.REFUNDED
         assert emulator.counts["submit"] == 0
+
+
+async def test_a_job_past_its_deadline_is_settled_told_and_closed(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    settings = speech_settings(emulator, database_url)
+    async with await Services.open(settings, clock=scaled_clock) as services:
+        past = scaled_clock.now() - timedelta(seconds=1)
+        stuck = NewJob(user_id=ALICE.user_id, user_display="alice", guild_id=ALICE.guild_id, channel_id=7001,
+                       text="One. Two.", parts=["One.", "Two."], deadline=past,
+                       delivery={"kind": "file", "channel_id": 7001})
+        await services.quotas.reserve(guild_id=ALICE.guild_id, user_id=ALICE.user_id, requests=2,
+                                      characters=9, job=stuck)
+        repo = JobsRepository(services.db, scaled_clock)
+        # Part 0 was accepted long ago (its request id no longer answers); part 1 never sent.
+        await repo.update_part(stuck.id, 0, status=PartState.SUBMITTED, request_id="long-gone")
+        await repo.transition(stuck.id, JobState.RESERVED, JobState.SUBMITTED)
+        failures: list[tuple[str, str]] = []
+
+        async def on_failed(job: ResumedJob, message: str) -> None:
+            failures.append((job.job_id, message))
+
+        assert await services.speech.resume_pending(Deliveries(), wait=True, on_failed=on_failed) == 1
+        record = await services.speech.get_job(stuck.id)
+        assert record is not None and record.status is JobState.DELIVERED
+        assert failures == [(stuck.id, record.error)] and "in time" in failures[0][1]
+        assert record.reservation_id is not None
+        reservation = await services.quotas.get_reservation(record.reservation_id)
+        assert (reservation.committed_requests, reservation.refunded_requests) == (1, 1)
+        assert emulator.counts["submit"] == 0 and emulator.counts.get("status", 0) == 0
