@@ -13,6 +13,11 @@ Decisions a server owner may want to know:
 * Interaction tokens stay out of the log even at ``LOG_LEVEL=DEBUG``: discord.py logs REST
   URLs (``/interactions/{id}/{token}/callback``, ``/webhooks/{app}/{token}``) and gateway
   payloads (``'token': …``) at DEBUG, so its loggers get ``RedactInteractionTokens``.
+* Stopping: ``run_bot`` handles SIGTERM and SIGINT itself (so it stops as PID 1 too), and
+  ``close`` stops the speech service first — no new jobs, deliveries in progress get
+  ``SHUTDOWN_GRACE_SECONDS`` while Discord is still connected — then Discord, then the core.
+* On SQLite ``run_bot`` takes the database's instance lock before logging in: one bot per file.
+* With ``DISCORD_SHARD_COUNT`` the bot is a ``ShardedChatterboxBot`` (``AutoShardedBot``).
 """
 
 from __future__ import annotations
@@ -219,9 +224,12 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
 async def run_bot(settings: Settings) -> None:
     """``chatterbox-bot run``: connect and serve until SIGTERM or SIGINT, then stop cleanly
     (``ChatterboxBot.close``: no new jobs, deliveries finish, leases released)."""
+    from bot.store.engine import create_engine
     from bot.store.instance_lock import acquire_for_url
 
-    # Before logging in: a second bot on one SQLite file says so and exits at once.
+    # Before logging in: a malformed DATABASE_URL, or a second bot on one SQLite file, is
+    # reported at once (an unreachable server shows when the services open, after login).
+    await create_engine(settings.database_url).dispose()
     lock = acquire_for_url(settings.database_url)
     bot = make_bot(settings, instance_lock=False, serve_http=True)
     stop = asyncio.Event()

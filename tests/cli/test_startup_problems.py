@@ -50,8 +50,10 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path, command: list[str])
     assert "s3cretpw" not in line
 
 
-def test_a_bad_database_url_is_one_line(tmp_path: Path) -> None:
-    line = _one_line(_run(["db", "upgrade"], tmp_path, DATABASE_URL="mysql://x@y/z"))
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["run"]])
+def test_a_bad_database_url_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    line = _one_line(_run(command, tmp_path, DATABASE_URL="mysql://x@y/z", DISCORD_TOKEN="x",
+                          CHATTERBOX_API_KEY="k"))
     assert "unsupported database" in line
 
 
