@@ -8,7 +8,7 @@
 - ``bot_guard.rate_limited_until``: a gateway 429's Retry-After, so every process waits.
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0008
 Create Date: 2026-01-04
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from bot.store.types import UTCDateTime
 
 revision = "0004"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
