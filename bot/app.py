@@ -196,14 +196,14 @@ class ChatterboxBot(commands.Bot):
     async def close(self) -> None:
         """The clean stop: no new jobs, deliveries in progress finish (``SHUTDOWN_GRACE_SECONDS``)
         while Discord is still connected, then Discord closes, then the core (leases released)."""
+        if self.ready_report is not None and not self.ready_report.done():
+            self.ready_report.cancel()
+            await asyncio.gather(self.ready_report, return_exceptions=True)
         if self.services is not None:
             try:
                 await self.services.speech.stop()
             except Exception:
                 log.exception("stopping the speech service failed")
-        if self.ready_report is not None and not self.ready_report.done():
-            self.ready_report.cancel()
-            await asyncio.gather(self.ready_report, return_exceptions=True)
         try:
             await super().close()
         finally:

@@ -62,6 +62,8 @@ _TRANSIENT_TEXT = (
     "database is locked", "database is busy", "connection is closed", "connection was closed",
     "connection refused", "terminating connection", "the database system is", "server closed",
     "connection reset", "broken pipe", "cannot connect",
+    # asyncpg, on a pooled connection whose previous operation died with the server:
+    "another operation is in progress",
 )
 
 

@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.config import Settings
 from bot.gateway.models import TTSParams
@@ -95,9 +96,13 @@ async def deliver_live(services: Services, job: SpeechJob, poster: Poster) -> No
 
 
 async def open_jobs(services: Services) -> int:
-    async with services.db.read() as conn:
-        query = select(func.count()).select_from(jobs).where(jobs.c.status.not_in(["delivered", "cancelled"]))
+    """Open jobs in the database (retried through outages, like the bot's own reads)."""
+    query = select(func.count()).select_from(jobs).where(jobs.c.status.not_in(["delivered", "cancelled"]))
+
+    async def count(conn: AsyncConnection) -> int:
         return int((await conn.execute(query)).scalar_one())
+
+    return await services.db.run_read(count)
 
 
 async def main(args: argparse.Namespace) -> int:

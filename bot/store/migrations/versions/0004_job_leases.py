@@ -8,7 +8,7 @@
 - ``bot_guard.rate_limited_until``: a gateway 429's Retry-After, so every process waits.
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0008
 Create Date: 2026-01-04
 """
 
