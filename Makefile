@@ -29,6 +29,7 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -136,7 +136,7 @@ class PollPolicy:
     floor: float = 0.2  # never poll more often than this
     dense: float = 0.9  # interval inside the observed range: the lag bound there
     ceiling: float = 15.0  # never wait longer than this between polls
-    jitter: float = 0.05  # each delay is shortened by up to this fraction
+    jitter: float = 0.02  # each delay is shortened by up to this fraction
     first_quantile: float = 0.02  # the first poll: this early in the observed distribution
     last_quantile: float = 0.995  # dense until here, then back off
     overrun_growth: float = 0.25  # after ``last``: interval = dense + growth * overrun

@@ -51,6 +51,8 @@ async def test_a_callback_delivers_the_job_with_one_status_get(
         assert any(d.ok for d in emulator.webhook_deliveries)
         token = token_of(job.webhook_url)
         assert len(token) >= 22  # >= 128 random bits, url-safe base64
+        assert services.push is not None
+        await services.push.idle()
         async with services.db.read() as conn:
             rows = (await conn.execute(select(push_callbacks))).all()
         assert [r.token_hash for r in rows] == [hashlib.sha256(token.encode()).hexdigest()]
@@ -123,6 +125,7 @@ async def test_a_callback_reaching_another_process_is_picked_up_by_the_owner(
         assert audio.startswith(b"RIFF")
         (job,) = emulator.jobs.values()
         assert [status for _, status in job.status_polls] == ["COMPLETED"]
+        await other.push.idle()  # type: ignore[union-attr]
         async with owner.db.read() as conn:
             row = (await conn.execute(select(push_callbacks))).one()
         assert row.callback_status == "COMPLETED" and row.callback_at is not None

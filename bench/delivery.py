@@ -1,0 +1,257 @@
+"""How soon the audio is fetched after the provider finishes: push vs polling vs naive pollers.
+
+Against the gateway emulator (real HTTP on loopback), with job durations drawn log-uniform
+2-30 s, at N jobs in flight (N workers, each running jobs back to back), for:
+
+  (a) push      the project's client as ``Services`` wires it, with ``PUBLIC_BASE_URL``: the
+                emulator's webhook reaches the bot's HTTP server, one status GET confirms it
+  (b) polling   the project's client as ``Services`` wires it, without push: the poll plan
+                learned from observed durations
+  (c) naive 1 s a loop asking every second
+  (d) naive 5 s a loop asking every 5 s (the provider's documented example)
+
+Figures, all read from the emulator's own records on its clock: delay from the job's
+COMPLETED to the first media request (p50 / p95 / max), and status GETs per job.
+
+Time runs ``--scale`` (5) times faster on a ``ScaledClock`` shared by the emulator and every
+client (timestamps and sleeps agree on both sides), so a 30 s job takes 6 real seconds. Every
+real millisecond of processing shows as ``scale`` milliseconds in the figures, so they are
+pessimistic for push (whose delay is all processing) and exact for the pollers' sleeps. Each
+strategy runs against its own emulator on the same sequence of durations.
+
+Settings of the project's side, chosen for what is measured (delivery, not pacing):
+``CHATTERBOX_RATE_PER_SECOND`` 1000 (submissions are not the subject) and
+``CHATTERBOX_STATUS_RATE_PER_SECOND`` ``--status-rate`` (default 1000; at 300 in flight a
+poller needs ~300 reads/s, far above the default budget of 20 — that is what push is for).
+The poll plan starts from 200 earlier durations of the same distribution, as a bot that has
+been running would (they are kept in the database). Not a test: it prints and asserts nothing.
+
+    .venv/bin/python bench/delivery.py [--jobs-per-worker 3] [--scale 5] [--status-rate 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import aiohttp
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.clock import ScaledClock
+from bot.config import Settings
+from bot.gateway.client import ChatterboxClient
+from bot.gateway.emulator import EmulatorConfig, GatewayEmulator, Outcome
+from bot.gateway.models import JobStatus, TTSRequest
+from bot.services import Services
+
+LOW, HIGH = 2.0, 30.0
+MAX_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class Figures:
+    name: str
+    jobs: int
+    p50: float
+    p95: float
+    worst: float
+    calls: float
+
+    def row(self, scale: float) -> str:
+        return (f"  {self.name:<12} {self.jobs:>5}  {self.p50:>7.3f}  {self.p95:>7.3f}  {self.worst:>7.3f}"
+                f"  {self.calls:>9.2f}   {1000 * self.p95 / scale:>8.1f}")
+
+
+def log_uniform(rng: random.Random) -> float:
+    return math.exp(rng.uniform(math.log(LOW), math.log(HIGH)))
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+JobRunner = Callable[[str], Awaitable[None]]
+
+
+async def run_strategy(emulator: GatewayEmulator, runner: JobRunner, *, workers: int, per_worker: int,
+                       rng: random.Random) -> Result:
+    """Run ``workers`` x ``per_worker`` jobs, ``workers`` at a time; (jobs, delays, calls)."""
+    before = set(emulator.jobs)
+    outcomes = [Outcome("complete", duration=log_uniform(rng)) for _ in range(workers * per_worker)]
+    emulator.script_submit(*outcomes)
+
+    async def worker(index: int) -> None:
+        for n in range(per_worker):
+            await runner(f"Bench job {index}-{n}.")
+
+    await asyncio.gather(*(worker(i) for i in range(workers)))
+    jobs = [job for rid, job in emulator.jobs.items() if rid not in before]
+    delays, calls = [], []
+    for job in jobs:
+        assert job.completed_mono is not None and job.media_requests, job.request_id
+        delays.append(job.media_requests[0] - job.completed_mono)
+        calls.append(len(job.status_polls))
+    return len(jobs), delays, calls
+
+
+def settings_for(emulator: GatewayEmulator, database: str, status_rate: float, *, push: bool) -> Settings:
+    values: dict[str, object] = {
+        "chatterbox_gateway_url": emulator.base_url,
+        "chatterbox_api_key": emulator.api_key,
+        "chatterbox_allow_http": True,
+        "database_url": f"sqlite+aiosqlite:///{database}",
+        "chatterbox_rate_per_second": 1000.0,
+        "chatterbox_rate_burst": 1000,
+        "chatterbox_status_rate_per_second": status_rate,
+        "log_level": "WARNING",
+    }
+    if push:
+        values["public_base_url"] = "http://127.0.0.1:9"  # replaced by the bound port below
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+Result = tuple[int, list[float], list[int]]
+# Two Services migrating at once in one process deadlock on Alembic's process-wide lock
+# (bot.store.migrate holds a threading.Lock across an await); open them one at a time.
+_OPENING = asyncio.Lock()
+
+
+async def project(emulator: GatewayEmulator, clock: ScaledClock, workdir: Path, status_rate: float, *,
+                  push: bool, workers: int, per_worker: int, rng: random.Random) -> Result:
+    settings = settings_for(emulator, str(workdir / f"bot-{push}-{workers}.db"), status_rate, push=push)
+    async with _OPENING:
+        services = await Services.open(settings, clock=clock, serve_http=push, http_port=0 if push else None)
+    try:
+        if services.push is not None:
+            assert services.web is not None
+            services.push.base_url = services.web.base_url
+        history = random.Random(7)
+        for _ in range(200):
+            services.client.durations.record(log_uniform(history))
+        client = services.client
+
+        async def one(text: str) -> None:
+            accepted = await client.submit(TTSRequest(text=text), key=text)
+            doc = await client.wait(accepted.request_id, max_wait=600, key=text)
+            await client.download(doc.media_urls[0], max_bytes=MAX_BYTES)
+
+        return await run_strategy(emulator, one, workers=workers, per_worker=per_worker, rng=rng)
+    finally:
+        await services.close()
+
+
+async def naive(emulator: GatewayEmulator, clock: ScaledClock, session: aiohttp.ClientSession,
+                every: float, *, workers: int, per_worker: int, rng: random.Random) -> Result:
+    client = ChatterboxClient(session, base_url=emulator.base_url, api_key=SecretStr(emulator.api_key),
+                              clock=clock, allow_http=True)  # no limiter at all: the naive peer
+
+    async def one(text: str) -> None:
+        accepted = await client.submit(TTSRequest(text=text))
+        while True:
+            await clock.sleep(every)
+            doc = await client.status(accepted.request_id)
+            if doc.status is JobStatus.COMPLETED:
+                break
+        await client.download(doc.media_urls[0], max_bytes=MAX_BYTES)
+
+    return await run_strategy(emulator, one, workers=workers, per_worker=per_worker, rng=rng)
+
+
+def figures(name: str, result: Result) -> Figures:
+    jobs, delays, calls = result
+    return Figures(name, jobs, statistics.median(delays), quantile(delays, 0.95), max(delays),
+                   statistics.fmean(calls))
+
+
+def emulator_config(clock: ScaledClock, in_flight: int) -> EmulatorConfig:
+    return EmulatorConfig(seed=3, jitter=0.0, workers=4 * in_flight, webhook_duplicate_rate=0.0,
+                          allow_http_webhooks=True, balance=Decimal(1_000_000), clock=clock)
+
+
+async def measure(args: argparse.Namespace, in_flight: int, workdir: Path) -> list[Figures]:
+    """The four strategies at ``in_flight`` jobs, each against its own emulator and on the same
+    durations (same seed). At 10 in flight they run side by side (the load is small); at 300
+    one after the other, so none slows another down."""
+    clock = ScaledClock(args.scale)
+    per_worker = args.jobs_per_worker if in_flight < 100 else 1
+    common = {"workers": in_flight, "per_worker": per_worker}
+
+    async def one(name: str) -> Figures:
+        async with GatewayEmulator(emulator_config(clock, in_flight)) as emulator, \
+                aiohttp.ClientSession() as session:
+            rng = random.Random(in_flight)
+            if name in ("(a) push", "(b) polling"):
+                result = await project(emulator, clock, workdir, args.status_rate, push=name == "(a) push",
+                                       rng=rng, **common)
+            else:
+                every = 1.0 if name == "(c) naive 1s" else 5.0
+                result = await naive(emulator, clock, session, every, rng=rng, **common)
+            return figures(name, result)
+
+    names = ["(a) push", "(b) polling", "(c) naive 1s", "(d) naive 5s"]
+    if in_flight < 100:
+        return list(await asyncio.gather(*(one(name) for name in names)))
+    return [await one(name) for name in names]
+
+
+def verdicts(small: list[Figures], large: list[Figures]) -> list[str]:
+    lines = []
+    for rows, n in ((small, "10"), (large, "300")):
+        push, polling, one_second = rows[0], rows[1], rows[2]
+        lines.append(f"  at {n:>3}: push p95 {push.p95:.3f} s (target <= 0.1) with {push.calls:.2f} GET/part "
+                     f"(target <= 1): {'ok' if push.p95 <= 0.1 and push.calls <= 1 else 'MISSED'}")
+        ok = polling.p95 <= 1.0 and polling.calls <= one_second.calls
+        lines.append(f"          polling p95 {polling.p95:.3f} s (target <= 1.0) with {polling.calls:.2f} "
+                     f"GET/job vs the 1 s poller's {one_second.calls:.2f}: {'ok' if ok else 'MISSED'}")
+    for a, b in zip(small[:2], large[:2], strict=True):
+        change = (b.p95 - a.p95) / a.p95 if a.p95 > 0 else 0.0
+        calls = (b.calls - a.calls) / a.calls if a.calls > 0 else 0.0
+        lines.append(f"  {a.name}: 300 vs 10 in flight: p95 {change:+.0%}, calls {calls:+.0%} "
+                     "(target within 20 %)")
+    return lines
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs-per-worker", type=int, default=3, help="jobs per worker at 10 in flight")
+    parser.add_argument("--scale", type=float, default=5.0, help="clock factor (time runs this much faster)")
+    parser.add_argument("--status-rate", type=float, default=1000.0,
+                        help="CHATTERBOX_STATUS_RATE_PER_SECOND for (a) and (b)")
+    args = parser.parse_args()
+    started = time.monotonic()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(real-time delays, and so these figures, grow with it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        results = {}
+        for in_flight in (10, 300):
+            results[in_flight] = await measure(args, in_flight, workdir)
+            print(f"\n{in_flight} jobs in flight (durations log-uniform {LOW:g}-{HIGH:g} s, "
+                  f"clock x{args.scale:g}); delay COMPLETED -> media request, seconds:")
+            print(f"  {'':<12} {'jobs':>5}  {'p50':>7}  {'p95':>7}  {'max':>7}  {'GETs/job':>9}"
+                  f"   {'p95 real ms':>8}")
+            for row in results[in_flight]:
+                print(row.row(args.scale))
+    print("\ntargets:")
+    for line in verdicts(results[10], results[300]):
+        print(line)
+    print(f"\n(wall time {time.monotonic() - started:.1f} s; load average at end {os.getloadavg()[0]:.1f}; "
+          "'p95 real ms' = p95 / scale: the processing cost without the clock's magnification)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
