@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-OutputKind = Literal["file", "voice", "both"]
+from bot.gateway.models import TTSParams
+
+OutputKind = Literal["file", "voice", "both", "voice_message"]
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,35 @@ class DeliveryTarget:
 
 
 @dataclass(frozen=True)
+class ResumedJob:
+    """A job taken over after a restart, as the Discord layer needs it to deliver or close it.
+
+    Built by ``SpeechService`` from the stored job, so the cogs never see a database row.
+    ``channel_id`` is where to post (the target's channel, else the job's); ``refunded`` is
+    whether nothing of the job was charged (only meaningful for a job that ended failed).
+    """
+
+    job_id: str
+    user_id: int
+    text: str
+    voice_url: str | None
+    params: TTSParams
+    target: DeliveryTarget
+    channel_id: int | None
+    refunded: bool = False
+
+
+@dataclass(frozen=True)
 class CostPlan:
     """What a request will spend, known before anything is reserved."""
 
     chunks: tuple[str, ...]
     characters: int
     cost: Decimal
+    #: The text as planned (stripped); ``SpeechService.start`` speaks exactly this.
+    text: str = ""
+    #: Every chunk is in the audio cache: no request, no quota, $0 (``bot.cache``).
+    cached: bool = False
 
     @property
     def requests(self) -> int:
@@ -67,6 +92,8 @@ class SpeechResult:
     temperature: float
     cfg: float
     voice_url: str | None = None
+    #: Served from the audio cache (``cost`` is 0; no request was made).
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +137,8 @@ class ChunkReady(SpeechEvent):
     index: int
     chunks: int
     audio: bytes = field(repr=False)
+    #: The provider's model id for this chunk (from its status), for the audio cache's key.
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from bot.cache import BUILTIN_VOICE
 from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
@@ -37,9 +38,18 @@ from bot.gateway.models import TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.cached import CacheSeam, Replay
 from bot.speech.chunking import split_text
 from bot.speech.errors import SpeechFailed, SpeechInterrupted
-from bot.speech.events import CostPlan, DeliveryTarget, QuotaReserved, Requester, SpeechEvent, SpeechResult
+from bot.speech.events import (
+    CostPlan,
+    DeliveryTarget,
+    QuotaReserved,
+    Requester,
+    ResumedJob,
+    SpeechEvent,
+    SpeechResult,
+)
 from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
 from bot.store.database import Database
@@ -48,9 +58,9 @@ from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[SpeechEvent], Awaitable[None]]
-DeliverCallback = Callable[[JobRecord, SpeechResult], Awaitable[None]]
+DeliverCallback = Callable[[ResumedJob, SpeechResult], Awaitable[None]]
 #: ``on_failed(job, user_message)``: a resumed job ended without audio (close its card).
-FailedCallback = Callable[[JobRecord, str], Awaitable[None]]
+FailedCallback = Callable[[ResumedJob, str], Awaitable[None]]
 
 
 def has_destination(delivery: Mapping[str, Any]) -> bool:
@@ -64,10 +74,25 @@ def delivery_target(record: JobRecord) -> DeliveryTarget:
     return DeliveryTarget(**{k: v for k, v in record.delivery.items() if k in names})
 
 
+def resumed_job(record: JobRecord, *, refunded: bool = False) -> ResumedJob:
+    """What the Discord layer gets of a stored job it must deliver or close."""
+    target = delivery_target(record)
+    return ResumedJob(
+        job_id=record.id,
+        user_id=record.user_id,
+        text=record.text,
+        voice_url=record.voice_url,
+        params=TTSParams.model_validate(record.params or {}),
+        target=target,
+        channel_id=target.channel_id or record.channel_id,
+        refunded=refunded,
+    )
+
+
 class SpeechJob:
     """A handle on one running job."""
 
-    def __init__(self, job_id: str, plan: CostPlan, requester: Requester, run: JobRun,
+    def __init__(self, job_id: str, plan: CostPlan, requester: Requester, run: JobRun | Replay,
                  task: asyncio.Task[SpeechResult]) -> None:
         self.job_id = job_id
         self.plan = plan
@@ -115,8 +140,10 @@ class SpeechService:
         limiter: RateGuard,
         settings: Settings,
         clock: Clock,
+        cache: CacheSeam | None = None,
     ) -> None:
         self._client = client
+        self._cache = cache
         self._quotas = quotas
         self._wallet = wallet
         self._settings = settings
@@ -151,7 +178,7 @@ class SpeechService:
                 f"This text is too long: it needs {len(chunks)} requests and at most {most} are allowed "
                 f"per message. Keep it under about {about:,} characters.",
             )
-        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)))
+        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)), text=text)
 
     # --- starting --------------------------------------------------------------------------
 
@@ -164,18 +191,39 @@ class SpeechService:
         params: TTSParams,
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
+        plan: CostPlan | None = None,
+        clip_sha256: str | None = None,
+        voice_name: str | None = None,
+        fresh: bool = False,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
-        Raises before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
-        ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``plan`` is ``plan(text)`` when the caller already made it (the /speak cog plans once,
+        in its checks before deferring); otherwise it is made here. ``text`` is the spoken text
+        (``bot.speech.cleanup`` ran before). Audio cache (``bot.speech.cached``): when every
+        chunk is cached for this voice (``clip_sha256``: the reference clip's bytes; without
+        ``voice_url`` the built-in voice) the job is served from it, free; ``fresh`` (Re-roll)
+        skips the lookup and the new take replaces the cached one. Raises before anything is
+        written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._closed:
             raise RuntimeError("the speech service is closed")
-        plan = self.plan(text)
-        requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
-                    for chunk in plan.chunks]
-        voice_url = requests[0].audio_url
+        if plan is None:
+            plan = self.plan(text)
+        elif plan.text != text.strip():
+            raise ValueError("the plan was made for another text")
+        # One validation per request: the tuning and the voice URL are the same for every
+        # chunk, and plan() already bounded each chunk's text.
+        voice_url = self._client.validate(
+            TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
+        ).audio_url
+        clip = BUILTIN_VOICE if voice_url is None else clip_sha256
+        if self._cache is not None and not fresh:
+            hit = await self._cache.replay(requester, plan.text, plan, voice_url, clip, voice_name, params,
+                                           on_event)
+            if hit is not None:
+                task = self._spawn(hit.run(), name=f"speech-cached-{hit.job_id}")
+                return SpeechJob(hit.job_id, hit.plan, requester, hit, task)
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -204,7 +252,11 @@ class SpeechService:
             self._claimed.discard(job.id)
             await self._wallet.release_probe(permit)  # refused before any POST: not a probe
             raise
-        sink = EventSink(on_event)
+        if self._cache is None:
+            sink = EventSink(on_event)
+        else:  # the cache holds the audio before the listener hears of the completion
+            take = self._cache.take(job.id, requester, job.text, plan, voice_url, clip, voice_name, params)
+            sink = EventSink(self._cache.collector(take, on_event))
         sink.post(QuotaReserved(job.id, plan))
         run = JobRun(
             self._pipeline,
@@ -309,6 +361,7 @@ class SpeechService:
                 parts=parts_from_record(record),
                 sink=EventSink(None),
                 submit=False,
+                job_state=record.status,
             )
             if record.status is JobState.FAILED:
                 run.fail(SpeechFailed(record.error or "failed before the restart"))
@@ -323,7 +376,7 @@ class SpeechService:
             if fresh is None or fresh.delivered:
                 return
             try:
-                await deliver(fresh, result)
+                await deliver(resumed_job(fresh), result)
             except Exception:
                 log.exception("delivering resumed job %s failed; it stays undelivered", record.id)
                 return
@@ -338,8 +391,13 @@ class SpeechService:
         closed = await self._jobs.get(job_id)
         if closed is None or closed.status is not JobState.DELIVERED:
             return  # e.g. completed, but the audio could not be fetched again: retried later
+        refunded = False
+        if closed.reservation_id is not None:
+            reservation = await self._quotas.get_reservation(closed.reservation_id)
+            refunded = reservation.committed_requests == 0
         try:
-            await on_failed(closed, closed.error or "The job could not be finished after a restart.")
+            await on_failed(resumed_job(closed, refunded=refunded),
+                            closed.error or "The job could not be finished after a restart.")
         except Exception:
             log.exception("reporting the failure of resumed job %s failed", job_id)
 

@@ -44,13 +44,6 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 32
-POLICY_FIELDS = (
-    "requests_per_day",
-    "chars_per_day",
-    "cooldown_seconds",
-    "max_in_flight",
-    "max_chars_per_request",
-)
 
 guild_settings = Table(
     "guild_settings",
@@ -76,7 +69,12 @@ quota_policies = Table(
     Column("guild_id", BigInteger, nullable=False),
     Column("scope", String(8), nullable=False),
     Column("target_id", BigInteger, nullable=False),
-    *(Column(name, Integer, nullable=True) for name in POLICY_FIELDS),
+    # One nullable column per ``bot.quotas.policy.POLICY_FIELDS`` entry (None = inherit).
+    Column("requests_per_day", Integer, nullable=True),
+    Column("chars_per_day", Integer, nullable=True),
+    Column("cooldown_seconds", Integer, nullable=True),
+    Column("max_in_flight", Integer, nullable=True),
+    Column("max_chars_per_request", Integer, nullable=True),
     Column("updated_by", BigInteger, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
     UniqueConstraint("guild_id", "scope", "target_id", name="uq_quota_policies_target"),
@@ -210,4 +208,38 @@ poll_durations = Table(
     Column("weights", JSON, nullable=False),
     Column("samples", Integer, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The audio cache's index (``bot.cache``): one row per cached chunk. ``key`` is the SHA-256 of
+# the spoken text, the reference clip's SHA-256 (``clip_sha256``, "" for the built-in voice),
+# the tuning values and the model id; ``path`` is the file under CACHE_DIR (unique per row
+# version, so no process ever deletes a file another row points to).
+audio_cache = Table(
+    "audio_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("clip_sha256", String(64), nullable=False, index=True),
+    Column("model_id", String(200), nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("last_used_at", UTCDateTime, nullable=False, index=True),
+)
+
+# One row per result a member got (its id is the job id, or a new id for a cache hit): what
+# the result's Re-roll and Play in voice buttons need after a restart.
+speech_takes = Table(
+    "speech_takes",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("guild_id", BigInteger, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("chunks", JSON, nullable=False),
+    Column("voice_url", Text, nullable=True),
+    Column("voice_name", String(200), nullable=True),
+    Column("clip_sha256", String(64), nullable=True, index=True),
+    Column("params", JSON, nullable=False),
+    Column("model_id", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
 )

@@ -23,7 +23,7 @@ from alembic import op
 from bot.store.types import UTCDateTime
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
