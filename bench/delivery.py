@@ -10,8 +10,11 @@ Against the gateway emulator (real HTTP on loopback), with job durations drawn l
   (c) naive 1 s a loop asking every second
   (d) naive 5 s a loop asking every 5 s (the provider's documented example)
 
-Figures, all read from the emulator's own records on its clock: delay from the job's
-COMPLETED to the first media request (p50 / p95 / max), and status GETs per job.
+The emulator runs in this process by default; ``--child-process`` moves it to its own (on
+a busy machine every request then waits for the other process to be scheduled, which costs
+more than sharing a loop). Figures, all read from the emulator's own records on its clock:
+delay from the job's COMPLETED to the first media request (p50 / p95 / max), and
+status GETs per job.
 
 Time runs ``--scale`` (5) times faster on a ``ScaledClock`` shared by the emulator and every
 client (timestamps and sleeps agree on both sides), so a 30 s job takes 6 real seconds. Every
@@ -42,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -85,30 +89,120 @@ def quantile(values: list[float], q: float) -> float:
 
 
 JobRunner = Callable[[str], Awaitable[None]]
+Result = tuple[int, list[float], list[int]]
 
 
-async def run_strategy(emulator: GatewayEmulator, runner: JobRunner, *, workers: int, per_worker: int,
+class Emulator:
+    """The emulator in a child process (``--child-process``), driven over its control API; its
+    ``ScaledClock`` has the same origin as ours (CLOCK_MONOTONIC is one clock for every
+    process), so both sides' timestamps agree."""
+
+    def __init__(self, process: asyncio.subprocess.Process, base_url: str, session: aiohttp.ClientSession):
+        self._process = process
+        self.base_url = base_url
+        self.api_key = "emulator-key"
+        self._session = session
+
+    @classmethod
+    async def start(cls, clock: SharedScaledClock, in_flight: int,
+                    session: aiohttp.ClientSession) -> Emulator:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--child-emulator", repr(clock.origin), clock.start.isoformat(),
+            repr(clock.factor), str(in_flight), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert process.stdout is not None
+        line = (await process.stdout.readline()).decode().strip()
+        if not line.startswith("http://"):
+            raise RuntimeError(f"the emulator process did not start: {line!r}")
+        return cls(process, line, session)
+
+    async def script(self, outcomes: list[Outcome]) -> None:
+        body = {"submit": [o.to_json() for o in outcomes]}
+        async with self._session.post(self.base_url + "/_emulator/script", json=body) as resp:
+            resp.raise_for_status()
+
+    async def jobs(self) -> list[dict[str, object]]:
+        async with self._session.get(self.base_url + "/_emulator/jobs") as resp:
+            resp.raise_for_status()
+            return list((await resp.json())["jobs"])
+
+    async def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        await self._process.wait()
+
+
+class LocalEmulator(Emulator):
+    """The emulator in this process (the default): one event loop serves both sides."""
+
+    def __init__(self, emulator: GatewayEmulator) -> None:
+        self._emulator = emulator
+        self.base_url = emulator.base_url
+        self.api_key = emulator.api_key
+
+    @classmethod
+    async def open(cls, clock: SharedScaledClock, in_flight: int) -> LocalEmulator:
+        emulator = GatewayEmulator(emulator_config(clock, in_flight))
+        await emulator.start()
+        return cls(emulator)
+
+    async def script(self, outcomes: list[Outcome]) -> None:
+        self._emulator.script_submit(*outcomes)
+
+    async def jobs(self) -> list[dict[str, object]]:
+        return [job.to_control_json() for job in self._emulator.jobs.values()]
+
+    async def close(self) -> None:
+        await self._emulator.close()
+
+
+def emulator_config(clock: ScaledClock, in_flight: int) -> EmulatorConfig:
+    return EmulatorConfig(seed=3, jitter=0.0, workers=4 * in_flight, webhook_duplicate_rate=0.0,
+                          allow_http_webhooks=True, balance=Decimal(1_000_000), clock=clock)
+
+
+async def child_emulator(origin: float, start: str, factor: float, in_flight: int) -> None:
+    """``--child-emulator``: serve until stdin closes; print the base URL first."""
+    clock = SharedScaledClock(factor, datetime.fromisoformat(start), origin)
+    async with GatewayEmulator(emulator_config(clock, in_flight)) as emulator:
+        print(emulator.base_url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+class SharedScaledClock(ScaledClock):
+    """A ``ScaledClock`` with a given origin, so two processes share one scaled time."""
+
+    def __init__(self, factor: float, start: datetime, origin: float | None = None) -> None:
+        super().__init__(factor, start)
+        self.start = start
+        self.origin = self._origin if origin is None else origin
+        self._origin = self.origin
+
+
+async def run_strategy(emulator: Emulator, runner: JobRunner, *, workers: int, per_worker: int,
                        rng: random.Random) -> Result:
     """Run ``workers`` x ``per_worker`` jobs, ``workers`` at a time; (jobs, delays, calls)."""
-    before = set(emulator.jobs)
-    outcomes = [Outcome("complete", duration=log_uniform(rng)) for _ in range(workers * per_worker)]
-    emulator.script_submit(*outcomes)
+    before = {job["request_id"] for job in await emulator.jobs()}
+    durations = [log_uniform(rng) for _ in range(workers * per_worker)]
+    await emulator.script([Outcome("complete", duration=d) for d in durations])
 
     async def worker(index: int) -> None:
         for n in range(per_worker):
             await runner(f"Bench job {index}-{n}.")
 
     await asyncio.gather(*(worker(i) for i in range(workers)))
-    jobs = [job for rid, job in emulator.jobs.items() if rid not in before]
+    jobs = [job for job in await emulator.jobs() if job["request_id"] not in before]
     delays, calls = [], []
     for job in jobs:
-        assert job.completed_mono is not None and job.media_requests, job.request_id
-        delays.append(job.media_requests[0] - job.completed_mono)
-        calls.append(len(job.status_polls))
+        media = job["media_requests"]
+        assert isinstance(media, list) and media and isinstance(job["completed_mono"], float), job
+        delays.append(media[0] - job["completed_mono"])
+        polls = job["status_polls"]
+        assert isinstance(polls, list)
+        calls.append(len(polls))
     return len(jobs), delays, calls
 
 
-def settings_for(emulator: GatewayEmulator, database: str, status_rate: float, *, push: bool) -> Settings:
+def settings_for(emulator: Emulator, database: str, status_rate: float, *, push: bool) -> Settings:
     values: dict[str, object] = {
         "chatterbox_gateway_url": emulator.base_url,
         "chatterbox_api_key": emulator.api_key,
@@ -124,13 +218,12 @@ def settings_for(emulator: GatewayEmulator, database: str, status_rate: float, *
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-Result = tuple[int, list[float], list[int]]
 # Two Services migrating at once in one process deadlock on Alembic's process-wide lock
 # (bot.store.migrate holds a threading.Lock across an await); open them one at a time.
 _OPENING = asyncio.Lock()
 
 
-async def project(emulator: GatewayEmulator, clock: ScaledClock, workdir: Path, status_rate: float, *,
+async def project(emulator: Emulator, clock: ScaledClock, workdir: Path, status_rate: float, *,
                   push: bool, workers: int, per_worker: int, rng: random.Random) -> Result:
     settings = settings_for(emulator, str(workdir / f"bot-{push}-{workers}.db"), status_rate, push=push)
     async with _OPENING:
@@ -154,7 +247,7 @@ async def project(emulator: GatewayEmulator, clock: ScaledClock, workdir: Path, 
         await services.close()
 
 
-async def naive(emulator: GatewayEmulator, clock: ScaledClock, session: aiohttp.ClientSession,
+async def naive(emulator: Emulator, clock: ScaledClock, session: aiohttp.ClientSession,
                 every: float, *, workers: int, per_worker: int, rng: random.Random) -> Result:
     client = ChatterboxClient(session, base_url=emulator.base_url, api_key=SecretStr(emulator.api_key),
                               clock=clock, allow_http=True)  # no limiter at all: the naive peer
@@ -177,30 +270,32 @@ def figures(name: str, result: Result) -> Figures:
                    statistics.fmean(calls))
 
 
-def emulator_config(clock: ScaledClock, in_flight: int) -> EmulatorConfig:
-    return EmulatorConfig(seed=3, jitter=0.0, workers=4 * in_flight, webhook_duplicate_rate=0.0,
-                          allow_http_webhooks=True, balance=Decimal(1_000_000), clock=clock)
-
-
 async def measure(args: argparse.Namespace, in_flight: int, workdir: Path) -> list[Figures]:
     """The four strategies at ``in_flight`` jobs, each against its own emulator and on the same
     durations (same seed). At 10 in flight they run side by side (the load is small); at 300
     one after the other, so none slows another down."""
-    clock = ScaledClock(args.scale)
+    clock = SharedScaledClock(args.scale, datetime.now(UTC))
     per_worker = args.jobs_per_worker if in_flight < 100 else 1
     common = {"workers": in_flight, "per_worker": per_worker}
 
     async def one(name: str) -> Figures:
-        async with GatewayEmulator(emulator_config(clock, in_flight)) as emulator, \
-                aiohttp.ClientSession() as session:
-            rng = random.Random(in_flight)
-            if name in ("(a) push", "(b) polling"):
-                result = await project(emulator, clock, workdir, args.status_rate, push=name == "(a) push",
-                                       rng=rng, **common)
+        async with aiohttp.ClientSession() as session:
+            if args.child_process:
+                emulator: Emulator = await Emulator.start(clock, in_flight, session)
             else:
-                every = 1.0 if name == "(c) naive 1s" else 5.0
-                result = await naive(emulator, clock, session, every, rng=rng, **common)
-            return figures(name, result)
+                emulator = await LocalEmulator.open(clock, in_flight)
+            try:
+                return figures(name, await strategy(name, emulator, session))
+            finally:
+                await emulator.close()
+
+    async def strategy(name: str, emulator: Emulator, session: aiohttp.ClientSession) -> Result:
+        rng = random.Random(in_flight)  # the same durations for every strategy
+        if name in ("(a) push", "(b) polling"):
+            return await project(emulator, clock, workdir, args.status_rate, push=name == "(a) push",
+                                 rng=rng, **common)
+        every = 1.0 if name == "(c) naive 1s" else 5.0
+        return await naive(emulator, clock, session, every, rng=rng, **common)
 
     names = ["(a) push", "(b) polling", "(c) naive 1s", "(d) naive 5s"]
     if in_flight < 100:
@@ -226,9 +321,15 @@ def verdicts(small: list[Figures], large: list[Figures]) -> list[str]:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    if len(sys.argv) == 6 and sys.argv[1] == "--child-emulator":
+        await child_emulator(float(sys.argv[2]), sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs-per-worker", type=int, default=3, help="jobs per worker at 10 in flight")
     parser.add_argument("--scale", type=float, default=5.0, help="clock factor (time runs this much faster)")
+    parser.add_argument("--child-process", action="store_true",
+                        help="run the emulator in a child process (its own CPU share, but every "
+                        "request then waits for the other process to be scheduled)")
     parser.add_argument("--status-rate", type=float, default=1000.0,
                         help="CHATTERBOX_STATUS_RATE_PER_SECOND for (a) and (b)")
     args = parser.parse_args()

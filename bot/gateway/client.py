@@ -23,9 +23,11 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
   submission slot itself, to show the member their place in line; the first attempt then
   spends no second token. Retries after a 429 wait as usual.
 - ``wait`` polls on a plan built from the durations observed so far (``bot.gateway.polling``)
-  and feeds every completion back. Time counts from the real submit: the client remembers
-  when it submitted; a job it did not submit (resumed after a restart) is polled at once and
-  its plan continues from the provider's ``created_at``.
+  and feeds every completion back. Polls are kept at the plan's instants (counted from when
+  each poll was sent), so a slow answer does not push every later poll back. Time counts from
+  the real submit: the client remembers when it submitted; a job it did not submit (resumed
+  after a restart) is polled at once and its plan continues from the provider's
+  ``created_at``.
 - Push: with a ``PushChannel`` every submission carries a webhook URL with a per-part token;
   ``wait`` then sleeps until the callback (or a slow safety poll) and confirms with ONE status
   GET; only that GET's media URL is ever returned (a callback's body is never trusted).
@@ -358,6 +360,7 @@ class ChatterboxClient:
         plan = self.plan(push=watch is not None)
         rng = self._rng
         last_pending = 0.0  # seconds since submit at the last poll that saw a non-terminal status
+        poll_started = 0.0  # seconds since submit at which the last poll was sent (0: the submit)
         last_status: JobStatus | None = None
         polls = 0
         try:
@@ -371,15 +374,18 @@ class ChatterboxClient:
                     )
                 if origin is None:
                     delay = 0.0
-                else:
-                    delay = plan.next_delay(now - origin, rng)
+                else:  # the plan's instants are kept whatever each answer's latency
+                    due = poll_started + plan.next_delay(poll_started, rng)
+                    delay = max(0.0, origin + due - now)
                 pushed = await self._pause(min(delay, max_wait - (now - started)), watch, on_status,
                                            last_status)
+                asked = self._clock.monotonic()
                 doc = await self.status(request_id, key=key)
                 polls += 1
                 if origin is None:  # resumed: anchor the plan on the provider's submit time
                     since = (self._clock.now() - doc.created_at).total_seconds() if doc.created_at else 0.0
                     origin = self._clock.monotonic() - max(0.0, since)
+                poll_started = asked - origin
                 polled = self._clock.monotonic() - origin
                 if doc.status != last_status:
                     last_status = doc.status

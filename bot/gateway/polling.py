@@ -137,7 +137,7 @@ class PollPolicy:
     dense: float = 0.9  # interval inside the observed range: the lag bound there
     ceiling: float = 15.0  # never wait longer than this between polls
     jitter: float = 0.02  # each delay is shortened by up to this fraction
-    first_quantile: float = 0.02  # the first poll: this early in the observed distribution
+    first_quantile: float = 0.05  # the first poll: this early in the observed distribution
     last_quantile: float = 0.995  # dense until here, then back off
     overrun_growth: float = 0.25  # after ``last``: interval = dense + growth * overrun
     push_fallback: float = 30.0  # with push: the first safety poll, and the interval after it
