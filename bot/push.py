@@ -40,17 +40,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -70,8 +71,6 @@ _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _RECENT_MAX = 10_000
 _PRUNE_EVERY = 3600.0
 
-Write = Callable[[AsyncConnection], Awaitable[None]]
-_Queued = tuple[Write, "asyncio.Future[None]"]
 
 
 def token_hash(token: str) -> str:
@@ -123,12 +122,8 @@ class PushHub:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         digest = token_hash(token)
 
-        async def write(conn: AsyncConnection) -> None:
-            row = {"token_hash": digest, "created_at": self._clock.now()}
-            await conn.execute(push_callbacks.insert().values(**row))
-
         try:
-            await self._writes.run(write)
+            await self._writes.run(_INSERT, {"token_hash": digest, "created_at": self._clock.now()})
         except Exception as exc:  # push is an optimisation: this part is polled instead
             log.warning("could not store a webhook token (%s); the job is polled", type(exc).__name__)
             return None
@@ -150,18 +145,9 @@ class PushHub:
         self._after_answer(self._bind_row(digest, request_id))
 
     async def _bind_row(self, digest: str, request_id: str) -> None:
-        async def write(conn: AsyncConnection) -> None:
-            row = (await conn.execute(
-                select(push_callbacks.c.early_request_id, push_callbacks.c.callback_status)
-                .where(push_callbacks.c.token_hash == digest)
-            )).first()
-            await conn.execute(update(push_callbacks).where(push_callbacks.c.token_hash == digest)
-                               .values(request_id=request_id))
-            # A callback that reached another process before the 202 was recorded there.
-            if row is not None and row.early_request_id == request_id and _is_terminal(row.callback_status):
-                self.notify(request_id, JobStatus(row.callback_status))
-
-        await self._writes.run(write)
+        # A callback that reached another process before this is found by the sweeper (the
+        # row then has both the request id and the callback).
+        await self._writes.run(_BIND, {"b_hash": digest, "b_request": request_id})
 
     def watch(self, request_id: str) -> PushWatch:
         watch = PushWatch(request_id)
@@ -196,11 +182,7 @@ class PushHub:
         self._after_answer(self._mark_settled(request_id))
 
     async def _mark_settled(self, request_id: str) -> None:
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(update(push_callbacks).where(push_callbacks.c.request_id == request_id)
-                               .values(settled_at=self._clock.now()))
-
-        await self._writes.run(write)
+        await self._writes.run(_SETTLE, {"b_request": request_id, "b_at": self._clock.now()})
 
     def notify(self, request_id: str, status: JobStatus) -> None:
         """A terminal callback for ``request_id`` is known: wake its waiter in this process."""
@@ -291,15 +273,10 @@ class PushHub:
         return self._outcome("accepted", 200)
 
     async def _record(self, digest: str, doc: StatusDocument, *, early: bool) -> None:
-        values: dict[str, object] = {"callback_at": self._clock.now(), "callback_status": doc.status.value}
-        if early:
-            values["early_request_id"] = doc.request_id
-
-        async def write(conn: AsyncConnection) -> None:
-            first = (push_callbacks.c.token_hash == digest) & push_callbacks.c.callback_at.is_(None)
-            await conn.execute(update(push_callbacks).where(first).values(**values))
-
-        await self._writes.run(write)
+        await self._writes.run(_RECORD, {
+            "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
+            "b_early": doc.request_id if early else None,
+        })
 
     def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the caller has its answer (a task; errors are logged)."""
@@ -370,24 +347,38 @@ class PushHub:
                 await task
 
 
+# The writes of the hub, each one statement run with many parameter sets at once.
+_INSERT = push_callbacks.insert()
+_BIND = (update(push_callbacks).where(push_callbacks.c.token_hash == bindparam("b_hash"))
+         .values(request_id=bindparam("b_request")))
+_SETTLE = (update(push_callbacks).where(push_callbacks.c.request_id == bindparam("b_request"))
+           .values(settled_at=bindparam("b_at")))
+_RECORD = (update(push_callbacks)
+           .where(push_callbacks.c.token_hash == bindparam("b_hash"), push_callbacks.c.callback_at.is_(None))
+           .values(callback_at=bindparam("b_at"), callback_status=bindparam("b_status"),
+                   early_request_id=func.coalesce(bindparam("b_early"), push_callbacks.c.early_request_id)))
+
+
 class _GroupCommit:
     """Writes of many waiting callers in one transaction (one SQLite commit, one lock).
 
-    A burst of submissions issues a token each; one transaction per token would queue them
-    behind SQLite's single write lock. Here the first caller starts a transaction with every
-    write queued so far; writes queued meanwhile go in the next one. A failed transaction
-    fails each write in it (their callers fall back to polling). FIFO, so a token's insert,
-    bind and settle land in that order.
+    A burst of submissions issues a token each; one transaction (or even one statement) per
+    token would queue them behind SQLite's single write lock and the driver's thread. Here
+    the first caller starts a transaction with every write queued so far, each kind of
+    statement executed once with all its parameter sets (``executemany``); writes queued
+    meanwhile go in the next one. A failed transaction fails each write in it (their callers
+    fall back to polling). Kinds run in the order they first appear in a batch, and a token
+    is inserted in an earlier batch than its bind (``issue`` waits for its insert).
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._queue: list[_Queued] = []
+        self._queue: list[tuple[Any, dict[str, Any], asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, write: Write) -> None:
+    async def run(self, statement: Any, params: dict[str, Any]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((write, done))
+        self._queue.append((statement, params, done))
         if self._task is None:
             self._task = asyncio.create_task(self._drain(), name="push-writes")
         await asyncio.shield(done)
@@ -396,23 +387,28 @@ class _GroupCommit:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-
-                async def write(conn: AsyncConnection, batch: list[_Queued] = batch) -> None:
-                    for one, _ in batch:
-                        await one(conn)
+                grouped: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+                for statement, params, _ in batch:
+                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
 
                 try:
-                    await self._db.write(write, lock="push_callbacks")
+                    await self._db.write(functools.partial(_execute_all, list(grouped.values())),
+                                         lock="push_callbacks")
                 except Exception as exc:
-                    for _, done in batch:
+                    for _, _, done in batch:
                         if not done.done():
                             done.set_exception(exc)
                 else:
-                    for _, done in batch:
+                    for _, _, done in batch:
                         if not done.done():
                             done.set_result(None)
         finally:
             self._task = None
+
+
+async def _execute_all(groups: list[tuple[Any, list[dict[str, Any]]]], conn: AsyncConnection) -> None:
+    for statement, rows in groups:
+        await conn.execute(statement, rows)
 
 
 def _is_terminal(status: str | None) -> bool:
