@@ -81,12 +81,13 @@ class Settings(BaseSettings):
     quota_requests_per_day: int = Field(20, ge=0)
     quota_chars_per_day: int = Field(5000, ge=0)
     quota_cooldown_seconds: int = Field(10, ge=0)
-    quota_max_in_flight: int = Field(2, ge=1)
+    quota_max_in_flight: int = Field(3, ge=1)
     quota_max_chars_per_request: int = Field(1000, ge=1)
 
     # --- voice chat -----------------------------------------------------------------
     voice_idle_seconds: float = Field(120.0, gt=0)
     voice_max_queued_per_member: int = Field(3, ge=1, le=50)
+    voice_connect_timeout: float = Field(8.0, gt=0, le=60)
 
     # --- the bot's HTTP server (callbacks, /healthz, /metrics) ------------------------
     http_host: str = "127.0.0.1"
@@ -96,6 +97,10 @@ class Settings(BaseSettings):
     # --- process --------------------------------------------------------------------
     ffmpeg_path: str | None = None
     log_level: str = "INFO"
+    #: ``text`` (one readable line per record) or ``json`` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    #: Where members can read this bot's source (shown by /about); empty = not published.
+    about_source_url: str | None = None
 
     @field_validator("chatterbox_gateway_url")
     @classmethod
@@ -129,6 +134,21 @@ class Settings(BaseSettings):
                 "(set CHATTERBOX_ALLOW_HTTP=true only for the local emulator)."
             )
         return url
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("about_source_url")
+    @classmethod
+    def _source_url_is_web(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be a web address (https://…)")
+        return value
 
     @field_validator("log_level")
     @classmethod
