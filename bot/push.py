@@ -31,9 +31,10 @@ has waiters). This is the interface a lease/owner scheme plugs into: whoever own
 calls ``watch(request_id)``; ``notify(request_id, status)`` wakes it in this process. With
 PostgreSQL, ``LISTEN/NOTIFY`` could replace the sweep's latency; the table stays the record.
 
-A callback that arrives before its ``bind`` (a very fast job) is kept with the request it
-names (``early_request_id``); ``bind`` honours it only if the 202 named the same request.
-Rows older than ``RETENTION`` are pruned by the sweeper.
+A callback that arrives before its ``bind`` (a very fast job) is kept in memory when this
+process issued the token, or in the row (``early_request_id``) when another did; either way
+it counts only if the 202 named the same request. A token whose POST failed is forgotten
+(``forget``). Rows older than ``RETENTION`` are pruned by the sweeper.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ RETENTION = timedelta(days=2)
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _RECENT_MAX = 10_000
 _PRUNE_EVERY = 3600.0
-
 
 
 def token_hash(token: str) -> str:
@@ -149,6 +149,12 @@ class PushHub:
         # row then has both the request id and the callback).
         await self._writes.run(_BIND, {"b_hash": digest, "b_request": request_id})
 
+    def forget(self, issued: IssuedWebhook) -> None:
+        """The POST carrying this token was not accepted: nothing will call back."""
+        self._local.pop(issued.handle, None)
+        self._early.pop(issued.handle, None)
+        self._early_progress.pop(issued.handle, None)
+
     def watch(self, request_id: str) -> PushWatch:
         watch = PushWatch(request_id)
         self._watches[request_id] = watch
@@ -162,6 +168,11 @@ class PushHub:
         if self._sweeper is None and not self._closed:
             self._sweeper = asyncio.create_task(self._sweep(), name="push-sweeper")
         return watch
+
+    @property
+    def open_tokens(self) -> int:
+        """Tokens issued here whose wait is not over (a gauge of work, and a leak check)."""
+        return len(self._local)
 
     def watching(self, request_id: str) -> bool:
         """True while a wait in this process listens for ``request_id``'s callback."""

@@ -101,6 +101,7 @@ _MAX_DOCUMENT_BYTES = 1 << 20  # a status document is a few hundred bytes
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _MAX_REDIRECTS = 5
+_MAX_REMEMBERED = 10_000  # submit instants kept for ``wait``
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
 # RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
@@ -278,6 +279,23 @@ class ChatterboxClient:
             self._check_webhook(webhook)
             headers["X-Webhook-URL"] = webhook.url.strip()
             headers["X-Webhook-Mode"] = webhook.mode
+        try:
+            accepted = await self._post_submit(request, headers, key=key, slot_held=slot_held)
+        except BaseException:
+            if issued is not None and self.push is not None:
+                self.push.forget(issued)
+            raise
+        if issued is not None and self.push is not None:
+            try:  # never lose an accepted job over push bookkeeping: it is then polled
+                await self.push.bind(issued, accepted.request_id)
+            except Exception:
+                log.warning("could not bind the webhook of %s; polling it", accepted.request_id,
+                            exc_info=True)
+        return accepted
+
+    async def _post_submit(
+        self, request: TTSRequest, headers: dict[str, str], *, key: str, slot_held: bool
+    ) -> SubmitAccepted:
         body = json.dumps(request.to_body()).encode()
         url = self._base_url + SUBMIT_PATH
         attempt = 0
@@ -297,12 +315,8 @@ class ChatterboxClient:
             if 200 <= status < 300:
                 accepted = SubmitAccepted.parse_json(raw)
                 self._submitted_at[accepted.request_id] = self._clock.monotonic()
-                if issued is not None and self.push is not None:
-                    try:  # never lose an accepted job over push bookkeeping: it is then polled
-                        await self.push.bind(issued, accepted.request_id)
-                    except Exception:
-                        log.warning("could not bind the webhook of %s; polling it", accepted.request_id,
-                                    exc_info=True)
+                while len(self._submitted_at) > _MAX_REMEMBERED:  # a job never waited for
+                    self._submitted_at.pop(next(iter(self._submitted_at)))
                 log.debug("submit accepted: request_id=%s key=%s", accepted.request_id, key)
                 return accepted
             if status == 429:

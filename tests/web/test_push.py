@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 
 import aiohttp
+import pytest
 from sqlalchemy import select
 
 from bot.clock import ScaledClock
 from bot.gateway.emulator import GatewayEmulator, Outcome
+from bot.gateway.errors import BadRequest
 from bot.gateway.models import TTSParams
 from bot.services import Services
 from bot.speech.events import DeliveryTarget, Processing, Requester
@@ -129,3 +131,17 @@ async def test_a_callback_reaching_another_process_is_picked_up_by_the_owner(
         async with owner.db.read() as conn:
             row = (await conn.execute(select(push_callbacks))).one()
         assert row.callback_status == "COMPLETED" and row.callback_at is not None
+
+
+async def test_a_refused_submission_leaves_no_token_behind(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    async with await open_services(emulator, database_url, scaled_clock, **PUSH) as services:
+        assert services.push is not None
+        emulator.script_submit("http_400")
+        with pytest.raises(BadRequest):
+            await speak(services, "Refused at once.")
+        assert services.push.open_tokens == 0
+        emulator.script_submit(Outcome("complete", duration=2.0))
+        await speak(services, "Accepted.")
+        assert services.push.open_tokens == 0  # settled after delivery
