@@ -54,6 +54,7 @@ sync: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
 	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/delivery.py
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)/tools

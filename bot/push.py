@@ -6,7 +6,9 @@ What happens to one part (``bot.gateway.push`` is the client's side of it):
    SHA-256 goes to ``push_callbacks`` (migration 0006). The URL
    ``{PUBLIC_BASE_URL}/callbacks/chatterbox/{token}`` goes to the provider in
    ``X-Webhook-URL``. A token is never logged (the web server's access log redacts it).
-2. ``bind()`` after the 202: the row gets the ``request_id``.
+2. ``bind()`` after the 202: this process maps the token to the ``request_id`` at once (its
+   callbacks need no database read from then on, and one that came before the 202 was handled
+   is honoured if it names the same request); the row gets the ``request_id`` right after.
 3. ``receive(token, body)`` (``POST /callbacks/chatterbox/{token}``, answered within
    milliseconds): an unknown token is 404 and nothing else happens (looked up by its hash,
    then compared with ``hmac.compare_digest``); a body that is not a status document is 400;
@@ -29,24 +31,28 @@ has waiters). This is the interface a lease/owner scheme plugs into: whoever own
 calls ``watch(request_id)``; ``notify(request_id, status)`` wakes it in this process. With
 PostgreSQL, ``LISTEN/NOTIFY`` could replace the sweep's latency; the table stays the record.
 
-A callback that arrives before its ``bind`` (a very fast job) is kept with the request it
-names (``early_request_id``); ``bind`` honours it only if the 202 named the same request.
-Rows older than ``RETENTION`` are pruned by the sweeper.
+A callback that arrives before its ``bind`` (a very fast job) is kept in memory when this
+process issued the token, or in the row (``early_request_id``) when another did; either way
+it counts only if the 202 named the same request. A token whose POST failed is forgotten
+(``forget``). Rows older than ``RETENTION`` are pruned by the sweeper.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
 from collections import OrderedDict
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -98,7 +104,13 @@ class PushHub:
         # Tokens this process issued and whose wait is not over: hash -> request_id (None until
         # bound). A callback for one of them needs no database read (the hot path, and floods).
         self._local: dict[str, str | None] = {}
+        # Terminal callbacks for tokens issued here that came before their 202 was recorded.
+        self._early: dict[str, StatusDocument] = {}
+        # The last ``sync`` progress document for a wait that has not started yet (by token
+        # hash before the 202 is handled, by request id after).
+        self._early_progress: dict[str, StatusDocument] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._writes = _GroupCommit(db)
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -110,12 +122,8 @@ class PushHub:
         token = secrets.token_urlsafe(TOKEN_BYTES)
         digest = token_hash(token)
 
-        async def write(conn: AsyncConnection) -> None:
-            row = {"token_hash": digest, "created_at": self._clock.now()}
-            await conn.execute(push_callbacks.insert().values(**row))
-
         try:
-            await self._db.write(write)
+            await self._writes.run(_INSERT, {"token_hash": digest, "created_at": self._clock.now()})
         except Exception as exc:  # push is an optimisation: this part is polled instead
             log.warning("could not store a webhook token (%s); the job is polled", type(exc).__name__)
             return None
@@ -124,20 +132,28 @@ class PushHub:
         return IssuedWebhook(Webhook(url=url, mode=self.mode), handle=digest)  # type: ignore[arg-type]
 
     async def bind(self, issued: IssuedWebhook, request_id: str) -> None:
-        async def write(conn: AsyncConnection) -> tuple[str | None, str | None]:
-            row = (await conn.execute(
-                select(push_callbacks.c.early_request_id, push_callbacks.c.callback_status)
-                .where(push_callbacks.c.token_hash == issued.handle)
-            )).first()
-            await conn.execute(update(push_callbacks).where(push_callbacks.c.token_hash == issued.handle)
-                               .values(request_id=request_id))
-            return (row.early_request_id, row.callback_status) if row is not None else (None, None)
+        """The 202 named ``request_id``: this process knows it at once (callbacks for it are
+        handled without the database from now on); the row learns it right after."""
+        digest = issued.handle
+        self._local[digest] = request_id
+        early = self._early.pop(digest, None)
+        if early is not None and hmac.compare_digest(early.request_id, request_id):
+            self.notify(request_id, early.status)
+        progress = self._early_progress.pop(digest, None)
+        if progress is not None and hmac.compare_digest(progress.request_id, request_id):
+            self._early_progress[request_id] = progress
+        self._after_answer(self._bind_row(digest, request_id))
 
-        early, status = await self._db.write(write)
-        if issued.handle in self._local:
-            self._local[issued.handle] = request_id
-        if early is not None and early == request_id and _is_terminal(status):
-            self.notify(request_id, JobStatus(status))
+    async def _bind_row(self, digest: str, request_id: str) -> None:
+        # A callback that reached another process before this is found by the sweeper (the
+        # row then has both the request id and the callback).
+        await self._writes.run(_BIND, {"b_hash": digest, "b_request": request_id})
+
+    def forget(self, issued: IssuedWebhook) -> None:
+        """The POST carrying this token was not accepted: nothing will call back."""
+        self._local.pop(issued.handle, None)
+        self._early.pop(issued.handle, None)
+        self._early_progress.pop(issued.handle, None)
 
     def watch(self, request_id: str) -> PushWatch:
         watch = PushWatch(request_id)
@@ -145,9 +161,18 @@ class PushHub:
         if request_id in self._arrived:
             del self._arrived[request_id]
             watch.event.set()
+        progress = self._early_progress.pop(request_id, None)
+        if progress is not None:
+            watch.progress = progress
+            watch.progress_event.set()
         if self._sweeper is None and not self._closed:
             self._sweeper = asyncio.create_task(self._sweep(), name="push-sweeper")
         return watch
+
+    @property
+    def open_tokens(self) -> int:
+        """Tokens issued here whose wait is not over (a gauge of work, and a leak check)."""
+        return len(self._local)
 
     def watching(self, request_id: str) -> bool:
         """True while a wait in this process listens for ``request_id``'s callback."""
@@ -158,14 +183,17 @@ class PushHub:
             del self._watches[watch.request_id]
 
     async def settle(self, request_id: str) -> None:
+        """The wait is over: forget the tokens here, and mark them settled after returning (the
+        caller is about to fetch the audio; a lost mark only lets a late callback be recorded)."""
         for digest in [d for d, rid in self._local.items() if rid == request_id]:
             del self._local[digest]
+            self._early.pop(digest, None)
+            self._early_progress.pop(digest, None)
+        self._early_progress.pop(request_id, None)
+        self._after_answer(self._mark_settled(request_id))
 
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(update(push_callbacks).where(push_callbacks.c.request_id == request_id)
-                               .values(settled_at=self._clock.now()))
-
-        await self._db.write(write)
+    async def _mark_settled(self, request_id: str) -> None:
+        await self._writes.run(_SETTLE, {"b_request": request_id, "b_at": self._clock.now()})
 
     def notify(self, request_id: str, status: JobStatus) -> None:
         """A terminal callback for ``request_id`` is known: wake its waiter in this process."""
@@ -182,9 +210,8 @@ class PushHub:
         if not _TOKEN_SHAPE.match(token):
             return self._outcome("unknown", 404)
         digest = token_hash(token)
-        local = self._local.get(digest)
-        if local is not None and local in self._watches:
-            return self._receive_local(local, body)
+        if digest in self._local:  # issued here, wait not over: no database needed
+            return self._receive_local(digest, body)
         try:
             async with self._db.read() as conn:
                 row = (await conn.execute(
@@ -222,46 +249,53 @@ class PushHub:
         self._after_answer(self._record(digest, doc, early=bound is None))
         return self._outcome("accepted", 200)
 
-    def _receive_local(self, request_id: str, body: bytes) -> int:
-        """A callback for a token this process issued and is waiting on (no database read)."""
+    def _receive_local(self, digest: str, body: bytes) -> int:
+        """A callback for a token this process issued and whose wait is not over."""
         try:
             doc = StatusDocument.parse_json(body)
         except ProtocolError:
             return self._outcome("invalid", 400)
+        request_id = self._local.get(digest)
+        if request_id is None:  # before the 202 was handled: keep it for ``bind``
+            if doc.status.terminal and digest not in self._early:
+                self._early[digest] = doc
+            elif not doc.status.terminal and self.mode == "sync":
+                self._early_progress[digest] = doc
+            return self._outcome("accepted" if doc.status.terminal else "progress", 200)
         if not hmac.compare_digest(doc.request_id, request_id):
             return self._outcome("wrong_request", 404)
         watch = self._watches.get(request_id)
-        if watch is None:  # the wait ended meanwhile
-            return self._outcome("late", 200)
         if not doc.status.terminal:
             if self.mode == "sync":
-                watch.progress = doc
-                watch.progress_event.set()
+                if watch is not None:
+                    watch.progress = doc
+                    watch.progress_event.set()
+                else:
+                    self._early_progress[request_id] = doc
             return self._outcome("progress", 200)
+        if watch is None:  # between the 202 and the wait: ``watch`` will find it
+            if request_id in self._arrived:
+                return self._outcome("duplicate", 200)
+            _remember(self._arrived, request_id)
+            return self._outcome("accepted", 200)
         if watch.event.is_set():
             return self._outcome("duplicate", 200)
         watch.event.set()
         return self._outcome("accepted", 200)
 
     async def _record(self, digest: str, doc: StatusDocument, *, early: bool) -> None:
-        values: dict[str, object] = {"callback_at": self._clock.now(), "callback_status": doc.status.value}
-        if early:
-            values["early_request_id"] = doc.request_id
+        await self._writes.run(_RECORD, {
+            "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
+            "b_early": doc.request_id if early else None,
+        })
 
-        async def write(conn: AsyncConnection) -> None:
-            first = (push_callbacks.c.token_hash == digest) & push_callbacks.c.callback_at.is_(None)
-            await conn.execute(update(push_callbacks).where(first).values(**values))
-
-        await self._db.write(write)
-
-    def _after_answer(self, work: object) -> None:
-        """Run ``work`` after the handler has answered (a task; errors are logged)."""
+    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the caller has its answer (a task; errors are logged)."""
         async def run() -> None:
             try:
-                await work  # type: ignore[misc]
+                await work
             except Exception:
-                log.warning("callback: could not record it; the safety poll will finish the job",
-                            exc_info=True)
+                log.warning("push bookkeeping failed; a safety poll covers the job", exc_info=True)
 
         task = asyncio.create_task(run(), name="push-record")
         self._background.add(task)
@@ -309,6 +343,11 @@ class PushHub:
 
         await self._db.write(write)
 
+    async def idle(self) -> None:
+        """Wait for the bookkeeping started so far (records, settle marks) to be written."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
     async def close(self) -> None:
         self._closed = True
         tasks = [t for t in (self._sweeper, *self._background) if t is not None]
@@ -317,6 +356,70 @@ class PushHub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+# The writes of the hub, each one statement run with many parameter sets at once.
+_INSERT = push_callbacks.insert()
+_BIND = (update(push_callbacks).where(push_callbacks.c.token_hash == bindparam("b_hash"))
+         .values(request_id=bindparam("b_request")))
+_SETTLE = (update(push_callbacks).where(push_callbacks.c.request_id == bindparam("b_request"))
+           .values(settled_at=bindparam("b_at")))
+_RECORD = (update(push_callbacks)
+           .where(push_callbacks.c.token_hash == bindparam("b_hash"), push_callbacks.c.callback_at.is_(None))
+           .values(callback_at=bindparam("b_at"), callback_status=bindparam("b_status"),
+                   early_request_id=func.coalesce(bindparam("b_early"), push_callbacks.c.early_request_id)))
+
+
+class _GroupCommit:
+    """Writes of many waiting callers in one transaction (one SQLite commit, one lock).
+
+    A burst of submissions issues a token each; one transaction (or even one statement) per
+    token would queue them behind SQLite's single write lock and the driver's thread. Here
+    the first caller starts a transaction with every write queued so far, each kind of
+    statement executed once with all its parameter sets (``executemany``); writes queued
+    meanwhile go in the next one. A failed transaction fails each write in it (their callers
+    fall back to polling). Kinds run in the order they first appear in a batch, and a token
+    is inserted in an earlier batch than its bind (``issue`` waits for its insert).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: list[tuple[Any, dict[str, Any], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self, statement: Any, params: dict[str, Any]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((statement, params, done))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="push-writes")
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                grouped: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+                for statement, params, _ in batch:
+                    grouped.setdefault(id(statement), (statement, []))[1].append(params)
+
+                try:
+                    await self._db.write(functools.partial(_execute_all, list(grouped.values())),
+                                         lock="push_callbacks")
+                except Exception as exc:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._task = None
+
+
+async def _execute_all(groups: list[tuple[Any, list[dict[str, Any]]]], conn: AsyncConnection) -> None:
+    for statement, rows in groups:
+        await conn.execute(statement, rows)
 
 
 def _is_terminal(status: str | None) -> bool:

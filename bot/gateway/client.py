@@ -28,9 +28,11 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
   submission slot itself, to show the member their place in line; the first attempt then
   spends no second token. Retries after a 429 wait as usual.
 - ``wait`` polls on a plan built from the durations observed so far (``bot.gateway.polling``)
-  and feeds every completion back. Time counts from the real submit: the client remembers
-  when it submitted; a job it did not submit (resumed after a restart) is polled at once and
-  its plan continues from the provider's ``created_at``.
+  and feeds every completion back. Polls are kept at the plan's instants (counted from when
+  each poll was sent), so a slow answer does not push every later poll back. Time counts from
+  the real submit: the client remembers when it submitted; a job it did not submit (resumed
+  after a restart) is polled at once and its plan continues from the provider's
+  ``created_at``.
 - Push: with a ``PushChannel`` every submission carries a webhook URL with a per-part token;
   ``wait`` then sleeps until the callback (or a slow safety poll) and confirms with ONE status
   GET; only that GET's media URL is ever returned (a callback's body is never trusted).
@@ -104,6 +106,7 @@ _MAX_DOCUMENT_BYTES = 1 << 20  # a status document is a few hundred bytes
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _MAX_REDIRECTS = 5
+_MAX_REMEMBERED = 10_000  # submit instants kept for ``wait``
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
 # RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
@@ -288,6 +291,23 @@ class ChatterboxClient:
             self._check_webhook(webhook)
             headers["X-Webhook-URL"] = webhook.url.strip()
             headers["X-Webhook-Mode"] = webhook.mode
+        try:
+            accepted = await self._post_submit(request, headers, key=key, slot_held=slot_held)
+        except BaseException:
+            if issued is not None and self.push is not None:
+                self.push.forget(issued)
+            raise
+        if issued is not None and self.push is not None:
+            try:  # never lose an accepted job over push bookkeeping: it is then polled
+                await self.push.bind(issued, accepted.request_id)
+            except Exception:
+                log.warning("could not bind the webhook of %s; polling it", accepted.request_id,
+                            exc_info=True)
+        return accepted
+
+    async def _post_submit(
+        self, request: TTSRequest, headers: dict[str, str], *, key: str, slot_held: bool
+    ) -> SubmitAccepted:
         body = json.dumps(request.to_body()).encode()
         url = self._base_url + SUBMIT_PATH
         attempt = 0
@@ -307,12 +327,8 @@ class ChatterboxClient:
             if 200 <= status < 300:
                 accepted = SubmitAccepted.parse_json(raw)
                 self._submitted_at[accepted.request_id] = self._clock.monotonic()
-                if issued is not None and self.push is not None:
-                    try:  # never lose an accepted job over push bookkeeping: it is then polled
-                        await self.push.bind(issued, accepted.request_id)
-                    except Exception:
-                        log.warning("could not bind the webhook of %s; polling it", accepted.request_id,
-                                    exc_info=True)
+                while len(self._submitted_at) > _MAX_REMEMBERED:  # a job never waited for
+                    self._submitted_at.pop(next(iter(self._submitted_at)))
                 log.debug("submit accepted: request_id=%s key=%s", accepted.request_id, key)
                 return accepted
             if status == 429:
@@ -370,6 +386,7 @@ class ChatterboxClient:
         plan = self.plan(push=watch is not None)
         rng = self._rng
         last_pending = 0.0  # seconds since submit at the last poll that saw a non-terminal status
+        poll_started = 0.0  # seconds since submit at which the last poll was sent (0: the submit)
         last_status: JobStatus | None = None
         polls = 0
         try:
@@ -383,10 +400,12 @@ class ChatterboxClient:
                     )
                 if origin is None:
                     delay = 0.0
-                else:
-                    delay = plan.next_delay(now - origin, rng)
+                else:  # the plan's instants are kept whatever each answer's latency
+                    due = poll_started + plan.next_delay(poll_started, rng)
+                    delay = max(0.0, origin + due - now)
                 pushed = await self._pause(min(delay, max_wait - (now - started)), watch, on_status,
                                            last_status)
+                asked = self._clock.monotonic()
                 try:
                     doc = await self.status(request_id, key=key)
                 except (ProtocolError, ServerError, GatewayUnreachable, RateLimited) as exc:
@@ -399,6 +418,7 @@ class ChatterboxClient:
                 if origin is None:  # resumed: anchor the plan on the provider's submit time
                     since = (self._clock.now() - doc.created_at).total_seconds() if doc.created_at else 0.0
                     origin = self._clock.monotonic() - max(0.0, since)
+                poll_started = asked - origin
                 polled = self._clock.monotonic() - origin
                 if doc.status != last_status:
                     last_status = doc.status

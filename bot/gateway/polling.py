@@ -20,13 +20,15 @@ the provider has actually been doing:
 
   Almost no job finishes before the earliest durations seen, so nothing is spent there; from
   there to the slow tail every ``dense`` seconds, which bounds the lag (completion → the
-  poll that sees it) by ``dense`` for ~all jobs; a job later than anything seen gets polls
-  that back off with its overrun. Jitter only ever shortens a delay, so no bound is broken,
-  while concurrent waiters spread out.
-- Why a fixed ``dense`` inside the observed range and not a density-shaped spacing: for a
-  percentile lag target the optimal spacing is bang-bang (gap = target where the hazard is
-  high, as long as allowed where it is low), and the gain over a uniform gap is a few percent
-  of calls; the saving that matters is not polling before the earliest completions.
+  poll that sees it) by ``dense`` for all but ``lag_budget`` of the jobs; a job later than
+  anything seen gets polls that back off with its overrun. Jitter only ever shortens a
+  delay, so no bound is broken, while concurrent waiters spread out.
+- Where the budget goes: for a percentile lag target, calls saved per job seen late is
+  1 / (hazard * dense), so the optimum is bang-bang: ``dense`` where the hazard (completions
+  per second among jobs still running) is high, sparser where it is lowest. The plan stretches
+  the gaps over the lowest-hazard buckets until ``lag_budget`` is spent (``Stretch``). That
+  saves a few percent of calls; the saving that matters most is not polling before the
+  earliest completions.
 - With push (webhooks), ``PollPolicy.fallback_plan`` is used instead: the callback wakes the
   waiter, and polls are a slow safety net only (first after ``push_fallback`` or twice the
   slow tail, whichever is later), so a job normally costs one status GET (the confirmation).
@@ -113,6 +115,16 @@ class ObservedDurations:
             running += w
         return bucket_low(BUCKETS)
 
+    def buckets(self) -> list[tuple[float, float, float, float]]:
+        """(low, high, mass, survival at low) of every bucket, mass as a fraction of all."""
+        weights = [a + b for a, b in zip(self._prior, self._observed, strict=True)]
+        total = sum(weights) or 1.0
+        rows, below = [], 0.0
+        for i, w in enumerate(weights):
+            rows.append((bucket_low(i), bucket_low(i + 1), w / total, 1.0 - below / total))
+            below += w
+        return rows
+
     def weights(self) -> dict[int, float]:
         """The learned weights (prior excluded), by bucket, for storage."""
         return {i: w for i, w in enumerate(self._observed) if w > 1e-6}
@@ -136,10 +148,11 @@ class PollPolicy:
     floor: float = 0.2  # never poll more often than this
     dense: float = 0.9  # interval inside the observed range: the lag bound there
     ceiling: float = 15.0  # never wait longer than this between polls
-    jitter: float = 0.05  # each delay is shortened by up to this fraction
-    first_quantile: float = 0.02  # the first poll: this early in the observed distribution
+    jitter: float = 0.02  # each delay is shortened by up to this fraction
+    first_quantile: float = 0.05  # the first poll: this early in the observed distribution
     last_quantile: float = 0.995  # dense until here, then back off
     overrun_growth: float = 0.25  # after ``last``: interval = dense + growth * overrun
+    lag_budget: float = 0.025  # share of jobs that may be seen later than ``dense`` (lowest hazard)
     push_fallback: float = 30.0  # with push: the first safety poll, and the interval after it
 
     def __post_init__(self) -> None:
@@ -149,17 +162,50 @@ class PollPolicy:
             raise ValueError("jitter must be in [0, 1)")
         if not 0 <= self.first_quantile < self.last_quantile <= 1:
             raise ValueError("need 0 <= first_quantile < last_quantile <= 1")
+        if not 0 <= self.lag_budget < 0.5:
+            raise ValueError("lag_budget must be in [0, 0.5)")
 
     def plan(self, durations: ObservedDurations) -> PollPlan:
         first = max(self.floor, durations.quantile(self.first_quantile))
         last = max(first, durations.quantile(self.last_quantile))
-        return PollPlan(self, first=first, last=last)
+        return PollPlan(self, first=first, last=last, stretches=self._stretches(durations, first, last))
+
+    def _stretches(self, durations: ObservedDurations, first: float, last: float) -> tuple[Stretch, ...]:
+        """Where polls may be sparser than ``dense``: the buckets of lowest hazard (completions
+        per second among the jobs still running), until ``lag_budget`` of all jobs would be
+        seen later than ``dense``. A poll there is worth least: few of the jobs it costs
+        finish meanwhile. With a gap g > dense over a bucket of mass m, m * (g - dense) / g of
+        the jobs land later than ``dense``, so g = dense / (1 - budget / m)."""
+        rows = []
+        for low, high, mass, survival in durations.buckets():
+            if high <= first or low >= last or mass <= 0 or survival <= 0:
+                continue
+            rows.append(((mass / survival) / (high - low), max(low, first), min(high, last), mass))
+        budget = self.lag_budget
+        stretches: list[Stretch] = []
+        for _, low, high, mass in sorted(rows):
+            if budget <= 1e-9:
+                break
+            used = min(budget, mass * 0.75)
+            gap = min(self.ceiling, self.dense / (1 - used / mass))
+            stretches.append(Stretch(low, high, gap))
+            budget -= used
+        return tuple(sorted(stretches))
 
     def fallback_plan(self, durations: ObservedDurations) -> PollPlan:
         """With push: polls are a slow safety net for a callback that never comes."""
         first = max(self.push_fallback, 2 * durations.quantile(self.last_quantile))
         return PollPlan(self, first=first, last=first, dense_override=self.push_fallback,
                         growth_override=0.0, ceiling_override=first)
+
+
+@dataclass(frozen=True, order=True)
+class Stretch:
+    """Polls every ``gap`` seconds (instead of ``dense``) between ``start`` and ``end``."""
+
+    start: float
+    end: float
+    gap: float
 
 
 @dataclass(frozen=True)
@@ -172,6 +218,7 @@ class PollPlan:
     dense_override: float | None = None
     growth_override: float | None = None
     ceiling_override: float | None = None
+    stretches: tuple[Stretch, ...] = ()
 
     @property
     def dense(self) -> float:
@@ -189,6 +236,11 @@ class PollPlan:
             return remaining / max(1, steps)  # unjittered: it is one (or few) sleeps anyway
         if elapsed < self.last:
             delay = self.dense
+            for stretch in self.stretches:
+                if stretch.start <= elapsed < stretch.end:  # never overshoot into a dense part
+                    left = stretch.end - elapsed
+                    delay = min(stretch.gap, left) if left > self.dense else self.dense
+                    break
         else:
             delay = min(ceiling, self.dense + growth * (elapsed - self.last))
         delay *= 1 - p.jitter * rng.random()

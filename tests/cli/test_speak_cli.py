@@ -192,3 +192,35 @@ async def test_voice_url_obeys_the_same_clip_rules_as_slash_speak(
     assert needle in run.lines[0]
     assert emulator.counts["submit"] == 0  # refused before anything was reserved or sent
     assert not (tmp_path / "out.wav").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_with_public_base_url_speak_receives_the_callback(
+    tmp_path: Path, emulator: GatewayEmulator
+) -> None:
+    """``speak`` starts the HTTP server only for push: the job is confirmed by one status GET."""
+    emulator.config.allow_http_webhooks = True
+    port = _free_port()
+    run = await speak(tmp_path, emulator, "Hello by push.", "-o", "push.wav", "--quiet",
+                      HTTP_PORT=str(port), PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    assert run.code == 0, run.stderr
+    (job,) = emulator.jobs.values()
+    assert job.webhook_url is not None and job.webhook_url.startswith(f"http://127.0.0.1:{port}/callbacks/")
+    assert [status for _, status in job.status_polls] == ["COMPLETED"]
+    assert any(d.ok for d in emulator.webhook_deliveries)
+
+
+async def test_plain_http_public_base_url_needs_allow_http(tmp_path: Path, emulator: GatewayEmulator) -> None:
+    run = await speak(tmp_path, emulator, "Hello.", "-o", "x.wav", "--quiet",
+                      CHATTERBOX_GATEWAY_URL="https://127.0.0.1:1", CHATTERBOX_ALLOW_HTTP="false",
+                      PUBLIC_BASE_URL="http://example.org")
+    assert run.code == 2 and len(run.lines) == 1, run.stderr
+    assert "PUBLIC_BASE_URL is plain http" in run.lines[0]
+    assert emulator.counts["submit"] == 0

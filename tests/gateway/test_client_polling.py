@@ -92,7 +92,10 @@ async def test_the_plan_learns_the_providers_durations_whatever_the_text(
         polls_and_lag(await run_job(client, driven_emulator, driven_clock, text, duration=12.0))
         for text in ["short", "a much longer text " * 10] * 8
     ]
-    for _, lag in results:
+    # The fresh prior's lag budget (its sparsest stretch) happens to sit on 12 s; from the
+    # second job on the plan is the learned one.
+    assert results[0][1] <= 2 * DENSE
+    for _, lag in results[1:]:
         assert 0 <= lag <= DENSE
     (first_polls, _), (last_polls, _) = results[0], results[-1]
     assert last_polls < first_polls

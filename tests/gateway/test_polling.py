@@ -154,3 +154,22 @@ def test_policy_rejects_nonsense() -> None:
         PollPolicy(first_quantile=0.9, last_quantile=0.5)
     with pytest.raises(ValueError):
         ObservedDurations(prior_low=5, prior_high=1)
+
+
+def test_the_lag_budget_goes_where_completions_are_rarest() -> None:
+    """Sparser polls only in the lowest-hazard stretch: fewer calls, the p95 lag still bounded."""
+    rng = random.Random(9)
+    durations = learned([log_uniform(rng, 2, 30) for _ in range(500)])
+    stretched = POLICY.plan(durations)
+    uniform = PollPolicy(lag_budget=0.0).plan(durations)
+    assert stretched.stretches and not uniform.stretches
+    for stretch in stretched.stretches:
+        assert stretched.first <= stretch.start < stretch.end <= stretched.last
+        assert POLICY.dense < stretch.gap <= POLICY.ceiling
+    completions = [log_uniform(rng, 2, 30) for _ in range(3000)]
+    results = {}
+    for name, plan in (("stretched", stretched), ("uniform", uniform)):
+        runs = [polls_and_lag(plan, c, random.Random(1)) for c in completions]
+        results[name] = (sum(p for p, _ in runs), quantile([lag for _, lag in runs], 0.95))
+    assert results["stretched"][0] < results["uniform"][0]
+    assert results["stretched"][1] <= POLICY.dense

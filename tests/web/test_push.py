@@ -8,22 +8,28 @@ records (status GETs, webhook deliveries), never wall time.
 from __future__ import annotations
 
 import hashlib
+from contextlib import AsyncExitStack
 
 import aiohttp
+import pytest
 from sqlalchemy import select
 
 from bot.clock import ScaledClock
 from bot.gateway.emulator import GatewayEmulator, Outcome
+from bot.gateway.errors import BadRequest
 from bot.gateway.models import TTSParams
 from bot.services import Services
 from bot.speech.events import DeliveryTarget, Processing, Requester
 from bot.store.tables import push_callbacks
 from tests.gateway.client_support import closed_port_base_url
-from tests.speech.support import EventLog
+from tests.speech.support import EventLog, speech_settings
+from tests.store.dbkit import DbTarget, db_target
 from tests.web.conftest import open_services
 
 ALICE = Requester(user_id=101, display_name="alice", guild_id=5001)
 TARGET = DeliveryTarget(kind="file", channel_id=7001)
+__all__ = ["db_target"]
+
 PUSH = {"public_base_url": "http://127.0.0.1:9", "quota_max_in_flight": 20, "quota_requests_per_day": 100}
 
 
@@ -51,6 +57,8 @@ async def test_a_callback_delivers_the_job_with_one_status_get(
         assert any(d.ok for d in emulator.webhook_deliveries)
         token = token_of(job.webhook_url)
         assert len(token) >= 22  # >= 128 random bits, url-safe base64
+        assert services.push is not None
+        await services.push.idle()
         async with services.db.read() as conn:
             rows = (await conn.execute(select(push_callbacks))).all()
         assert [r.token_hash for r in rows] == [hashlib.sha256(token.encode()).hexdigest()]
@@ -111,18 +119,43 @@ async def test_duplicates_and_late_callbacks_change_nothing(
 
 
 async def test_a_callback_reaching_another_process_is_picked_up_by_the_owner(
-    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+    emulator: GatewayEmulator, db_target: DbTarget, scaled_clock: ScaledClock
 ) -> None:
-    """Two processes on one database: the provider calls back the one that did not submit."""
-    async with await open_services(emulator, database_url, scaled_clock, **PUSH) as other, \
-            await open_services(emulator, database_url, scaled_clock, **PUSH) as owner:
-        assert owner.push is not None and other.web is not None
+    """Two processes on one database (SQLite file, PostgreSQL schema): the provider calls back
+    the one that did not submit; it records the callback and the owner's sweep finds it."""
+    settings = speech_settings(emulator, db_target.url, **PUSH)
+    async with AsyncExitStack() as stack:
+        bots = []
+        for _ in range(2):
+            database = await db_target.open()
+            stack.push_async_callback(database.close)
+            bot = await Services.open(settings, clock=scaled_clock, database=database, serve_http=True,
+                                      http_port=0)
+            stack.push_async_callback(bot.close)
+            bots.append(bot)
+        owner, other = bots
+        assert owner.push is not None and other.web is not None and other.push is not None
         owner.push.base_url = other.web.base_url  # the proxy routed the callback elsewhere
         emulator.script_submit(Outcome("complete", duration=4.0))
         audio = await speak(owner, "Across processes.")
         assert audio.startswith(b"RIFF")
         (job,) = emulator.jobs.values()
         assert [status for _, status in job.status_polls] == ["COMPLETED"]
+        await other.push.idle()
         async with owner.db.read() as conn:
             row = (await conn.execute(select(push_callbacks))).one()
         assert row.callback_status == "COMPLETED" and row.callback_at is not None
+
+
+async def test_a_refused_submission_leaves_no_token_behind(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    async with await open_services(emulator, database_url, scaled_clock, **PUSH) as services:
+        assert services.push is not None
+        emulator.script_submit("http_400")
+        with pytest.raises(BadRequest):
+            await speak(services, "Refused at once.")
+        assert services.push.open_tokens == 0
+        emulator.script_submit(Outcome("complete", duration=2.0))
+        await speak(services, "Accepted.")
+        assert services.push.open_tokens == 0  # settled after delivery

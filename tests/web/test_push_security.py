@@ -70,6 +70,7 @@ async def processing(services: Services, emulator: GatewayEmulator) -> tuple[Spe
     async with asyncio.timeout(10):  # a hang guard: the bot starts listening right after the 202
         while not services.push.watching(provider_job.request_id):  # noqa: ASYNC110 (a yield, no timer)
             await asyncio.sleep(0)
+    await services.push.idle()  # the token's row has its request_id
     return job, provider_job
 
 

@@ -310,6 +310,7 @@ class EmulatorJob:
             "media_bytes": None if self.media_bytes is None else len(self.media_bytes),
             "reference_bytes": self.reference_bytes,
             "status_polls": [[mono, status] for mono, status in self.status_polls],
+            "media_requests": list(self.media_requests),
             "transitions": [[mono, status] for mono, status in self.transitions],
         }
 
