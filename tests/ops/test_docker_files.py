@@ -153,3 +153,13 @@ def test_build_context_holds_only_what_the_image_copies() -> None:
             sources.update(args.split()[:-1])
     assert sources <= allowed, sources - allowed
     assert not allowed & {".env", ".venv", "data", ".git"}
+
+
+def test_every_file_compose_mounts_from_the_repository_exists() -> None:
+    """A bind mount of a missing file makes Docker create an empty directory in its place
+    (Caddy then starts without its configuration): every ``./path`` mount must be in the repo."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    sources = re.findall(r"^\s*-\s*(\./[^:\s]+):", compose, re.MULTILINE)
+    assert "./deploy/Caddyfile" in sources
+    missing = [source for source in sources if not (ROOT / source).exists()]
+    assert missing == []
