@@ -111,6 +111,7 @@ class ChatterboxBot(commands.Bot):
         cogs: tuple[str, ...] = COGS,
         commands_only: bool = False,
         voice_cls: type[discord.VoiceProtocol] | None = None,
+        serve_http: bool = False,
         **options: Any,
     ) -> None:
         redact_interaction_tokens()
@@ -130,6 +131,7 @@ class ChatterboxBot(commands.Bot):
         self._cog_names = cogs
         self.commands_only = commands_only
         self.services: Services | None = None
+        self.serve_http = serve_http
         self.ffmpeg: str | None = None
         #: The start-up report (ready line, command check): started by ``setup_hook``, it
         #: waits for the first READY and runs once.
@@ -149,7 +151,8 @@ class ChatterboxBot(commands.Bot):
     async def _open_services(self) -> None:
         from bot.services import Services
 
-        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session)
+        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
+                                            serve_http=self.serve_http, discord=self.discord_connected)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
@@ -169,6 +172,10 @@ class ChatterboxBot(commands.Bot):
             drift = compare([c.to_dict(self.tree) for c in self.tree.get_commands()], registered)
             if drift:
                 log.warning("%s", drift_warning(drift))
+
+    def discord_connected(self) -> bool:
+        """For ``/healthz``: logged in and connected to Discord's gateway."""
+        return self.is_ready() and not self.is_closed()
 
     @property
     def core(self) -> Services:
@@ -290,8 +297,8 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
 
 
 async def run_bot(settings: Settings) -> None:
-    """``chatterbox-bot run``: connect and serve until interrupted."""
-    bot = ChatterboxBot(settings)
+    """``chatterbox-bot run``: connect and serve until interrupted (with the HTTP server)."""
+    bot = ChatterboxBot(settings, serve_http=True)
     async with bot:
         await bot.start(settings.require_discord_token().get_secret_value())
 
