@@ -49,6 +49,7 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
+	$(BIN)/python bench/cache.py
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)/tools

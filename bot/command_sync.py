@@ -28,7 +28,7 @@ _OPTION_KEYS = (
 
 def _option(payload: Mapping[str, Any]) -> dict[str, Any]:
     shape: dict[str, Any] = {
-        key: payload[key] for key in _OPTION_KEYS if payload.get(key) not in (None, False)
+        key: payload[key] for key in _OPTION_KEYS if payload.get(key) not in (None, False, "")
     }
     if payload.get("choices"):
         shape["choices"] = [(c["name"], c["value"]) for c in payload["choices"]]

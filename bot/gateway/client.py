@@ -399,10 +399,10 @@ class ChatterboxClient:
                     if not resumed:
                         self.durations.record(self._observed_duration(doc, last_pending, polled))
                     detail = self._scrub_short(doc.error or "")
-                    # The provider's reason (e.g. a voice clip URL it could not fetch) is for the
-                    # log only; members get the plain default.
                     raise JobFailed(
                         f"job {request_id} FAILED: {detail or 'no reason given'}",
+                        # The provider's reason (e.g. a voice clip URL it could not fetch) is for
+                        # the log only; members get the plain default.
                         error=detail or None,
                         request_id=request_id,
                     )
