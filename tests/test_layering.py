@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.source_ast import parse_file
+
 ROOT = Path(__file__).resolve().parent.parent
 DISCORD_ALLOWED = frozenset({"bot/app.py", "bot/cli.py"})
 
 
 def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parse_file(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:

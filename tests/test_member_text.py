@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.source_ast import parse_file
+
 ROOT = Path(__file__).resolve().parent.parent
 _JARGON = re.compile(
     r"\bffmpeg\b|\bhttps?\b(?!://)|\bHTTP\b|\bJSON\b|\bstderr\b|\bstdout\b|\bTraceback\b|(?-i:\bNone\b)"
@@ -88,7 +90,7 @@ def _skipped_nodes(tree: ast.AST) -> set[int]:
 
 
 def _strings(path: Path) -> Iterator[tuple[int, str]]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parse_file(path)
     skipped = _skipped_nodes(tree)
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -101,7 +103,7 @@ def _strings(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _bot_member_strings(path: Path) -> Iterator[tuple[int, str]]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parse_file(path)
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
