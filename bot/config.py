@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     voice_ref_max_bytes: int = Field(10 * 1024 * 1024, gt=0)
     voice_ref_max_seconds: float = Field(30.0, gt=0)
 
+    # --- saved voices (/voices) ----------------------------------------------------------
+    voices_per_member: int = Field(5, ge=0, le=1000)
+    voices_per_server: int = Field(100, ge=0, le=100000)
+    voice_clip_url_ttl_seconds: float = Field(900.0, gt=0, le=3600)
+    public_base_url: str | None = None
+
     # --- storage --------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL
 
@@ -88,6 +94,16 @@ class Settings(BaseSettings):
         value = value.strip().rstrip("/")
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for the local emulator)")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (http:// only with CHATTERBOX_ALLOW_HTTP)")
         return value
 
     @field_validator("log_level")

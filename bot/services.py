@@ -25,6 +25,7 @@ from bot.quotas.wallet import WalletGuard
 from bot.speech.service import SpeechService
 from bot.speech.slots import PrepaidLimiter
 from bot.store.database import Database, open_database
+from bot.voices import ClipSigner, VoiceAudio, VoiceLibrary
 
 
 class Services:
@@ -43,6 +44,7 @@ class Services:
         limiter: RateGuard,
         client: ChatterboxClient,
         speech: SpeechService,
+        voices: VoiceLibrary | None = None,
         owns_session: bool,
         owns_db: bool,
     ) -> None:
@@ -55,6 +57,10 @@ class Services:
         self.limiter = limiter
         self.client = client
         self.speech = speech
+        #: The saved-voice library, its clip-URL signer and the audio_url maker (bot.voices).
+        self.voices = voices or VoiceLibrary(db, settings, clock)
+        self.clip_signer = ClipSigner(db, clock, ttl_seconds=settings.voice_clip_url_ttl_seconds)
+        self.voice_audio = VoiceAudio(self.voices, self.clip_signer, public_base_url=settings.public_base_url)
         self._owns_session = owns_session
         self._owns_db = owns_db
         self._closed = False
