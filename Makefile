@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

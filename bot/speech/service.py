@@ -39,7 +39,15 @@ from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
 from bot.speech.chunking import split_text
 from bot.speech.errors import SpeechFailed, SpeechInterrupted
-from bot.speech.events import CostPlan, DeliveryTarget, QuotaReserved, Requester, SpeechEvent, SpeechResult
+from bot.speech.events import (
+    CostPlan,
+    DeliveryTarget,
+    QuotaReserved,
+    Requester,
+    ResumedJob,
+    SpeechEvent,
+    SpeechResult,
+)
 from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
 from bot.store.database import Database
@@ -48,9 +56,9 @@ from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[SpeechEvent], Awaitable[None]]
-DeliverCallback = Callable[[JobRecord, SpeechResult], Awaitable[None]]
+DeliverCallback = Callable[[ResumedJob, SpeechResult], Awaitable[None]]
 #: ``on_failed(job, user_message)``: a resumed job ended without audio (close its card).
-FailedCallback = Callable[[JobRecord, str], Awaitable[None]]
+FailedCallback = Callable[[ResumedJob, str], Awaitable[None]]
 
 
 def has_destination(delivery: Mapping[str, Any]) -> bool:
@@ -62,6 +70,21 @@ def delivery_target(record: JobRecord) -> DeliveryTarget:
     """The job's ``DeliveryTarget`` back from its persisted form (unknown keys ignored)."""
     names = {f.name for f in dataclasses.fields(DeliveryTarget)}
     return DeliveryTarget(**{k: v for k, v in record.delivery.items() if k in names})
+
+
+def resumed_job(record: JobRecord, *, refunded: bool = False) -> ResumedJob:
+    """What the Discord layer gets of a stored job it must deliver or close."""
+    target = delivery_target(record)
+    return ResumedJob(
+        job_id=record.id,
+        user_id=record.user_id,
+        text=record.text,
+        voice_url=record.voice_url,
+        params=TTSParams.model_validate(record.params or {}),
+        target=target,
+        channel_id=target.channel_id or record.channel_id,
+        refunded=refunded,
+    )
 
 
 class SpeechJob:
@@ -323,7 +346,7 @@ class SpeechService:
             if fresh is None or fresh.delivered:
                 return
             try:
-                await deliver(fresh, result)
+                await deliver(resumed_job(fresh), result)
             except Exception:
                 log.exception("delivering resumed job %s failed; it stays undelivered", record.id)
                 return
@@ -338,8 +361,13 @@ class SpeechService:
         closed = await self._jobs.get(job_id)
         if closed is None or closed.status is not JobState.DELIVERED:
             return  # e.g. completed, but the audio could not be fetched again: retried later
+        refunded = False
+        if closed.reservation_id is not None:
+            reservation = await self._quotas.get_reservation(closed.reservation_id)
+            refunded = reservation.committed_requests == 0
         try:
-            await on_failed(closed, closed.error or "The job could not be finished after a restart.")
+            await on_failed(resumed_job(closed, refunded=refunded),
+                            closed.error or "The job could not be finished after a restart.")
         except Exception:
             log.exception("reporting the failure of resumed job %s failed", job_id)
 

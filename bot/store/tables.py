@@ -46,13 +46,6 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 32
-POLICY_FIELDS = (
-    "requests_per_day",
-    "chars_per_day",
-    "cooldown_seconds",
-    "max_in_flight",
-    "max_chars_per_request",
-)
 
 guild_settings = Table(
     "guild_settings",
@@ -78,7 +71,12 @@ quota_policies = Table(
     Column("guild_id", BigInteger, nullable=False),
     Column("scope", String(8), nullable=False),
     Column("target_id", BigInteger, nullable=False),
-    *(Column(name, Integer, nullable=True) for name in POLICY_FIELDS),
+    # One nullable column per ``bot.quotas.policy.POLICY_FIELDS`` entry (None = inherit).
+    Column("requests_per_day", Integer, nullable=True),
+    Column("chars_per_day", Integer, nullable=True),
+    Column("cooldown_seconds", Integer, nullable=True),
+    Column("max_in_flight", Integer, nullable=True),
+    Column("max_chars_per_request", Integer, nullable=True),
     Column("updated_by", BigInteger, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
     UniqueConstraint("guild_id", "scope", "target_id", name="uq_quota_policies_target"),

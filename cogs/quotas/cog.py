@@ -164,11 +164,11 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     async def set_default(
         self,
         interaction: discord.Interaction,
-        requests_per_day: RequestsPerDay | None = None,  # type: ignore[valid-type]
-        chars_per_day: CharsPerDay | None = None,  # type: ignore[valid-type]
-        cooldown_seconds: CooldownSeconds | None = None,  # type: ignore[valid-type]
-        max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
-        max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
+        requests_per_day: RequestsPerDay | None = None,
+        chars_per_day: CharsPerDay | None = None,
+        cooldown_seconds: CooldownSeconds | None = None,
+        max_in_flight: MaxInFlight | None = None,
+        max_chars_per_request: MaxCharsPerRequest | None = None,
     ) -> None:
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
@@ -181,11 +181,11 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         self,
         interaction: discord.Interaction,
         role: discord.Role,
-        requests_per_day: RequestsPerDay | None = None,  # type: ignore[valid-type]
-        chars_per_day: CharsPerDay | None = None,  # type: ignore[valid-type]
-        cooldown_seconds: CooldownSeconds | None = None,  # type: ignore[valid-type]
-        max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
-        max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
+        requests_per_day: RequestsPerDay | None = None,
+        chars_per_day: CharsPerDay | None = None,
+        cooldown_seconds: CooldownSeconds | None = None,
+        max_in_flight: MaxInFlight | None = None,
+        max_chars_per_request: MaxCharsPerRequest | None = None,
     ) -> None:
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
@@ -207,11 +207,11 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         self,
         interaction: discord.Interaction,
         user: discord.User,
-        requests_per_day: RequestsPerDay | None = None,  # type: ignore[valid-type]
-        chars_per_day: CharsPerDay | None = None,  # type: ignore[valid-type]
-        cooldown_seconds: CooldownSeconds | None = None,  # type: ignore[valid-type]
-        max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
-        max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
+        requests_per_day: RequestsPerDay | None = None,
+        chars_per_day: CharsPerDay | None = None,
+        cooldown_seconds: CooldownSeconds | None = None,
+        max_in_flight: MaxInFlight | None = None,
+        max_chars_per_request: MaxCharsPerRequest | None = None,
     ) -> None:
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
@@ -340,7 +340,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         self,
         interaction: discord.Interaction,
         user: discord.User,
-        reason: Reason | None = None,  # type: ignore[valid-type]
+        reason: Reason | None = None,
     ) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
             why = check_reason(reason)
@@ -383,8 +383,8 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     async def budget(
         self,
         interaction: discord.Interaction,
-        requests: Budget | None = None,  # type: ignore[valid-type]
-        cost_cap: CostCap | None = None,  # type: ignore[valid-type]
+        requests: Budget | None = None,
+        cost_cap: CostCap | None = None,
         remove: str | None = None,
     ) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
@@ -478,7 +478,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     @app_commands.command(name="pause", description="Moderators: stop all text-to-speech on this server")
     @app_commands.describe(reason="Shown to members who try /speak while paused")
     @moderator_only
-    async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:  # type: ignore[valid-type]
+    async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
             why = check_reason(reason)
             if not await self.core.quotas.admin.pause(guild_id, actor_id=actor_id, reason=why):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.quotas import (
+    POLICY_FIELDS,
     AuditEntry,
     GuildSettings,
     GuildUsage,
@@ -31,7 +32,6 @@ from bot.quotas import (
     UsageSummary,
     WalletState,
 )
-from bot.store.tables import POLICY_FIELDS
 
 MESSAGE_LIMIT = 2000
 LIST_LIMIT = 15

@@ -47,8 +47,7 @@ from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
-from bot.speech.events import DeliveryTarget, Requester, SpeechResult
-from bot.store.jobs import JobRecord
+from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult
 from cogs.common.alerts import alert_moderators
 from cogs.speak import card as _card
 from cogs.speak import checks as _checks
@@ -330,59 +329,54 @@ class SpeakCog(commands.Cog, name="Speak"):
             log.exception("could not resume pending speech jobs")
             return 0
 
-    async def _resumed_channel(self, record: JobRecord) -> Any | None:
+    async def _resumed_channel(self, job: ResumedJob) -> Any | None:
         """The channel a resumed job belongs to, or None (logged) when it is gone."""
-        channel_id = record.delivery.get("channel_id") or record.channel_id
+        channel_id = job.channel_id
         if channel_id is None:
-            log.warning("resumed job %s has no channel", record.id)
+            log.warning("resumed job %s has no channel", job.job_id)
             return None
         try:
             return self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
         except discord.HTTPException as exc:
-            log.warning("resumed job %s: channel %s is gone (%s)", record.id, channel_id, exc)
+            log.warning("resumed job %s: channel %s is gone (%s)", job.job_id, channel_id, exc)
             return None
 
-    async def close_failed_resumed(self, record: JobRecord, message: str) -> None:
+    async def close_failed_resumed(self, job: ResumedJob, message: str) -> None:
         """A resumed job ended without audio: its old card says so, without a Cancel button."""
-        card_id = record.delivery.get("card_message_id")
-        channel = await self._resumed_channel(record) if card_id else None
+        card_id = job.target.card_message_id
+        channel = await self._resumed_channel(job) if card_id else None
         if channel is None:
             return
-        refunded = False
-        if record.reservation_id is not None:
-            reservation = await self.bot.core.quotas.get_reservation(record.reservation_id)
-            refunded = reservation.committed_requests == 0
-        params = TTSParams.model_validate(record.params or {})
+        params = job.params
         card = _card.Card(
-            requester=f"<@{record.user_id}>", text=record.text,
-            output=str(record.delivery.get("kind") or "file"), exaggeration=params.exaggeration,
+            requester=f"<@{job.user_id}>", text=job.text,
+            output=job.target.kind, exaggeration=params.exaggeration,
             temperature=params.temperature, cfg=params.cfg,
-            voice_name=_voice_name(record.voice_url),
-            status=_card.status_failed(message, refunded), note="(Closed after a restart.)",
+            voice_name=_voice_name(job.voice_url),
+            status=_card.status_failed(message, job.refunded), note="(Closed after a restart.)",
         )
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
 
-    async def deliver_resumed(self, record: JobRecord, result: SpeechResult) -> None:
+    async def deliver_resumed(self, job: ResumedJob, result: SpeechResult) -> None:
         """Post a resumed job's audio by channel message (the old token may be dead)."""
-        delivery = record.delivery
-        channel = await self._resumed_channel(record)
+        channel = await self._resumed_channel(job)
         if channel is None:
             return  # not deliverable anywhere: marked delivered, nothing to retry
         channel_id = channel.id
         guild = getattr(channel, "guild", None)
         limit = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
-        reply = Reply(clock=self.bot.clock, channel=channel, card_id=delivery.get("card_message_id"))
-        voice_name = _voice_name(record.voice_url)
+        reply = Reply(clock=self.bot.clock, channel=channel, card_id=job.target.card_message_id)
+        voice_name = _voice_name(job.voice_url)
         try:
             upload = await fit_upload(result.audio, limit_bytes=limit, ffmpeg=self.bot.ffmpeg,
                                       base_name=result.text)
         except (TooLargeForUpload, AudioError) as exc:
-            await _quietly(reply.post(f"<@{record.user_id}>: your /speak audio was made but can't be posted: "
+            await _quietly(reply.post(f"<@{job.user_id}>: your /speak audio was made but can't be posted: "
                                       f"{exc}"))
             return
         content = _card.audio_message(
-            requester=f"<@{record.user_id}>", text=result.text, duration=result.duration,
+            requester=f"<@{job.user_id}>", text=result.text, duration=result.duration,
             exaggeration=result.exaggeration, temperature=result.temperature, cfg=result.cfg,
             voice_name=voice_name,
             note=" ".join(n for n in (upload.note, "(Delivered after a restart.)") if n),
@@ -390,10 +384,10 @@ class SpeakCog(commands.Cog, name="Speak"):
         try:
             await reply.post(content, data=upload.data, filename=upload.filename)
         except (discord.Forbidden, discord.NotFound) as exc:
-            log.warning("resumed job %s: cannot post in channel %s (%s)", record.id, channel_id, exc)
+            log.warning("resumed job %s: cannot post in channel %s (%s)", job.job_id, channel_id, exc)
             return
         card = _card.Card(
-            requester=f"<@{record.user_id}>", text=record.text, output=str(delivery.get("kind") or "file"),
+            requester=f"<@{job.user_id}>", text=job.text, output=job.target.kind,
             exaggeration=result.exaggeration, temperature=result.temperature, cfg=result.cfg,
             voice_name=voice_name,
             status=_card.status_done(result.duration, where="posted below after a restart"),

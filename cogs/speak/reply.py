@@ -82,9 +82,10 @@ class Reply:
                 if not is_dead_token(exc):
                     raise
                 self._token_died(exc)
-        if self.card_id is None or not hasattr(self.channel, "get_partial_message"):
+        partial_message = getattr(self.channel, "get_partial_message", None)
+        if self.card_id is None or partial_message is None:
             return
-        message = self.channel.get_partial_message(self.card_id)
+        message = partial_message(self.card_id)
         await message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
 
     async def post(self, content: str, *, data: bytes | None = None, filename: str | None = None) -> None:

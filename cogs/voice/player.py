@@ -447,8 +447,8 @@ class GuildPlayer:
         if problem is None and ffmpeg is None:
             log_ffmpeg_missing(clip.job_id)
             problem = "voice chat is not available on this bot (FFmpeg is not installed)"
-        if problem is not None:
-            await clip.give_up(problem)
+        if problem is not None or ffmpeg is None:
+            await clip.give_up(problem or "voice chat is not available on this bot")
             return
         assert isinstance(channel, discord.VoiceChannel)
         loop = asyncio.get_running_loop()

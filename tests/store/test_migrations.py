@@ -171,3 +171,11 @@ async def test_downgrades_work_too(db: Database) -> None:
 
     async with db.engine.begin() as conn:
         assert await conn.run_sync(down_and_up) == ["0001", None, head_revision()]
+
+
+def test_quota_policies_has_a_column_per_policy_field() -> None:
+    """``POLICY_FIELDS`` lives with the policy; the table spells its columns out."""
+    from bot.quotas.policy import POLICY_FIELDS
+    from bot.store.tables import quota_policies
+
+    assert set(POLICY_FIELDS) <= set(quota_policies.c.keys())

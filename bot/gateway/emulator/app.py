@@ -737,9 +737,9 @@ class GatewayEmulator:
 
     # --- internals: control API -----------------------------------------------------------------
     def _loopback_only(
-        self, handler: Callable[[web.Request], Awaitable[web.Response]]
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def guarded(request: web.Request) -> web.Response:
+        self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def guarded(request: web.Request) -> web.StreamResponse:
             try:
                 loopback = ipaddress.ip_address(request.remote or "").is_loopback
             except ValueError:
