@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.speak", "cogs.quotas", "cogs.voice")
+COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.voices")
 
 #: discord.py's loggers whose DEBUG lines carry interaction or webhook tokens.
 TOKEN_LOGGERS = (

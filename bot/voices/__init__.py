@@ -11,7 +11,14 @@ No discord import here: the Discord side (``ClipHost``) lives in ``cogs.voices``
 
 from bot.voices.clips import NormalisedClip, normalise_clip
 from bot.voices.errors import ClipRejected, VoiceError, VoiceUnavailable
-from bot.voices.library import AUTOCOMPLETE_LIMIT, MemberDefaults, Voice, VoiceLibrary, VoiceLimits
+from bot.voices.library import (
+    AUTOCOMPLETE_LIMIT,
+    JobReport,
+    MemberDefaults,
+    Voice,
+    VoiceLibrary,
+    VoiceLimits,
+)
 from bot.voices.privacy import Forgotten, forget_member, prune_jobs
 from bot.voices.urls import ClipHost, ClipSigner, VoiceAudio
 
@@ -21,6 +28,7 @@ __all__ = [
     "ClipRejected",
     "ClipSigner",
     "Forgotten",
+    "JobReport",
     "MemberDefaults",
     "NormalisedClip",
     "Voice",

@@ -40,7 +40,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.store.database import Database
 from bot.store.ids import new_id
-from bot.store.tables import audit_log, voice_defaults, voice_guild_settings, voices
+from bot.store.tables import audit_log, jobs, voice_defaults, voice_guild_settings, voices
 from bot.voices.clips import NormalisedClip
 from bot.voices.errors import VoiceError, VoiceUnavailable
 
@@ -103,6 +103,26 @@ class MemberDefaults:
     cfg: float | None
     #: Why a saved default voice is not used any more (revoked, made private), else None.
     voice_problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """What the moderators see about a reported result: who asked, with which voice, what."""
+
+    job_id: str
+    guild_id: int | None
+    user_id: int
+    text: str
+    voice: Voice | None
+
+
+#: A saved voice's id inside a job's voice URL: ``/clips/{id}.wav`` or ``voice-{id}.wav``.
+_VOICE_IN_URL = re.compile(r"(?:/clips/|voice-)([0-9a-f]{32})\.wav")
+
+
+def voice_id_in_url(url: str | None) -> str | None:
+    match = _VOICE_IN_URL.search(url or "")
+    return match.group(1) if match else None
 
 
 _SUMMARY_COLUMNS = [c for c in voices.c if c.name not in ("clip", "preview")]
@@ -624,6 +644,17 @@ class VoiceLibrary:
 
     async def revoke_by_id(self, guild_id: int, moderator_id: int, voice_id: str, *, reason: str) -> Voice:
         return await self.revoke(guild_id, moderator_id, f"id:{voice_id}", owner_id=None, reason=reason)
+
+    async def job_report(self, job_id: str) -> JobReport | None:
+        """The reported job's requester, text and saved voice (None when the job is unknown)."""
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(jobs.c.guild_id, jobs.c.user_id, jobs.c.text, jobs.c.voice_url)
+                                      .where(jobs.c.id == job_id))).first()
+        if row is None:
+            return None
+        voice_id = voice_id_in_url(row.voice_url)
+        voice = await self.get(voice_id) if voice_id else None
+        return JobReport(job_id, row.guild_id, row.user_id, row.text, voice)
 
     async def record_report(self, guild_id: int, reporter_id: int, details: dict[str, Any]) -> None:
         """Keep a member's report in the audit log (the alert itself is the cog's job)."""

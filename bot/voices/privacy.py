@@ -39,16 +39,25 @@ class Forgotten:
     jobs: int
     open_jobs: int
     money_rows: int
+    #: (channel id, message id) of the clips re-hosted on Discord, for the caller to delete.
+    storage_messages: tuple[tuple[int, int], ...] = ()
 
 
 async def forget_member(db: Database, user_id: int) -> Forgotten:
     async def write(conn: AsyncConnection) -> Forgotten:
-        owned = [
-            r[0]
-            for r in await conn.execute(
-                select(voices.c.id).where(voices.c.owner_id == user_id, voices.c.scope != "preset")
+        rows = list(
+            await conn.execute(
+                select(voices.c.id, voices.c.storage_channel_id, voices.c.storage_message_id).where(
+                    voices.c.owner_id == user_id, voices.c.scope != "preset"
+                )
             )
-        ]
+        )
+        owned = [r.id for r in rows]
+        stored = tuple(
+            (r.storage_channel_id, r.storage_message_id)
+            for r in rows
+            if r.storage_channel_id is not None and r.storage_message_id is not None
+        )
         if owned:
             await conn.execute(
                 update(voice_defaults).where(voice_defaults.c.voice_id.in_(owned)).values(voice_id=None)
@@ -87,7 +96,7 @@ async def forget_member(db: Database, user_id: int) -> Forgotten:
             .where(audit_log.c.actor_id == user_id, audit_log.c.action.like("voice.%"))
             .values(actor_id=None)
         )
-        return Forgotten(len(owned), defaults or 0, len(finished), open_jobs, money or 0)
+        return Forgotten(len(owned), defaults or 0, len(finished), open_jobs, money or 0, stored)
 
     return await db.write(write)
 

@@ -15,8 +15,11 @@ import discord
 log = logging.getLogger(__name__)
 
 
-async def alert_moderators(bot: Any, guild_id: int, text: str) -> bool:
-    """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible."""
+async def alert_moderators(
+    bot: Any, guild_id: int, text: str, *, view: discord.ui.View | None = None
+) -> bool:
+    """Post ``text`` (with ``view``'s buttons) in the guild's alert channel; False (and a logged
+    warning) if impossible."""
     settings = await bot.core.quotas.admin.guild_settings(guild_id)
     channel_id = settings.alert_channel_id
     if channel_id is None:
@@ -26,7 +29,10 @@ async def alert_moderators(bot: Any, guild_id: int, text: str) -> bool:
     try:
         if channel is None:
             channel = await bot.fetch_channel(channel_id)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        if view is None:
+            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await channel.send(text, view=view, allowed_mentions=discord.AllowedMentions.none())
     except (discord.HTTPException, AttributeError) as exc:
         log.warning("could not post in the alert channel %s of guild %s (%s); alert: %s",
                     channel_id, guild_id, exc, text)
