@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.config import ConfigError, Settings
+from bot.formats import plural
 from bot.speech.events import (
     ChunkReady,
     CostPlan,
@@ -53,9 +54,6 @@ class UsageError(Exception):
     """A problem with what was asked for on the command line (exit 2)."""
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
 
 class Progress:
     """Renders speech events as short lines on ``stream``."""
@@ -69,7 +67,7 @@ class Progress:
 
     async def __call__(self, event: SpeechEvent) -> None:
         if isinstance(event, QuotaReserved):
-            self.line(f"queued… {_plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
+            self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
         elif isinstance(event, WaitingForSlot):
             self.line(f"waiting for a free slot (place {event.position})…")
         elif isinstance(event, Submitted) and event.chunks > 1:
@@ -84,7 +82,7 @@ class Progress:
             self.line(f"chunk {event.index + 1}/{event.chunks}")
 
     def done(self, result: SpeechResult, plan: CostPlan, output: Path) -> None:
-        self.line(f"done: {result.duration:.1f} s of audio, {_plural(plan.requests, 'request')}, "
+        self.line(f"done: {result.duration:.1f} s of audio, {plural(plan.requests, 'request')}, "
                   f"${result.cost:.2f} -> {output}")
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.formats import plural
 from bot.quotas.admin import QuotaAdmin
 from bot.quotas.errors import (
     GuildPaused,
@@ -55,7 +56,7 @@ from bot.quotas.ledger import (
     top_users,
 )
 from bot.quotas.policy import Policy, PolicyScope, ResolvedPolicy, resolve
-from bot.quotas.window import day_start, format_until, next_reset, plural
+from bot.quotas.window import day_start, format_until, next_reset
 from bot.store.database import Database
 from bot.store.ids import new_id
 from bot.store.jobs import NewJob, insert_job

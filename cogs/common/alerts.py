@@ -8,15 +8,18 @@ never guesses a channel, since alerts may say things members need not see.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
 
 async def alert_moderators(
-    bot: Any, guild_id: int, text: str, *, view: discord.ui.View | None = None
+    bot: ChatterboxBot, guild_id: int, text: str, *, view: discord.ui.View | None = None
 ) -> bool:
     """Post ``text`` (with ``view``'s buttons) in the guild's alert channel; False (and a logged
     warning) if impossible."""
@@ -29,11 +32,13 @@ async def alert_moderators(
     try:
         if channel is None:
             channel = await bot.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise TypeError(f"{type(channel).__name__} cannot hold messages")
         if view is None:
-            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+            await channel.send(text)
         else:
-            await channel.send(text, view=view, allowed_mentions=discord.AllowedMentions.none())
-    except (discord.HTTPException, AttributeError) as exc:
+            await channel.send(text, view=view)
+    except (discord.HTTPException, TypeError) as exc:
         log.warning("could not post in the alert channel %s of guild %s (%s); alert: %s",
                     channel_id, guild_id, exc, text)
         return False

@@ -10,7 +10,6 @@ sends ephemerally (``bot.app.ChatterboxBot.on_app_command_error``); it is also l
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -22,8 +21,6 @@ from cogs.quotas.inputs import REASON_MAX
 from cogs.quotas.render import FIELD_LABELS
 
 log = logging.getLogger("cogs.quotas")
-
-NO_MENTIONS = discord.AllowedMentions.none()
 
 
 # ---- option types (Discord's client enforces these; the bot checks again) -----------------------
@@ -113,17 +110,3 @@ async def _moderator_check(interaction: discord.Interaction) -> bool:
 moderator_only = app_commands.check(_moderator_check)
 
 
-def role_ids(who: discord.User | discord.Member) -> Sequence[int]:
-    """The member's roles for quota resolution (@everyone never has a role policy)."""
-    if not isinstance(who, discord.Member):
-        return ()
-    return tuple(r.id for r in who.roles if not r.is_default())
-
-
-# ---- replies --------------------------------------------------------------------------------
-async def reply(interaction: discord.Interaction, text: str) -> None:
-    """Ephemeral, mentions off, whether or not the interaction was acknowledged already."""
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

@@ -40,7 +40,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import send_ephemeral
+from bot.formats import plural
 from bot.quotas import FIELD_LIMITS, PolicyError, PolicyScope, ResolvedPolicy
+from cogs.common.guards import role_ids
 from cogs.quotas import render
 from cogs.quotas.access import (
     FIELD_CHOICES,
@@ -56,8 +59,6 @@ from cogs.quotas.access import (
     RequestsPerDay,
     command_name,
     moderator_only,
-    reply,
-    role_ids,
 )
 from cogs.quotas.inputs import check_budget, check_reason, parse_dollars, policy_changes
 from cogs.speak.checks import require_resolved_options
@@ -94,7 +95,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild_id = interaction.guild_id
         if guild_id is None:  # guild_only; a DM cannot get here through Discord
-            await reply(interaction, "Use this command in a server.")
+            await send_ephemeral(interaction, "Use this command in a server.")
             return
         try:
             text = await work(guild_id, interaction.user.id)
@@ -107,7 +108,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
                 exc,
             )
             text = str(exc)
-        await reply(interaction, render.fit(text))
+        await send_ephemeral(interaction, render.fit(text))
 
     @staticmethod
     def _changed(interaction: discord.Interaction, what: str) -> None:
@@ -190,7 +191,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
         if role.is_default():
-            await reply(
+            await send_ephemeral(
                 interaction, "For @everyone use /quota set-default: the server default is that policy."
             )
             return
@@ -327,7 +328,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
             if forgiven == 0:
                 return f"{render.user(user.id)} has not used anything today; nothing to reset."
             return (
-                f"Reset {render.user(user.id)}'s usage today ({render.count(forgiven, 'request record')}): "
+                f"Reset {render.user(user.id)}'s usage today ({plural(forgiven, 'request record')}): "
                 "their daily counts and cooldown start over. The server's budget still counts it."
             )
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -49,10 +49,14 @@ from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
 from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult
 from cogs.common.alerts import alert_moderators
+from cogs.common.guards import role_ids
 from cogs.speak import card as _card
 from cogs.speak import checks as _checks
-from cogs.speak.reply import NO_MENTIONS, Reply
+from cogs.speak.reply import Reply
 from cogs.speak.session import SpeakSession, out_of_credit
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +108,7 @@ def card_view(job_id: str) -> discord.ui.View:
 
 
 class SpeakCog(commands.Cog, name="Speak"):
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: ChatterboxBot) -> None:
         self.bot = bot
         self.sessions: dict[str, SpeakSession] = {}
         #: Resuming the jobs a previous run left (started at load, runs once the bot is ready).
@@ -193,7 +197,7 @@ class SpeakCog(commands.Cog, name="Speak"):
             target = _delivery_target(interaction, kind, card_id)
             try:
                 job = await self.bot.core.speech.start(
-                    Requester(member.id, member.display_name, interaction.guild_id, _role_ids(member)),
+                    Requester(member.id, member.display_name, interaction.guild_id, role_ids(member)),
                     text,
                     voice_url=voice_url,
                     params=TTSParams(exaggeration=exaggeration, temperature=temperature, cfg=cfg),
@@ -308,7 +312,6 @@ class SpeakCog(commands.Cog, name="Speak"):
                 f"Only <@{session.requester_id}> (who asked) or a moderator with Manage Server can "
                 "cancel this job.",
                 ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
             )
             return
         await interaction.response.defer()  # the card itself shows "cancelled"
@@ -415,9 +418,6 @@ def _voice_name(voice_url: str | None) -> str | None:
     """The voice clip's file name from its (CDN) URL, for the card."""
     return voice_url.rsplit("/", 1)[-1].split("?", 1)[0] if voice_url else None
 
-
-def _role_ids(member: Any) -> tuple[int, ...]:
-    return tuple(role.id for role in getattr(member, "roles", ()) if not role.is_default())
 
 
 def _refusal_text(exc: Exception) -> str:

@@ -64,6 +64,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.clock import Clock
+from bot.formats import money
 from bot.gateway.emulator.audio import looks_like_audio, render_test_signal
 from bot.gateway.emulator.cli import EMULATOR_DESCRIPTION, add_emulator_arguments, banner, config_from_args
 from bot.gateway.emulator.config import RATE_NAMES, EmulatorConfig, check_rate
@@ -84,7 +85,6 @@ from bot.gateway.emulator.model import (
     SubmissionError,
     TokenBucket,
     key_fingerprint,
-    money,
     redacted_headers,
     validate_submission,
 )
