@@ -48,12 +48,15 @@ from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
 from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult
+from bot.voices import VoiceError
 from cogs.common.alerts import alert_moderators
 from cogs.common.guards import role_ids
 from cogs.speak import card as _card
 from cogs.speak import checks as _checks
 from cogs.speak.reply import Reply
 from cogs.speak.session import SpeakSession, out_of_credit
+from cogs.voices import choice as _voices
+from cogs.voices.report import report_view
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -140,7 +143,8 @@ class SpeakCog(commands.Cog, name="Speak"):
     @app_commands.command(name="speak", description="Turn text into speech with Chatterbox TTS")
     @app_commands.describe(
         text="What to say (long text is split into sentences)",
-        voice="Optional voice clip to clone (audio file, up to 30 s; the first ~10 s matter)",
+        voice="A saved voice (yours, shared here, or a server voice); default: your /voices default",
+        clip="Or a one-off voice clip to clone (audio file, up to 30 s; the first ~10 s matter)",
         exaggeration="Emotion intensity, 0 to 1 (default 0.5)",
         temperature="Randomness, 0.1 to 1 (default 0.8)",
         cfg="Guidance / pacing, 0 to 2 (default 0.5)",
@@ -152,16 +156,26 @@ class SpeakCog(commands.Cog, name="Speak"):
         self,
         interaction: discord.Interaction[Any],
         text: app_commands.Range[str, 1, TEXT_OPTION_MAX],
-        voice: discord.Attachment | None = None,
-        exaggeration: app_commands.Range[float, 0.0, 1.0] = 0.5,
-        temperature: app_commands.Range[float, 0.1, 1.0] = 0.8,
-        cfg: app_commands.Range[float, 0.0, 2.0] = 0.5,
+        voice: str | None = None,
+        clip: discord.Attachment | None = None,
+        exaggeration: app_commands.Range[float, 0.0, 1.0] | None = None,
+        temperature: app_commands.Range[float, 0.1, 1.0] | None = None,
+        cfg: app_commands.Range[float, 0.0, 2.0] | None = None,
         output: str = "file",
     ) -> None:
         # A plain ``str`` (not ``Choice[str]``): discord.py would reject an unknown value with
         # a bare TransformerError; ``_checks.check_output`` explains it to the member instead.
         kind = output
-        problem = self._quick_checks(interaction, text, voice, exaggeration, temperature, cfg, kind)
+        assert interaction.guild_id is not None
+        try:  # the saved voice and the tuning (cogs.voices.choice has the precedence)
+            chosen = await _voices.choose(
+                self.bot, interaction.guild_id, interaction.user.id, voice=voice, clip_given=clip is not None,
+                exaggeration=exaggeration, temperature=temperature, cfg=cfg)
+        except VoiceError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        exaggeration, temperature, cfg = chosen.exaggeration, chosen.temperature, chosen.cfg
+        problem = self._quick_checks(interaction, text, clip, exaggeration, temperature, cfg, kind)
         if problem is not None:
             await interaction.response.send_message(problem, ephemeral=True)
             return
@@ -172,19 +186,28 @@ class SpeakCog(commands.Cog, name="Speak"):
         card_started = False
         try:
             voice_url: str | None = None
-            if voice is not None:
-                problem = await self._check_voice_clip(voice)
+            if clip is not None:
+                problem = await self._check_voice_clip(clip)
                 if problem is not None:
                     await reply.refuse(problem)
                     return
-                voice_url = voice.url
+                voice_url = clip.url
+            elif chosen.voice is not None:
+                try:
+                    voice_url = await _voices.audio_url(self.bot, chosen.voice)
+                except VoiceError as exc:
+                    await reply.refuse(exc.user_message)
+                    return
+            if chosen.note:
+                await reply.tell(chosen.note)
             member = interaction.user
             session = SpeakSession(
                 bot=self.bot,
                 reply=reply,
                 card=_card.Card(
                     requester=member.mention, text=text, output=kind, exaggeration=exaggeration,
-                    temperature=temperature, cfg=cfg, voice_name=voice.filename if voice else None,
+                    temperature=temperature, cfg=cfg,
+                    voice_name=clip.filename if clip else chosen.voice.name if chosen.voice else None,
                 ),
                 requester_id=member.id,
                 requester_name=member.display_name,
@@ -224,6 +247,11 @@ class SpeakCog(commands.Cog, name="Speak"):
                 except discord.HTTPException:
                     pass
             raise
+
+    @speak.autocomplete("voice")
+    async def _voice_names(self, interaction: discord.Interaction[Any], current: str
+                           ) -> list[app_commands.Choice[str]]:
+        return await _voices.voice_choices(self.bot, interaction, current)
 
     def _quick_checks(
         self,
@@ -385,7 +413,8 @@ class SpeakCog(commands.Cog, name="Speak"):
             note=" ".join(n for n in (upload.note, "(Delivered after a restart.)") if n),
         )
         try:
-            await reply.post(content, data=upload.data, filename=upload.filename)
+            await reply.post(content, data=upload.data, filename=upload.filename,
+                             view=report_view(job.job_id))
         except (discord.Forbidden, discord.NotFound) as exc:
             log.warning("resumed job %s: cannot post in channel %s (%s)", job.job_id, channel_id, exc)
             return

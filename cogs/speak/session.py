@@ -48,6 +48,7 @@ from bot.speech.events import (
 from cogs.common.alerts import alert_moderators
 from cogs.speak import card as _card
 from cogs.speak.reply import Reply
+from cogs.voices.report import report_view
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -259,7 +260,8 @@ class SpeakSession:
             note=" ".join(notes),
         )
         try:
-            await self.reply.post(content, data=upload.data, filename=upload.filename)
+            await self.reply.post(content, data=upload.data, filename=upload.filename,
+                                  view=report_view(result.job_id))
         except discord.HTTPException as exc:
             log.warning("could not post the audio of job %s: %s", result.job_id, exc)
             if exc.status == 413:

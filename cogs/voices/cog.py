@@ -26,10 +26,11 @@ from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
 from bot.speech.errors import SpeechError
 from bot.speech.events import DeliveryTarget, Requester
-from bot.voices import ClipRejected, Voice, VoiceError, normalise_clip
+from bot.voices import ClipRejected, VoiceError, normalise_clip
 from bot.voices.library import NAME_MAX
-from cogs.quotas.access import is_moderator, moderator_only
+from cogs.common.guards import is_moderator, moderator_only
 from cogs.speak import checks as _checks
+from cogs.voices.choice import NO_VOICES_TEXT, NO_VOICES_VALUE, voice_choices, voice_label
 from cogs.voices.hosting import DiscordClipHost
 from cogs.voices.report import NO_MENTIONS, tell_owner
 
@@ -51,50 +52,6 @@ CONSENT = (
     "Set to True only if you are the person speaking in the clip, or you have their "
     "permission to clone their voice"
 )
-#: The autocomplete value offered to a member who has no voice to pick.
-NO_VOICES_VALUE = "-"
-NO_VOICES_TEXT = (
-    "You have no saved voices you can use here yet: add one with `/voices add` (or attach a one-off `clip`)."
-)
-
-
-def voice_label(voice: Voice, user_id: int) -> str:
-    """How a voice shows in autocomplete and lists: name and whose it is."""
-    if voice.is_preset:
-        whose = "server voice"
-    elif voice.owner_id == user_id:
-        whose = "yours, shared" if voice.scope == "server" else "yours, private"
-    else:
-        whose = "shared by a member"
-    return f"{voice.name} ({whose})"
-
-
-async def voice_choices(
-    bot: ChatterboxBot, interaction: discord.Interaction[Any], current: str, *, own_only: bool = False
-) -> list[app_commands.Choice[str]]:
-    """Autocomplete for any ``voice``/``name`` option: one indexed query, at most 25 rows."""
-    if interaction.guild_id is None:
-        return []
-    library = bot.core.voices
-    if own_only:
-        found = [
-            v
-            for v in await library.owned(interaction.guild_id, interaction.user.id)
-            if v.name.casefold().startswith(current.casefold().strip())
-        ][:25]
-        if not found and not current and is_moderator(interaction):
-            found = [
-                v for v in await library.usable(interaction.guild_id, interaction.user.id) if v.is_preset
-            ]
-    else:
-        found = await library.usable(interaction.guild_id, interaction.user.id, current)
-    if not found and not current:
-        return [
-            app_commands.Choice(
-                name="No saved voices here yet: add one with /voices add", value=NO_VOICES_VALUE
-            )
-        ]
-    return [app_commands.Choice(name=voice_label(v, interaction.user.id)[:100], value=v.ref) for v in found]
 
 
 class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voices: your voice library"):

@@ -16,7 +16,7 @@ import discord
 
 from bot.voices import JobReport, VoiceError
 from cogs.common.alerts import alert_moderators
-from cogs.quotas.access import is_moderator
+from cogs.common.guards import is_moderator
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot

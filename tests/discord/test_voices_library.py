@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.audio import wav_info
 from tests.discord.harness import Harness
-from tests.discord.voices_support import add_voice, answer, voice_clip, voices
+from tests.discord.voices_support import add_voice, answer, voices
 
 
 async def test_add_plays_back_the_stored_clip_and_list_shows_it(harness: Harness) -> None:
