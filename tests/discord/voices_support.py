@@ -15,13 +15,14 @@ def voice_clip(h: Harness, seconds: float = 6.0, name: str = "me.wav") -> Any:
 
 
 async def voices(h: Harness, sub: str, user: Member | None = None, **options: Any) -> InteractionHandle:
-    return await h.sandbox.slash(["voices", sub], user=user or h.alice, channel=h.general, **options)
+    return await h.sandbox.slash(["voices", sub], user=user or h.alice, channel=h.general, options=options)
 
 
 async def answer(handle: InteractionHandle, words: str = "") -> Message:
     """The private answer (an ephemeral original or follow-up) once it contains ``words``."""
-    return await handle.wait_for_message(lambda m: m.ephemeral and words in m.content and not m.deleted
-                                         and m.content != "")
+    return await handle.wait_for_message(
+        lambda m: m.ephemeral and words in m.content and not m.deleted and m.content != ""
+    )
 
 
 async def add_voice(h: Harness, name: str, user: Member | None = None, **options: Any) -> Message:
