@@ -114,6 +114,14 @@ class VoiceAudio:
         return self._base is not None
 
     async def audio_url(self, voice: Voice, host: ClipHost | None) -> str:
+        """A URL the provider can fetch now; ``VoiceUnavailable`` when the voice was revoked or
+        deleted since it was looked up, or has nowhere to live."""
+        current = await self._library.get(voice.id)
+        if current is None:
+            raise VoiceUnavailable(
+                "deleted", f"The voice “{voice.name}” was deleted meanwhile; nothing was charged."
+            )
+        voice = current
         if voice.revoked:
             raise VoiceUnavailable("revoked", f"The voice “{voice.name}” was revoked and can't be used.")
         if self._base is not None:

@@ -107,3 +107,19 @@ async def test_without_a_public_url_the_clip_is_rehosted_once(
     host.messages.clear()  # someone deleted the storage message: posted again
     assert await audio.audio_url(await library.get(voice.id), host) == "https://cdn.example/77/500.wav"  # type: ignore[arg-type]
     assert len(host.messages) == 1
+
+
+async def test_a_voice_deleted_or_revoked_after_lookup_gets_no_url(
+    library: VoiceLibrary, db: Database, clock: ManualClock
+) -> None:
+    audio = VoiceAudio(library, ClipSigner(db, clock, ttl_seconds=900), public_base_url="https://bot.example")
+    looked_up = await library.add(GUILD, ALICE, "Going", clip_of(), consent=True)
+    other = await library.add(GUILD, ALICE, "Revoked", clip_of(), consent=True)
+    await library.delete(GUILD, ALICE, "going")
+    with pytest.raises(VoiceUnavailable) as caught:
+        await audio.audio_url(looked_up, None)
+    assert caught.value.code == "deleted"
+    await library.revoke(GUILD, MO, "revoked", owner_id=ALICE, reason="x")
+    with pytest.raises(VoiceUnavailable) as caught:
+        await audio.audio_url(other, None)  # the stale object still says "not revoked"
+    assert caught.value.code == "revoked"
