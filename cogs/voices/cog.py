@@ -310,11 +310,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         clear: bool = False,
     ) -> None:
         assert interaction.guild_id is not None
-        problem = _checks.check_params(
-            exaggeration if exaggeration is not None else 0.5,
-            temperature if temperature is not None else 0.8,
-            cfg if cfg is not None else 0.5,
-        )
+        problem = _tuning_problem(exaggeration, temperature, cfg)
         if problem is not None:
             await self._say(interaction, problem)
             return
@@ -376,11 +372,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         temperature: app_commands.Range[float, 0.1, 1.0] | None = None,
         cfg: app_commands.Range[float, 0.0, 2.0] | None = None,
     ) -> None:
-        problem = _checks.check_params(
-            exaggeration if exaggeration is not None else 0.5,
-            temperature if temperature is not None else 0.8,
-            cfg if cfg is not None else 0.5,
-        )
+        problem = _tuning_problem(exaggeration, temperature, cfg)
         if problem is not None:
             await self._say(interaction, problem)
             return
@@ -522,6 +514,16 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
         return await voice_choices(self.bot, interaction, current, own_only=True)
+
+
+def _tuning_problem(exaggeration: float | None, temperature: float | None, cfg: float | None) -> str | None:
+    """The option checks of /speak for optional tuning (an omitted value is always fine)."""
+    built_in = TTSParams()
+    return _checks.check_params(
+        built_in.exaggeration if exaggeration is None else exaggeration,
+        built_in.temperature if temperature is None else temperature,
+        built_in.cfg if cfg is None else cfg,
+    )
 
 
 def _message(exc: Exception) -> str:
