@@ -166,13 +166,23 @@ async def test_revoked_voice_stops_at_once_and_the_owner_sees_why(harness: Harne
     )
     assert refused.ephemeral
     done = await answer(await voices(h, "revoke", h.mo, name="celebrity", reason="impersonation"), "Revoked")
-    assert "could not be messaged directly" in done.content  # the sandbox has no DMs
+    assert "Its owner was told by direct message." in done.content
+    [(to, dm)] = h.sandbox.state.direct_messages
+    assert (
+        to == h.alice.id and "“Celebrity” was revoked by the moderators of Test Server (impersonation)" in dm
+    )
     for user in (h.bob, h.alice):
         handle = await h.speak(user=user, text="Say it anyway.", voice="celebrity")
         await refusal(handle, "was revoked by this server's moderators (impersonation)")
     listing = await answer(await voices(h, "list"), "Your voices")
     assert "Celebrity — revoked by moderators (impersonation)" in listing.content
     assert emulator_submissions(h) == 0
+
+    # A member who refuses direct messages: the moderator hears that the owner was not told.
+    h.sandbox.state.dms_closed.add(h.bob.id)
+    await add_voice(h, "Bobs", h.bob)
+    closed = await answer(await voices(h, "revoke", h.mo, name="bobs", reason="spam"), "Revoked")
+    assert "could not be messaged directly" in closed.content and len(h.sandbox.state.direct_messages) == 1
 
 
 async def test_report_reaches_the_moderators_who_can_revoke(make_harness) -> None:
@@ -198,6 +208,8 @@ async def test_report_reaches_the_moderators_who_can_revoke(make_harness) -> Non
         await h.sandbox.click(alert, revoke_id, user=h.mo)
         await h.sandbox.wait_for(lambda: "**Revoked** by" in h.messages(h.alerts)[0].content)
         assert (await only_voice(h, h.alice.id)).revoked and h.messages(h.alerts)[0].buttons == []
+        await h.sandbox.wait_for(lambda: h.sandbox.state.direct_messages)
+        assert h.sandbox.state.direct_messages[0][0] == h.alice.id
         handle = await h.speak(text="Again?", voice="mimic")
         await refusal(handle, "was revoked")
 
