@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.config import ConfigError, Settings
+from bot.errors import UserFacingError
 from bot.formats import plural
 from bot.speech.events import (
     ChunkReady,
@@ -131,8 +132,27 @@ def _failure_message(exc: BaseException) -> str:
         since = f" since {exc.since:%Y-%m-%d %H:%M} UTC" if exc.since else ""
         retry = f"; the next try is allowed after {exc.next_probe_at:%H:%M} UTC" if exc.next_probe_at else ""
         return f"submissions are paused{since}: the gateway reported insufficient balance{retry}."
-    message = getattr(exc, "user_message", None)
-    return message if isinstance(message, str) and message else str(exc)
+    return exc.user_message if isinstance(exc, UserFacingError) else str(exc)
+
+
+async def _check_voice_url(services: Services, url: str) -> None:
+    """The same clip rules as ``/speak clip:`` (``bot.speech.reference``): fetched once with
+    the process's session (never with the API key), then checked; ``InvalidTTSRequest``."""
+    from bot.audio import find_ffmpeg
+    from bot.gateway.errors import DownloadError, InvalidTTSRequest
+    from bot.speech import reference
+
+    settings = services.settings
+    try:
+        data = await services.client.download(url, max_bytes=settings.voice_ref_max_bytes)
+    except DownloadError as exc:
+        problem = f"the voice clip at --voice-url could not be used: {exc.message}"
+        raise InvalidTTSRequest("voice", problem) from exc
+    ffmpeg = await asyncio.to_thread(find_ffmpeg, settings.ffmpeg_path)
+    await reference.check_clip(
+        data, content_type="audio/*", filename=url.rsplit("/", 1)[-1] or "clip",
+        max_bytes=settings.voice_ref_max_bytes, max_seconds=settings.voice_ref_max_seconds, ffmpeg=ffmpeg,
+    )
 
 
 async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,6 +174,8 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
         await asyncio.to_thread(_check_output, output)
         params = TTSParams(exaggeration=args.exaggeration, temperature=args.temperature, cfg=args.cfg)
         async with await _open_services(settings) as services:
+            if args.voice_url:
+                await _check_voice_url(services, args.voice_url)
             job = await services.speech.start(
                 CLI_REQUESTER, args.text, voice_url=args.voice_url, params=params,
                 target=DeliveryTarget(kind="file"), on_event=progress,
@@ -185,7 +207,8 @@ async def _open_services(settings: Settings) -> Services:
     from bot.services import Services
 
     try:
-        return await Services.open(settings)
+        # The HTTP server is needed only to receive push callbacks (PUBLIC_BASE_URL).
+        return await Services.open(settings, serve_http=settings.push_enabled)
     except (OSError, SQLAlchemyError) as exc:
         # The driver's text may quote the URL; name the setting and the kind of failure only.
         raise UsageError(f"cannot open the database named by DATABASE_URL ({type(exc).__name__})") from None

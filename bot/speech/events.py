@@ -69,6 +69,8 @@ class CostPlan:
     chunks: tuple[str, ...]
     characters: int
     cost: Decimal
+    #: The text as planned (stripped); ``SpeechService.start`` speaks exactly this.
+    text: str = ""
 
     @property
     def requests(self) -> int:

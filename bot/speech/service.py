@@ -174,7 +174,7 @@ class SpeechService:
                 f"This text is too long: it needs {len(chunks)} requests and at most {most} are allowed "
                 f"per message. Keep it under about {about:,} characters.",
             )
-        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)))
+        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)), text=text)
 
     # --- starting --------------------------------------------------------------------------
 
@@ -187,18 +187,25 @@ class SpeechService:
         params: TTSParams,
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
+        plan: CostPlan | None = None,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
-        Raises before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
-        ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``plan`` is ``plan(text)`` when the caller already made it (the /speak cog plans once,
+        in its checks before deferring); otherwise it is made here. Raises before anything is
+        written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._closed:
             raise RuntimeError("the speech service is closed")
-        plan = self.plan(text)
-        requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
-                    for chunk in plan.chunks]
-        voice_url = requests[0].audio_url
+        if plan is None:
+            plan = self.plan(text)
+        elif plan.text != text.strip():
+            raise ValueError("the plan was made for another text")
+        # One validation per request: the tuning and the voice URL are the same for every
+        # chunk, and plan() already bounded each chunk's text.
+        voice_url = self._client.validate(
+            TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
+        ).audio_url
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -332,6 +339,7 @@ class SpeechService:
                 parts=parts_from_record(record),
                 sink=EventSink(None),
                 submit=False,
+                job_state=record.status,
             )
             if record.status is JobState.FAILED:
                 run.fail(SpeechFailed(record.error or "failed before the restart"))

@@ -42,12 +42,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.audio import AudioError, TooLargeForUpload, fit_upload, probe_audio
+from bot.audio import AudioError, TooLargeForUpload, fit_upload
+from bot.errors import UserFacingError
 from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
-from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult
+from bot.speech import reference
+from bot.speech.events import CostPlan, DeliveryTarget, Requester, ResumedJob, SpeechResult
 from bot.voices import VoiceError
 from cogs.common.alerts import alert_moderators
 from cogs.common.guards import role_ids
@@ -175,9 +177,9 @@ class SpeakCog(commands.Cog, name="Speak"):
             await interaction.response.send_message(exc.user_message, ephemeral=True)
             return
         exaggeration, temperature, cfg = chosen.exaggeration, chosen.temperature, chosen.cfg
-        problem = self._quick_checks(interaction, text, clip, exaggeration, temperature, cfg, kind)
-        if problem is not None:
-            await interaction.response.send_message(problem, ephemeral=True)
+        plan = self._quick_checks(interaction, text, clip, exaggeration, temperature, cfg, kind)
+        if isinstance(plan, str):
+            await interaction.response.send_message(plan, ephemeral=True)
             return
         callback = await interaction.response.defer(thinking=True)
         card_id = callback.message_id if callback is not None else None
@@ -226,6 +228,7 @@ class SpeakCog(commands.Cog, name="Speak"):
                     params=TTSParams(exaggeration=exaggeration, temperature=temperature, cfg=cfg),
                     target=target,
                     on_event=session.on_event,
+                    plan=plan,
                 )
             except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
                 await reply.refuse(_refusal_text(exc))
@@ -262,8 +265,9 @@ class SpeakCog(commands.Cog, name="Speak"):
         temperature: float,
         cfg: float,
         output: str,
-    ) -> str | None:
-        """Everything checkable without I/O, in the order a member would fix it."""
+    ) -> CostPlan | str:
+        """Everything checkable without I/O, in the order a member would fix it: the problem,
+        or the text's plan (made once here and handed to ``SpeechService.start``)."""
         settings = self.bot.settings
         problem = (
             _checks.check_text(text, min(settings.chatterbox_max_text_chars, TEXT_OPTION_MAX))
@@ -271,17 +275,17 @@ class SpeakCog(commands.Cog, name="Speak"):
             or _checks.check_output(output)
         )
         if problem is None and voice is not None:
-            problem = _checks.check_voice_file(
+            problem = reference.metadata_problem(
                 voice.content_type, voice.filename, voice.size, settings.voice_ref_max_bytes
             )
         if problem is None:
             problem = self._check_channel(interaction)
-        if problem is None:
-            try:
-                self.bot.core.speech.plan(text)
-            except InvalidTTSRequest as exc:
-                problem = exc.user_message
-        return problem
+        if problem is not None:
+            return problem
+        try:
+            return self.bot.core.speech.plan(text)
+        except InvalidTTSRequest as exc:
+            return exc.user_message
 
     @staticmethod
     def _check_channel(interaction: discord.Interaction[Any]) -> str | None:
@@ -300,14 +304,15 @@ class SpeakCog(commands.Cog, name="Speak"):
             data = await voice.read()
         except discord.HTTPException:
             return "I couldn't download the voice clip from Discord; please try again."
-        if len(data) > settings.voice_ref_max_bytes:
-            return _checks.check_voice_file(voice.content_type, voice.filename, len(data),
-                                            settings.voice_ref_max_bytes)
         try:
-            probe = await probe_audio(data, ffmpeg=self.bot.ffmpeg)
-        except AudioError as exc:
-            return f"The voice clip can't be used: {exc}"
-        return _checks.check_voice_duration(probe.duration, settings.voice_ref_max_seconds)
+            await reference.check_clip(
+                data, content_type=voice.content_type, filename=voice.filename,
+                max_bytes=settings.voice_ref_max_bytes, max_seconds=settings.voice_ref_max_seconds,
+                ffmpeg=self.bot.ffmpeg,
+            )
+        except InvalidTTSRequest as exc:
+            return exc.user_message
+        return None
 
     async def _budget_reached(self, guild_id: int | None, exc: QuotaExceeded, requester: str) -> None:
         """Tell the moderators once per server and quota day that the budget refused a /speak."""
@@ -449,10 +454,10 @@ def _voice_name(voice_url: str | None) -> str | None:
 
 
 
-def _refusal_text(exc: Exception) -> str:
+def _refusal_text(exc: UserFacingError) -> str:
     if isinstance(exc, QuotaExceeded):
         return _card.quota_refusal(exc.user_message, exc.resets_at)
-    return getattr(exc, "user_message", None) or str(exc)
+    return exc.user_message
 
 
 async def _quietly(coro: Any) -> None:

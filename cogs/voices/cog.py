@@ -24,6 +24,7 @@ from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
+from bot.speech import reference
 from bot.speech.errors import SpeechError
 from bot.speech.events import DeliveryTarget, Requester
 from bot.voices import ClipRejected, VoiceError, normalise_clip
@@ -97,7 +98,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         except VoiceError as exc:
             await self._say(interaction, exc.user_message)
             return
-        problem = _checks.check_voice_file(
+        problem = reference.metadata_problem(
             clip.content_type, clip.filename, clip.size, settings.voice_ref_max_bytes
         )
         if problem is not None:
@@ -112,7 +113,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         if len(data) > settings.voice_ref_max_bytes:
             await self._say(
                 interaction,
-                _checks.check_voice_file(
+                reference.metadata_problem(
                     clip.content_type, clip.filename, len(data), settings.voice_ref_max_bytes
                 )
                 or "Too large.",

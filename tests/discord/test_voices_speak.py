@@ -3,40 +3,14 @@ defaults, revoking, reporting, previews and forgetting."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from aiohttp import web
 from sqlalchemy import select
 
 from bot.store.tables import jobs
 from bot.store.tables import voices as voices_table
 from bot.voices import Voice
-from bot.voices.web import clip_app
 from tests.discord.harness import Harness
 from tests.discord.speak_support import card_with, emulator_submissions, refusal
-from tests.discord.voices_support import add_voice, answer, voice_clip, voices
-
-
-@asynccontextmanager
-async def clip_server(h: Harness, sock: socket.socket) -> AsyncIterator[None]:
-    """The /clips route on a socket bound before the bot started (its URL is in the settings)."""
-    root = web.Application()
-    root.add_subapp("/clips", clip_app(h.bot.core.voices, h.bot.core.clip_signer))
-    runner = web.AppRunner(root)
-    await runner.setup()
-    await web.SockSite(runner, sock).start()
-    try:
-        yield
-    finally:
-        await runner.cleanup()
-
-
-def bound_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
+from tests.discord.voices_support import add_voice, answer, self_hosted, voice_clip, voices
 
 
 async def only_voice(h: Harness, user_id: int) -> Voice:
@@ -45,9 +19,8 @@ async def only_voice(h: Harness, user_id: int) -> Voice:
 
 
 async def test_a_saved_voice_is_served_from_a_signed_clip_url(make_harness) -> None:
-    sock = bound_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with make_harness(settings={"public_base_url": base}) as h, clip_server(h, sock):
+    async with self_hosted(make_harness) as h:
+        base = h.settings.public_base_url
         await add_voice(h, "Narrator")
         voice = await only_voice(h, h.alice.id)
         handle = await h.speak(text="In my saved voice.", voice=voice.ref)
@@ -186,9 +159,7 @@ async def test_revoked_voice_stops_at_once_and_the_owner_sees_why(harness: Harne
 
 
 async def test_report_reaches_the_moderators_who_can_revoke(make_harness) -> None:
-    sock = bound_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with make_harness(settings={"public_base_url": base}) as h, clip_server(h, sock):
+    async with self_hosted(make_harness) as h:
         await h.set_alert_channel(h.alerts)
         await add_voice(h, "Mimic")
         voice = await only_voice(h, h.alice.id)
@@ -215,9 +186,7 @@ async def test_report_reaches_the_moderators_who_can_revoke(make_harness) -> Non
 
 
 async def test_preview_is_made_once_then_free(make_harness) -> None:
-    sock = bound_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with make_harness(settings={"public_base_url": base}) as h, clip_server(h, sock):
+    async with self_hosted(make_harness) as h:
         await add_voice(h, "Sampler")
         first = await answer(await voices(h, "preview", name="sampler"), "saved: the next preview is free")
         second = await answer(await voices(h, "preview", name="sampler"), "costs nothing")
@@ -226,9 +195,7 @@ async def test_preview_is_made_once_then_free(make_harness) -> None:
 
 
 async def test_defaults_choose_the_voice_and_tuning(make_harness) -> None:
-    sock = bound_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with make_harness(settings={"public_base_url": base}) as h, clip_server(h, sock):
+    async with self_hosted(make_harness) as h:
         await add_voice(h, "Everyday")
         voice = await only_voice(h, h.alice.id)
         set_ = await answer(
@@ -242,9 +209,7 @@ async def test_defaults_choose_the_voice_and_tuning(make_harness) -> None:
 
 
 async def test_forget_me_removes_what_it_says(make_harness) -> None:
-    sock = bound_socket()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with make_harness(settings={"public_base_url": base}) as h, clip_server(h, sock):
+    async with self_hosted(make_harness) as h:
         await add_voice(h, "Mine")
         await card_with(await h.speak(text="Remember this sentence.", voice="mine"), "done")
         asked = await answer(await h.sandbox.slash(["privacy", "forget-me"], user=h.alice), "confirm:True")
