@@ -7,12 +7,16 @@ what comes back. The card's wording lives in ``cogs.speak.card``, the option che
 
 Flow and decisions:
 
+0. The saved voice and the tuning are chosen first (``cogs.voices.choice``: the typed
+   option, else the member's ``/voices default``); an unknown, private or revoked voice, or
+   ``voice`` and ``clip`` together, is refused privately before anything else.
 1. Checks that need no I/O (text, ranges, output, the attachment's type and size, the bot's
    Send Messages / Attach Files permissions in the channel, the chunk plan) run first and a
    refusal is the ephemeral *initial* response: the member sees only a private message and
    nothing is charged. discord.py does not enforce ``Range`` at runtime, hence the re-checks.
 2. Then the command defers publicly with "thinking…" (well inside Discord's 3 s), downloads
-   and probes the voice clip if there is one, and starts the job. A refusal from here on
+   and probes the one-off ``clip`` if there is one (or makes a fresh URL for the saved voice),
+   and starts the job. A refusal from here on
    (clip too long, quota, guild or wallet pause, invalid request) deletes the "thinking"
    message and answers ephemerally: Discord would otherwise turn the first follow-up into
    the public original response.
