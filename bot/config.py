@@ -12,6 +12,7 @@ Every field here is listed, with its default, in ``.env.example`` and the README
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -77,6 +78,8 @@ class Settings(BaseSettings):
 
     # --- storage --------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL
+    cache_dir: Path = Path("./data/cache")
+    cache_max_mb: int = Field(1024, ge=0, description="Audio cache size cap in MiB; 0 turns the cache off.")
 
     # --- quotas (built-in defaults; moderators override per guild, role and user) --------
     quota_reset_hour_utc: int = Field(0, ge=0, le=23)
@@ -98,6 +101,10 @@ class Settings(BaseSettings):
     # --- process --------------------------------------------------------------------
     ffmpeg_path: str | None = None
     log_level: str = "INFO"
+    #: ``text`` (one readable line per record) or ``json`` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    #: Where members can read this bot's source (shown by /about); empty = not published.
+    about_source_url: str | None = None
 
     @field_validator("chatterbox_gateway_url")
     @classmethod
@@ -131,6 +138,21 @@ class Settings(BaseSettings):
                 "(set CHATTERBOX_ALLOW_HTTP=true only for the local emulator)."
             )
         return url
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("about_source_url")
+    @classmethod
+    def _source_url_is_web(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be a web address (https://…)")
+        return value
 
     @field_validator("log_level")
     @classmethod

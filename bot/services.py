@@ -32,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.cache import AudioCache
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
 from bot.gateway.client import ChatterboxClient
@@ -41,6 +42,7 @@ from bot.push import PushHub
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.cached import CacheSeam
 from bot.speech.service import SpeechService
 from bot.store.database import Database, open_database
 from bot.store.durations import DurationsStore
@@ -86,6 +88,7 @@ class Services:
         durations: DurationsStore,
         client: ChatterboxClient,
         speech: SpeechService,
+        cache: AudioCache,
         voices: VoiceLibrary | None = None,
         clip_signer: ClipSigner | None = None,
         owns_session: bool,
@@ -108,6 +111,7 @@ class Services:
         self.metrics = metrics or Metrics()
         self.push = push
         self.web = web
+        self.cache = cache
         #: The saved-voice library, its clip-URL signer and the audio_url maker (bot.voices).
         self.voices = voices or VoiceLibrary(db, settings, clock)
         ttl = settings.voice_clip_url_ttl_seconds
@@ -172,8 +176,10 @@ class Services:
             client.poll_policy = replace(client.poll_policy,
                                          push_fallback=settings.chatterbox_push_fallback_seconds)
             await durations.load(client.durations)
+            cache = AudioCache.from_settings(db, settings, clock)
             speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
-                                   settings=settings, clock=clock)
+                                   settings=settings, clock=clock,
+                                   cache=CacheSeam(cache, quotas, settings, clock))
             voices = VoiceLibrary(db, settings, clock)
             clip_signer = ClipSigner(db, clock, ttl_seconds=settings.voice_clip_url_ttl_seconds)
             port = settings.http_port if http_port is None else http_port
@@ -202,7 +208,8 @@ class Services:
         services = cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
                        limiter=limiter, status_limiter=status_limiter, durations=durations, client=client,
                        speech=speech, owns_session=owns_session, owns_db=database is None,
-                       metrics=metrics, push=push, web=web, voices=voices, clip_signer=clip_signer)
+                       metrics=metrics, push=push, web=web, cache=cache, voices=voices,
+                       clip_signer=clip_signer)
         services._start_background()
         return services
 

@@ -16,7 +16,8 @@ import discord
 from discord import app_commands
 
 from bot.gateway.models import TTSParams
-from bot.voices import Voice, VoiceError
+from bot.voices import Voice, VoiceError, VoiceUnavailable
+from bot.voices.library import voice_id_in_url
 from cogs.common.guards import is_moderator
 from cogs.voices.hosting import DiscordClipHost
 
@@ -137,3 +138,19 @@ async def choose(
 async def audio_url(bot: ChatterboxBot, voice: Voice) -> str:
     """A fresh ``audio_url`` for one job (signed URL or a re-fetched Discord message)."""
     return await bot.core.voice_audio.audio_url(voice, DiscordClipHost(bot))
+
+
+async def voice_of_url(bot: ChatterboxBot, guild_id: int | None, url: str | None) -> Voice | None:
+    """The saved voice behind an earlier job's ``audio_url`` (Re-roll makes a fresh URL for it);
+    None for a one-off clip or the built-in voice; ``VoiceError`` when that voice is gone."""
+    voice_id = voice_id_in_url(url)
+    if voice_id is None or guild_id is None:
+        return None
+    voice = await bot.core.voices.get(voice_id)
+    if voice is None or voice.guild_id != guild_id:
+        raise VoiceUnavailable("deleted", "The voice of this result was deleted, so it can't be re-rolled.")
+    if voice.revoked:
+        raise VoiceUnavailable(
+            "revoked", f"The voice “{voice.name}” was revoked here, so it can't be re-rolled."
+        )
+    return voice

@@ -31,8 +31,8 @@ async def test_a_saved_voice_is_served_from_a_signed_clip_url(make_harness) -> N
         assert job.reference_bytes == len(await h.bot.core.voices.clip(voice.id) or b"")
         [audio] = h.audio_messages()
         assert "voice: Narrator" in audio.content
-        [report] = audio.buttons
-        assert report["label"] == "Report" and report["custom_id"].startswith("voices:report:")
+        [report] = [b for b in audio.buttons if b["label"] == "Report"]
+        assert report["custom_id"].startswith("voices:report:")
 
 
 async def test_without_a_public_url_clips_live_in_the_storage_channel(harness: Harness) -> None:
@@ -179,6 +179,9 @@ async def test_report_reaches_the_moderators_who_can_revoke(make_harness) -> Non
         await h.sandbox.click(alert, revoke_id, user=h.mo)
         await h.sandbox.wait_for(lambda: "**Revoked** by" in h.messages(h.alerts)[0].content)
         assert (await only_voice(h, h.alice.id)).revoked and h.messages(h.alerts)[0].buttons == []
+        reroll = next(b["custom_id"] for b in audio.buttons if b["label"] == "Re-roll")
+        again = await h.sandbox.click(audio, reroll, user=h.alice)  # a revoked voice is not re-rolled
+        await again.wait_for_message(lambda m: m.ephemeral and "was revoked here" in m.content)
         await h.sandbox.wait_for(lambda: h.sandbox.state.direct_messages)
         assert h.sandbox.state.direct_messages[0][0] == h.alice.id
         handle = await h.speak(text="Again?", voice="mimic")
@@ -206,6 +209,15 @@ async def test_defaults_choose_the_voice_and_tuning(make_harness) -> None:
         [job] = h.emulator.jobs.values()
         assert job.audio_url is not None and f"/clips/{voice.id}.wav" in job.audio_url
         assert job.params == {"exaggeration": 0.9, "temperature": 0.8, "cfg": 1.5}
+        # Re-roll makes a fresh clip URL for the saved voice (an old signed URL may have expired).
+        [audio] = h.audio_messages()
+        reroll = next(b["custom_id"] for b in audio.buttons if b["label"] == "Re-roll")
+        h.advance_discord_time(3600)
+        await card_with(await h.sandbox.click(audio, reroll, user=h.alice), "done")
+        second = [j for j in h.emulator.jobs.values() if j is not job]
+        assert len(second) == 1 and second[0].audio_url != job.audio_url
+        assert f"/clips/{voice.id}.wav" in (second[0].audio_url or "")
+        assert h.emulator.counts["audio_fetch:200"] == 2
 
 
 async def test_forget_me_removes_what_it_says(make_harness) -> None:

@@ -210,7 +210,7 @@ async def test_migration_0007_adds_the_tables_and_keeps_existing_data(db_target)
     from bot.store.engine import create_engine
     from bot.store.tables import guild_settings
 
-    assert await upgrade(db_target.url, schema=db_target.schema, revision="0002") == "0002"
+    assert await upgrade(db_target.url, schema=db_target.schema, revision="0008") == "0008"
     engine = create_engine(db_target.url, schema=db_target.schema)
     try:
         async with engine.begin() as conn:
