@@ -11,7 +11,9 @@ What ``forget_member`` removes, in one transaction:
 * the money rows (``usage_ledger``) stay, because they are the server's spending record, but
   are anonymised (``user_id`` 0). A consequence: the member's usage of the current quota day
   no longer counts against them.
-* the member's voice actions in the audit log lose their actor.
+* the member's voice actions in the audit log lose their actor; their results' takes (the
+  text behind Re-roll / Play in voice) are deleted, and the caller drops the cached audio made
+  from their voices (``Forgotten.clip_hashes``).
 
 ``prune_jobs`` clears the text and voice URL (and parts' media URLs) of jobs that finished
 before a cutoff; the job rows themselves (state, timings, cost link) stay.
@@ -26,7 +28,15 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.database import Database
-from bot.store.tables import audit_log, job_parts, jobs, usage_ledger, voice_defaults, voices
+from bot.store.tables import (
+    audit_log,
+    job_parts,
+    jobs,
+    speech_takes,
+    usage_ledger,
+    voice_defaults,
+    voices,
+)
 
 FINISHED = ("delivered", "cancelled")
 FORGOTTEN_USER = 0
@@ -41,13 +51,18 @@ class Forgotten:
     money_rows: int
     #: (channel id, message id) of the clips re-hosted on Discord, for the caller to delete.
     storage_messages: tuple[tuple[int, int], ...] = ()
+    #: SHA-256 of the deleted voices' clips: the caller drops the cached audio made from them
+    #: (``AudioCache.forget_clip``).
+    clip_hashes: tuple[str, ...] = ()
 
 
 async def forget_member(db: Database, user_id: int) -> Forgotten:
     async def write(conn: AsyncConnection) -> Forgotten:
         rows = list(
             await conn.execute(
-                select(voices.c.id, voices.c.storage_channel_id, voices.c.storage_message_id).where(
+                select(
+                    voices.c.id, voices.c.clip_sha256, voices.c.storage_channel_id, voices.c.storage_message_id
+                ).where(
                     voices.c.owner_id == user_id, voices.c.scope != "preset"
                 )
             )
@@ -96,7 +111,9 @@ async def forget_member(db: Database, user_id: int) -> Forgotten:
             .where(audit_log.c.actor_id == user_id, audit_log.c.action.like("voice.%"))
             .values(actor_id=None)
         )
-        return Forgotten(len(owned), defaults or 0, len(finished), open_jobs, money or 0, stored)
+        await conn.execute(delete(speech_takes).where(speech_takes.c.user_id == user_id))
+        hashes = tuple(sorted({r.clip_sha256 for r in rows}))
+        return Forgotten(len(owned), defaults or 0, len(finished), open_jobs, money or 0, stored, hashes)
 
     return await db.write(write)
 

@@ -45,6 +45,8 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", description="What the 
         done = await forget_member(self.bot.core.db, interaction.user.id)
         for channel_id, message_id in done.storage_messages:
             await self.host.delete(channel_id, message_id)
+        for sha in done.clip_hashes:
+            await self.bot.core.cache.forget_clip(sha)
         still = (
             f" {done.open_jobs} job(s) still running keep their text until they finish; run this "
             "again afterwards."
