@@ -61,10 +61,11 @@ async def forget_member(db: Database, user_id: int) -> Forgotten:
         rows = list(
             await conn.execute(
                 select(
-                    voices.c.id, voices.c.clip_sha256, voices.c.storage_channel_id, voices.c.storage_message_id
-                ).where(
-                    voices.c.owner_id == user_id, voices.c.scope != "preset"
-                )
+                    voices.c.id,
+                    voices.c.clip_sha256,
+                    voices.c.storage_channel_id,
+                    voices.c.storage_message_id,
+                ).where(voices.c.owner_id == user_id, voices.c.scope != "preset")
             )
         )
         owned = [r.id for r in rows]

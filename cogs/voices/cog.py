@@ -292,7 +292,10 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         if voice.storage_channel_id is not None and voice.storage_message_id is not None:
             await self.host.delete(voice.storage_channel_id, voice.storage_message_id)
         await self.bot.core.cache.forget_clip(voice.clip_sha256)  # audio made from it, and its takes
-        await self._say(interaction, f"Deleted “{voice.name}”: its clip, its saved sample and the audio cached from it are gone.")
+        await self._say(
+            interaction,
+            f"Deleted “{voice.name}”: its clip, its saved sample and the audio cached from it are gone.",
+        )
 
     @app_commands.command(name="default", description="Your defaults for /speak: voice and tuning")
     @app_commands.describe(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.store.tables import jobs
+from bot.store.tables import jobs, speech_takes
 from bot.store.tables import voices as voices_table
 from bot.voices import Voice
 from tests.discord.harness import Harness
@@ -55,8 +55,10 @@ async def test_without_a_public_url_clips_live_in_the_storage_channel(harness: H
     assert all(j.audio_url == file.url for j in h.emulator.jobs.values())
     assert h.emulator.counts["audio_fetch:200"] == 2
 
+    assert (await h.bot.core.cache.usage())[0] >= 1  # the audio made in that voice is cached
     await answer(await voices(h, "delete", name="narrator"), "Deleted")
     assert h.messages(storage) == []  # the kept copy goes with the voice
+    assert (await h.bot.core.cache.usage())[0] == 0  # and so does the audio made from it
 
 
 async def test_autocomplete_offers_own_shared_and_server_voices_capped_at_25(harness: Harness) -> None:
@@ -237,3 +239,6 @@ async def test_forget_me_removes_what_it_says(make_harness) -> None:
         assert (row.text, row.user_display, row.voice_url, row.user_id) == ("", "", None, 0)
         [ledger] = await h.ledger_rows()
         assert ledger["user_id"] == 0 and ledger["state"] == "committed"
+        assert (await h.bot.core.cache.usage())[0] == 0  # audio cached from her voice is gone
+        async with h.bot.core.db.read() as conn:
+            assert (await conn.execute(select(speech_takes))).all() == []  # and her results' texts
