@@ -53,6 +53,7 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
+	$(BIN)/python bench/voices_autocomplete.py
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/delivery.py
 

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.help")
+COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.voices", "cogs.help")
 
 #: discord.py's loggers whose DEBUG lines carry interaction or webhook tokens.
 TOKEN_LOGGERS = (

@@ -100,7 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION", parser_class=_Parser)
     db_sub.add_parser("upgrade", help="apply database migrations (also done at every start)")
     db_sub.add_parser("current", help="print the database's migration revision")
+    prune = db_sub.add_parser("prune", help="clear the text and voice URL of finished jobs older than AGE")
+    prune.add_argument("--older-than", required=True, type=_duration, metavar="AGE",
+                       help="e.g. 30d, 12h or 90m: jobs that finished longer ago than this are cleared")
     return parser
+
+
+def _duration(raw: str) -> float:
+    """``30d`` / ``12h`` / ``90m`` / ``45s`` as seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    number, unit = raw[:-1], raw[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"--older-than takes a positive number with d, h, m or s, like 30d, not {raw!r}"
+        )
+    return int(number) * units[unit]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +190,20 @@ def _configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+async def _prune(settings: Settings, older_than: float) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import open_database
+    from bot.voices import prune_jobs
+
+    db = await open_database(settings.database_url)
+    try:
+        cleared = await prune_jobs(db, finished_before=datetime.now(UTC) - timedelta(seconds=older_than))
+    finally:
+        await db.close()
+    print(f"cleared the text and voice URL of {cleared} finished job{'s' if cleared != 1 else ''}")
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "emulator":
         from bot.gateway.emulator import run_emulator
@@ -192,6 +220,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.db_command == "upgrade":
             revision = await upgrade(settings.database_url)
             print(f"database is at revision {revision}")
+        elif args.db_command == "prune":
+            await _prune(settings, args.older_than)
         else:
             print(await current_revision(settings.database_url) or "empty (no migrations applied)")
         return EXIT_OK

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     voice_ref_max_bytes: int = Field(10 * 1024 * 1024, gt=0)
     voice_ref_max_seconds: float = Field(30.0, gt=0)
 
+    # --- saved voices (/voices) ----------------------------------------------------------
+    voices_per_member: int = Field(5, ge=0, le=1000)
+    voices_per_server: int = Field(100, ge=0, le=100000)
+    voice_clip_url_ttl_seconds: float = Field(900.0, gt=0, le=3600)
+
     # --- storage --------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL
     cache_dir: Path = Path("./data/cache")

@@ -51,6 +51,8 @@ from bot.speech.service import SpeechService
 from bot.store.database import Database, open_database
 from bot.store.durations import DurationsStore
 from bot.store.instance_lock import InstanceLock, acquire_for_url
+from bot.voices import ClipSigner, VoiceAudio, VoiceLibrary
+from bot.voices.web import clip_app
 from bot.web import DiscordStatus, WebServer
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ class Services:
         client: ChatterboxClient,
         speech: SpeechService,
         cache: AudioCache,
+        voices: VoiceLibrary | None = None,
+        clip_signer: ClipSigner | None = None,
         owns_session: bool,
         owns_db: bool,
         lock: InstanceLock | None = None,
@@ -114,6 +118,11 @@ class Services:
         self.push = push
         self.web = web
         self.cache = cache
+        #: The saved-voice library, its clip-URL signer and the audio_url maker (bot.voices).
+        self.voices = voices or VoiceLibrary(db, settings, clock)
+        ttl = settings.voice_clip_url_ttl_seconds
+        self.clip_signer = clip_signer or ClipSigner(db, clock, ttl_seconds=ttl)
+        self.voice_audio = VoiceAudio(self.voices, self.clip_signer, public_base_url=settings.public_base_url)
         self._owns_session = owns_session
         self._owns_db = owns_db
         self._lock = lock
@@ -183,10 +192,12 @@ class Services:
             speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
                                    settings=settings, clock=clock,
                                    cache=CacheSeam(cache, quotas, settings, clock))
+            voices = VoiceLibrary(db, settings, clock)
+            clip_signer = ClipSigner(db, clock, ttl_seconds=settings.voice_clip_url_ttl_seconds)
             port = settings.http_port if http_port is None else http_port
             if serve_http and (http_port is not None or settings.http_port != 0):
                 server = WebServer(host=settings.http_host, port=port, db=db, wallet=wallet, metrics=metrics,
-                                   callbacks=push, discord=discord)
+                                   callbacks=push, discord=discord, clips=clip_app(voices, clip_signer))
                 try:
                     await server.start()
                 except OSError as exc:
@@ -211,7 +222,8 @@ class Services:
         services = cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
                        limiter=limiter, status_limiter=status_limiter, durations=durations, client=client,
                        speech=speech, owns_session=owns_session, owns_db=database is None,
-                       metrics=metrics, push=push, web=web, cache=cache, lock=lock)
+                       metrics=metrics, push=push, web=web, cache=cache, voices=voices,
+                       clip_signer=clip_signer, lock=lock)
         services._start_background()
         return services
 

@@ -9,6 +9,8 @@ Routes:
   otherwise. A bot-wide 402 pause is reported but is not "unhealthy": the process works and
   restarting it would not bring credit back.
 - ``GET /metrics`` — Prometheus text format (``bot.metrics.Metrics``).
+- ``GET /clips/{id}.wav?exp=…&sig=…`` — saved voices' clips for the provider (``bot.voices.web``),
+  mounted as a sub-application.
 
 Design decisions:
 
@@ -78,6 +80,7 @@ class WebServer:
         metrics: Metrics,
         callbacks: CallbackReceiver | None = None,
         discord: DiscordStatus | None = None,
+        clips: web.Application | None = None,
     ) -> None:
         self._host = host
         self._port = port
@@ -86,6 +89,7 @@ class WebServer:
         self._metrics = metrics
         self._callbacks = callbacks
         self.discord = discord
+        self._clips = clips
         self._runner: web.AppRunner | None = None
         self.port: int | None = None  # the bound port, once started
 
@@ -95,6 +99,8 @@ class WebServer:
         app.router.add_get("/metrics", self._metrics_route)
         if self._callbacks is not None:
             app.router.add_post(CALLBACK_PREFIX + "{token}", self._callback)
+        if self._clips is not None:
+            app.add_subapp("/clips", self._clips)
         return app
 
     async def start(self) -> None:

@@ -19,9 +19,11 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -249,4 +251,80 @@ speech_takes = Table(
     Column("params", JSON, nullable=False),
     Column("model_id", String(200), nullable=True),
     Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
+# --- saved voices (bot.voices) ------------------------------------------------------------
+# scope: "private" (only the owner), "server" (shared by its owner with the server) or
+# "preset" (owned by the server, added by a moderator; owner_id is that moderator). A voice
+# belongs to the server it was added in. ``owner_key`` is owner_id for member voices and 0 for
+# presets, so names are unique per owner per server and among a server's presets.
+# ``name_key`` is the casefolded name (uniqueness and prefix search). The clip is the
+# normalised WAV itself (<= 10 s of 24 kHz mono 16-bit, ~480 KB). ``preview`` holds the sample
+# sentence's audio once /voices preview made it. A revoked voice keeps its row (the owner can
+# see why) but is unusable in its server.
+voices = Table(
+    "voices",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("owner_id", BigInteger, nullable=False),
+    Column("owner_key", BigInteger, nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("name_key", String(32), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("clip", LargeBinary, nullable=False),
+    Column("clip_sha256", String(64), nullable=False),
+    Column("clip_seconds", Float, nullable=False),
+    Column("exaggeration", Float, nullable=True),
+    Column("temperature", Float, nullable=True),
+    Column("cfg", Float, nullable=True),
+    Column("consent_by", BigInteger, nullable=False),
+    Column("consent_at", UTCDateTime, nullable=False),
+    Column("storage_channel_id", BigInteger, nullable=True),
+    Column("storage_message_id", BigInteger, nullable=True),
+    Column("preview", LargeBinary, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", BigInteger, nullable=True),
+    Column("revoke_reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("guild_id", "owner_key", "name_key", name="uq_voices_owner_name"),
+    Index("ix_voices_guild_name", "guild_id", "name_key"),
+    Index("ix_voices_owner", "owner_id"),
+)
+
+# A member's defaults for /speak in one server; NULL fields mean "the built-in default".
+voice_defaults = Table(
+    "voice_defaults",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("voice_id", String(ID_LENGTH), ForeignKey("voices.id", ondelete="SET NULL"), nullable=True),
+    Column("exaggeration", Float, nullable=True),
+    Column("temperature", Float, nullable=True),
+    Column("cfg", Float, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A server's voice-library rules. clone_policy: "everyone" | "moderators". NULL limits mean
+# the built-in defaults (VOICES_PER_MEMBER, VOICES_PER_SERVER).
+voice_guild_settings = Table(
+    "voice_guild_settings",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("max_per_member", Integer, nullable=True),
+    Column("max_per_server", Integer, nullable=True),
+    Column("clone_policy", String(10), nullable=False, server_default=text("'everyone'")),
+    Column("storage_channel_id", BigInteger, nullable=True),
+    Column("updated_by", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=True),
+)
+
+# Server-side secrets the bot generates for itself (the clip-URL signing key). Never logged.
+bot_secrets = Table(
+    "bot_secrets",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

@@ -19,9 +19,11 @@ log = logging.getLogger(__name__)
 
 
 async def alert_moderators(
-    bot: ChatterboxBot, guild_id: int, text: str, *, if_unset: Literal["warn", "skip"] = "warn"
+    bot: ChatterboxBot, guild_id: int, text: str, *, if_unset: Literal["warn", "skip"] = "warn",
+    view: discord.ui.View | None = None,
 ) -> bool:
-    """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible.
+    """Post ``text`` (with ``view``'s buttons) in the guild's alert channel; False (and a logged
+    warning) if impossible.
 
     ``if_unset="skip"``: a guild without an alert channel is passed over silently (for alerts
     sent to every server, where most may not have chosen one).
@@ -38,7 +40,10 @@ async def alert_moderators(
             channel = await bot.fetch_channel(channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             raise TypeError(f"{type(channel).__name__} cannot hold messages")
-        await channel.send(text)
+        if view is None:
+            await channel.send(text)
+        else:
+            await channel.send(text, view=view)
     except (discord.HTTPException, TypeError) as exc:
         log.warning("could not post in the alert channel %s of guild %s (%s); alert: %s",
                     channel_id, guild_id, exc, text)

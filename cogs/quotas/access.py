@@ -17,6 +17,9 @@ from discord import app_commands
 
 from bot.quotas import FIELD_LIMITS
 from bot.quotas.admin import MAX_DAILY_BUDGET
+from cogs.common.guards import NotModerator as NotModerator  # re-exported for the /quota cog
+from cogs.common.guards import is_moderator as is_moderator
+from cogs.common.guards import moderator_only as moderator_only
 from cogs.quotas.inputs import REASON_MAX
 from cogs.quotas.render import FIELD_LABELS
 
@@ -77,37 +80,8 @@ REMOVE_CHOICES = [
 
 
 # ---- access ---------------------------------------------------------------------------------
-class NotModerator(app_commands.CheckFailure):
-    """The member lacks Manage Server; the tree's error handler shows this message."""
-
-
-def is_moderator(interaction: discord.Interaction) -> bool:
-    """Manage Server (or Administrator) in this guild, from the member Discord sent along."""
-    member = interaction.user
-    if interaction.guild_id is None or not isinstance(member, discord.Member):
-        return False
-    perms = member.guild_permissions
-    return perms.administrator or perms.manage_guild
-
-
 def command_name(interaction: discord.Interaction) -> str:
     return interaction.command.qualified_name if interaction.command else "quota"
-
-
-async def _moderator_check(interaction: discord.Interaction) -> bool:
-    if is_moderator(interaction):
-        return True
-    command = command_name(interaction)
-    log.warning(
-        "refused /%s to user %s in guild %s: no Manage Server",
-        command,
-        interaction.user.id,
-        interaction.guild_id,
-    )
-    raise NotModerator(f"Only moderators (Manage Server permission) can use /{command}.")
-
-
-moderator_only = app_commands.check(_moderator_check)
 
 
 class NotBotOwner(app_commands.CheckFailure):

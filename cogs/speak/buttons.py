@@ -1,4 +1,4 @@
-"""The buttons on every /speak result: Re-roll and Play in voice.
+"""The buttons on every /speak result: Re-roll and Play in voice (and Report, from cogs.voices).
 
 Both are persistent ``DynamicItem``s (like the card's Cancel): the custom id names the
 result's *take* (``bot.cache.Take``, stored in the database), so a click after a restart is
@@ -16,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import discord
+
+from cogs.voices.report import ReportButton
 
 REROLL_TEMPLATE = r"speak:reroll:(?P<take>[0-9a-f]{32})"
 PLAY_TEMPLATE = r"speak:play:(?P<take>[0-9a-f]{32})"
@@ -66,9 +68,11 @@ async def _route(interaction: discord.Interaction[Any], handler: str, take_id: s
 
 
 def result_view(take_id: str) -> discord.ui.View:
+    """Re-roll, Play in voice, and Report (``cogs.voices.report``: the take id is the job id)."""
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(take_id))
     view.add_item(PlayButton(take_id))
+    view.add_item(ReportButton(take_id))
     return view
 
 

@@ -8,7 +8,10 @@ what comes back. The card's wording lives in ``cogs.speak.card``, the option che
 
 Flow and decisions (every request — /speak, a context menu, Re-roll — goes through ``_speak``):
 
-0. The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
+0. ``/speak`` chooses the saved voice and the tuning before anything else
+   (``cogs.voices.choice``: the typed option, else the member's ``/voices default``); an
+   unknown, private or revoked voice, or ``voice`` and ``clip`` together, is refused privately.
+   The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
    checked, priced, cached, shown on the card and spoken is the spoken form. A text with
    nothing left to say is refused privately and costs nothing.
 1. Checks that need no I/O (text, ranges, output, the attachment's type and size, the bot's
@@ -64,6 +67,7 @@ from bot.speech import reference
 from bot.speech.cleanup import NOTHING_TO_SAY, Names, clean_text
 from bot.speech.errors import ServiceStopping
 from bot.speech.events import CostPlan, DeliveryTarget, Requester, ResumedJob, SpeechResult
+from bot.voices import Voice, VoiceError
 from cogs.common.alerts import alert_moderators
 from cogs.common.guards import role_ids
 from cogs.speak import card as _card
@@ -72,6 +76,7 @@ from cogs.speak.buttons import DYNAMIC_ITEMS, result_view
 from cogs.speak.names import GuildNames
 from cogs.speak.reply import Reply
 from cogs.speak.session import SpeakSession, out_of_credit
+from cogs.voices import choice as _voices
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -108,6 +113,7 @@ class SpeakRequest:
     voice_url: str | None = None  # a clip already known (Re-roll)
     voice_name: str | None = None
     clip_sha256: str | None = None
+    saved_voice: Voice | None = None  # a voice from the library; its URL is made after deferring
     fresh: bool = False  # a new take even if cached (Re-roll)
     note: str | None = None  # a line on the card
 
@@ -191,7 +197,8 @@ class SpeakCog(commands.Cog, name="Speak"):
     @app_commands.command(name="speak", description="Turn text into speech with Chatterbox TTS")
     @app_commands.describe(
         text="What to say (long text is split into sentences)",
-        voice="Optional voice clip to clone (audio file, up to 30 s; the first ~10 s matter)",
+        voice="A saved voice (yours, shared here, or a server voice); default: your /voices default",
+        clip="Or a one-off voice clip to clone (audio file, up to 30 s; the first ~10 s matter)",
         exaggeration="Emotion intensity, 0 to 1 (default 0.5)",
         temperature="Randomness, 0.1 to 1 (default 0.8)",
         cfg="Guidance / pacing, 0 to 2 (default 0.5)",
@@ -203,18 +210,32 @@ class SpeakCog(commands.Cog, name="Speak"):
         self,
         interaction: discord.Interaction[Any],
         text: app_commands.Range[str, 1, TEXT_OPTION_MAX],
-        voice: discord.Attachment | None = None,
-        exaggeration: app_commands.Range[float, 0.0, 1.0] = 0.5,
-        temperature: app_commands.Range[float, 0.1, 1.0] = 0.8,
-        cfg: app_commands.Range[float, 0.0, 2.0] = 0.5,
+        voice: str | None = None,
+        clip: discord.Attachment | None = None,
+        exaggeration: app_commands.Range[float, 0.0, 1.0] | None = None,
+        temperature: app_commands.Range[float, 0.1, 1.0] | None = None,
+        cfg: app_commands.Range[float, 0.0, 2.0] | None = None,
         output: str = "file",
     ) -> None:
         # A plain ``str`` (not ``Choice[str]``): discord.py would reject an unknown value with
         # a bare TransformerError; ``_checks.check_output`` explains it to the member instead.
+        assert interaction.guild_id is not None
+        try:  # the saved voice and the tuning (cogs.voices.choice has the precedence)
+            chosen = await _voices.choose(
+                self.bot, interaction.guild_id, interaction.user.id, voice=voice, clip_given=clip is not None,
+                exaggeration=exaggeration, temperature=temperature, cfg=cfg)
+        except VoiceError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
         await self._speak(interaction, SpeakRequest(
-            text=text, kind=output, params=(exaggeration, temperature, cfg), attachment=voice,
-            names=GuildNames(interaction.guild),
+            text=text, kind=output, params=(chosen.exaggeration, chosen.temperature, chosen.cfg),
+            attachment=clip, names=GuildNames(interaction.guild), saved_voice=chosen.voice, note=chosen.note,
         ))
+
+    @speak.autocomplete("voice")
+    async def _voice_names(self, interaction: discord.Interaction[Any], current: str
+                           ) -> list[app_commands.Choice[str]]:
+        return await _voices.voice_choices(self.bot, interaction, current)
 
     async def _speak(self, interaction: discord.Interaction[Any], request: SpeakRequest) -> None:
         """The one path of every request (/speak, the context menus, Re-roll): clean the
@@ -243,6 +264,14 @@ class SpeakCog(commands.Cog, name="Speak"):
                     await reply.refuse(problem)
                     return
                 voice_url, voice_name, sha = voice.url, voice.filename, clip_sha256(data)
+            elif request.saved_voice is not None:
+                saved = request.saved_voice
+                try:
+                    voice_url = await _voices.audio_url(self.bot, saved)
+                except VoiceError as exc:
+                    await reply.refuse(exc.user_message)
+                    return
+                voice_name, sha = saved.name, saved.clip_sha256
             member = interaction.user
             session = SpeakSession(
                 bot=self.bot,
@@ -395,13 +424,19 @@ class SpeakCog(commands.Cog, name="Speak"):
                 "That message has no text to speak (only attachments, embeds or stickers).", ephemeral=True
             )
             return
-        defaults = TTSParams()
         author = discord.utils.escape_markdown(message.author.display_name)
+        note = f"(Speaking a message by {author}.)"
+        saved = None
+        defaults = TTSParams()
+        params = (defaults.exaggeration, defaults.temperature, defaults.cfg)
+        if interaction.guild_id is not None:  # the member's /voices default voice and tuning
+            chosen = await _voices.choose(self.bot, interaction.guild_id, interaction.user.id, voice=None,
+                                          clip_given=False, exaggeration=None, temperature=None, cfg=None)
+            saved, params = chosen.voice, (chosen.exaggeration, chosen.temperature, chosen.cfg)
+            note = f"{note} {chosen.note}" if chosen.note else note
         await self._speak(interaction, SpeakRequest(
-            text=message.content, kind=kind,
-            params=(defaults.exaggeration, defaults.temperature, defaults.cfg),
-            names=GuildNames.for_message(interaction.guild, message),
-            note=f"(Speaking a message by {author}.)",
+            text=message.content, kind=kind, params=params,
+            names=GuildNames.for_message(interaction.guild, message), note=note, saved_voice=saved,
         ))
 
     # -- result buttons ---------------------------------------------------------------------
@@ -420,7 +455,12 @@ class SpeakCog(commands.Cog, name="Speak"):
                 f"Only <@{take.user_id}> (who asked for it) can re-roll this.", ephemeral=True
             )
             return
-        if take.voice_url and _checks.link_expired(take.voice_url, self.bot.clock.now()):
+        try:  # a saved voice's signed or re-hosted URL expires: make a fresh one instead
+            saved = await _voices.voice_of_url(self.bot, interaction.guild_id, take.voice_url)
+        except VoiceError as exc:
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        if saved is None and take.voice_url and _checks.link_expired(take.voice_url, self.bot.clock.now()):
             await interaction.response.send_message(
                 "The voice clip's Discord link has expired; run /speak again with the clip.", ephemeral=True
             )
@@ -429,7 +469,7 @@ class SpeakCog(commands.Cog, name="Speak"):
         await self._speak(interaction, SpeakRequest(
             text=take.text, kind="file", params=(params.exaggeration, params.temperature, params.cfg),
             names=GuildNames(interaction.guild), voice_url=take.voice_url, voice_name=take.voice_name,
-            clip_sha256=take.clip_sha256, fresh=True, note="(Re-roll: a new take.)",
+            clip_sha256=take.clip_sha256, fresh=True, note="(Re-roll: a new take.)", saved_voice=saved,
         ))
 
     async def play_clicked(self, interaction: discord.Interaction[Any], take_id: str) -> None:

@@ -509,7 +509,7 @@ class GuildPlayer:
                     return
                 if ffmpeg is None:
                     log_ffmpeg_missing(clip.job_id)
-                    await clip.give_up("voice chat is not available on this bot")  # why: in the log
+                    await clip.give_up("voice chat is not available on this bot right now")
                     return
                 now = await self._start(clip, channel, source, ffmpeg, recoveries)
                 if now is None:

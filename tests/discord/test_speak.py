@@ -68,7 +68,7 @@ async def test_the_card_is_one_message_edited_through_the_states(harness: Harnes
 async def test_a_voice_clip_reaches_the_emulator_as_its_cdn_url(harness: Harness) -> None:
     h = harness
     clip = h.sandbox.attachment(make_wav(1.5), "my voice.wav", "audio/wav")
-    handle = await h.speak(text="Now in my own voice.", voice=clip)
+    handle = await h.speak(text="Now in my own voice.", clip=clip)
 
     await card_with(handle, "done")
     [job] = h.emulator.jobs.values()
@@ -92,13 +92,13 @@ async def test_bad_options_are_refused_privately_and_nothing_is_charged(make_har
             ({"text": "ab" * 31}, "the limit is 60"),
             ({"text": "[laugh] ~~~~"}, "nothing to speak"),
             ({"text": "hi", "output": "loudly"}, "`output` must be one of file, voice, both"),
-            ({"text": "hi", "voice": sandbox.attachment(b"just some notes", "notes.txt", "text/plain")},
+            ({"text": "hi", "clip": sandbox.attachment(b"just some notes", "notes.txt", "text/plain")},
              "must be an audio file"),
-            ({"text": "hi", "voice": sandbox.attachment(make_wav(5), "long.wav", "audio/wav")},
+            ({"text": "hi", "clip": sandbox.attachment(make_wav(5), "long.wav", "audio/wav")},
              "The voice clip is 235 KB; the limit is 195 KB"),
-            ({"text": "hi", "voice": sandbox.attachment(make_wav(3), "slow.wav", "audio/wav")},
+            ({"text": "hi", "clip": sandbox.attachment(make_wav(3), "slow.wav", "audio/wav")},
              "The voice clip is 3.0 s long; the limit is 2 s"),
-            ({"text": "hi", "voice": sandbox.attachment(b"RIFF....WAVEjunk", "fake.wav", "audio/wav")},
+            ({"text": "hi", "clip": sandbox.attachment(b"RIFF....WAVEjunk", "fake.wav", "audio/wav")},
              "The voice clip can't be used"),
         ]
         for options, expected in cases:

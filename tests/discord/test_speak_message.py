@@ -23,7 +23,7 @@ async def test_speak_this_message_speaks_its_text_as_a_person_reads_it(harness: 
     assert "> Hey alice, look at a link to example.com nooow" in card.content  # the card shows what is spoken
     assert statuses(card)[0] == "quota ok"  # the cost is told to the requester privately
     [audio] = h.audio_messages()
-    assert {b["label"] for b in audio.buttons} == {"Re-roll", "Play in voice"}
+    assert {b["label"] for b in audio.buttons} == {"Re-roll", "Play in voice", "Report"}
     [ledger] = await h.ledger_rows()
     assert ledger["user_id"] == h.alice.id and ledger["characters"] == len(job.text)
 
@@ -53,4 +53,4 @@ async def test_speak_in_voice_chat_plays_it_in_the_invokers_channel(make_harness
         [playback] = w.lab.playbacks
         assert playback.error is None and playback.seconds > 0.5
         assert "output: voice" in card.content and h.audio_messages() == []
-        assert {b["label"] for b in card.buttons} == {"Re-roll", "Play in voice"}  # on the card
+        assert {b["label"] for b in card.buttons} == {"Re-roll", "Play in voice", "Report"}  # on the card

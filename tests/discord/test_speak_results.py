@@ -29,7 +29,7 @@ async def test_the_same_text_twice_is_one_provider_call_and_the_second_is_free(h
     first_audio, second_audio = h.audio_messages()
     assert first_audio.attachments[0].data == second_audio.attachments[0].data
     for audio in (first_audio, second_audio):
-        assert set(result_buttons(audio)) == {"Re-roll", "Play in voice"}
+        assert set(result_buttons(audio)) == {"Re-roll", "Play in voice", "Report"}
 
 
 async def test_reroll_is_for_the_requester_and_makes_a_new_paid_take(harness: Harness) -> None:

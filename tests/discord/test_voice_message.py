@@ -44,7 +44,7 @@ async def test_a_voice_message_has_the_flag_one_ogg_attachment_its_duration_and_
         assert 1 <= len(points) <= 256 and max(points) > 0  # the emulator's beeps are not silence
         # The card says where it went and carries the result's buttons (a voice message has none).
         assert "posted below as a voice message" in card.content
-        assert {b["label"] for b in card.buttons} == {"Re-roll", "Play in voice"}
+        assert {b["label"] for b in card.buttons} == {"Re-roll", "Play in voice", "Report"}
         assert h.audio_messages() == [voice]  # no second copy as a file
 
 

@@ -56,6 +56,14 @@ def unknown_member() -> DiscordAPIError:
     return DiscordAPIError(404, 10007, "Unknown Member")
 
 
+def unknown_user() -> DiscordAPIError:
+    return DiscordAPIError(404, 10013, "Unknown User")
+
+
+def cannot_dm() -> DiscordAPIError:
+    return DiscordAPIError(403, 50007, "Cannot send messages to this user")
+
+
 def unknown_message() -> DiscordAPIError:
     return DiscordAPIError(404, 10008, "Unknown Message")
 

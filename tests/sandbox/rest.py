@@ -115,6 +115,8 @@ class RestApi:
         auth = self._authenticated
         return [
             web.get(f"{API}/users/@me", auth(self.me)),
+            web.post(f"{API}/users/@me/channels", auth(self.open_dm)),
+            web.get(f"{API}/users/{{user}}", auth(self.get_user)),
             web.get(f"{API}/oauth2/applications/@me", auth(self.application)),
             web.get(f"{API}/applications/@me", auth(self.application)),
             web.get(f"{API}/gateway", self.gateway),
@@ -301,7 +303,44 @@ class RestApi:
             raise errors.unknown_message()
         return message
 
+    # -- direct messages (text only: what the bot needs to tell one member something) --------
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        user = self.state.users.get(_int(request.match_info["user"]))
+        if user is None:
+            raise errors.unknown_user()
+        return json_response(user.payload())
+
+    async def open_dm(self, request: web.Request) -> web.Response:
+        recipient = self.state.users.get(_int(str((await request.json()).get("recipient_id", ""))))
+        if recipient is None:
+            raise errors.unknown_user()
+        channel_id = next((c for c, u in self.state.dm_channels.items() if u == recipient.id), None)
+        if channel_id is None:
+            channel_id = self.state.new_id()
+            self.state.dm_channels[channel_id] = recipient.id
+        return json_response({"id": str(channel_id), "type": 1, "last_message_id": None,
+                              "recipients": [recipient.payload()]})
+
+    async def _post_direct_message(self, request: web.Request, recipient_id: int) -> web.Response:
+        if recipient_id in self.state.dms_closed:
+            raise errors.cannot_dm()
+        body = await read_body(request)
+        content = str(body.fields.get("content") or "")
+        self.state.direct_messages.append((recipient_id, content))
+        self.state.notifier.notify()
+        return json_response({
+            "id": str(self.state.new_id()), "channel_id": request.match_info["channel"], "type": 0,
+            "author": self.state.bot_user.payload(), "content": content,
+            "timestamp": self.state.clock.now().isoformat(), "edited_timestamp": None, "tts": False,
+            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
+            "embeds": [], "pinned": False, "flags": 0,
+        })
+
     async def post_message(self, request: web.Request) -> web.Response:
+        recipient_id = self.state.dm_channels.get(_int(request.match_info["channel"]))
+        if recipient_id is not None:
+            return await self._post_direct_message(request, recipient_id)
         channel = self._channel(request)
         self._require(channel, Permission.VIEW_CHANNEL | Permission.SEND_MESSAGES)
         body = await read_body(request)

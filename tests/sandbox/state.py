@@ -88,6 +88,12 @@ class SandboxState:
         self.unhandled_requests: list[str] = []
         #: Exceptions raised by the sandbox's own handlers (sandbox bugs).
         self.internal_errors: list[str] = []
+        #: Direct-message channels the bot opened: channel id -> recipient user id.
+        self.dm_channels: dict[int, int] = {}
+        #: Direct messages the bot sent, as (recipient user id, content), in order.
+        self.direct_messages: list[tuple[int, str]] = []
+        #: Users whose privacy settings refuse direct messages from the bot (Discord's 50007).
+        self.dms_closed: set[int] = set()
 
     # -- world ----------------------------------------------------------------------------
 

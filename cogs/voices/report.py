@@ -1,0 +1,179 @@
+"""The **Report** button on every posted result, and the moderators' **Revoke** button.
+
+Both are persistent ``DynamicItem`` buttons: the custom id carries what the click needs
+(``voices:report:{job_id}``, ``voices:revoke:{voice_id}``), so they keep working after a
+restart without a View per message. A report goes to the moderators' alert channel (the
+``/quota alerts`` channel) with who asked, which voice, the text and a Revoke button; it is
+also kept in the audit log. Anyone may report; only moderators may revoke.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.voices import JobReport, VoiceError
+from cogs.common.alerts import alert_moderators
+from cogs.common.guards import is_moderator
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+REPORT_TEMPLATE = r"voices:report:(?P<job>[0-9a-f]{32})"
+REVOKE_TEMPLATE = r"voices:revoke:(?P<voice>[0-9a-f]{32})"
+TEXT_PREVIEW = 600
+
+
+class ReportButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REPORT_TEMPLATE):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Report", style=discord.ButtonStyle.secondary, custom_id=f"voices:report:{job_id}"
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> ReportButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await report_clicked(interaction.client, interaction, self.job_id)
+
+
+class RevokeButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REVOKE_TEMPLATE):
+    def __init__(self, voice_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label="Revoke this voice",
+                style=discord.ButtonStyle.danger,
+                custom_id=f"voices:revoke:{voice_id}",
+            )
+        )
+        self.voice_id = voice_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> RevokeButton:
+        return cls(match["voice"])
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await revoke_clicked(interaction.client, interaction, self.voice_id)
+
+
+def report_view(job_id: str) -> discord.ui.View:
+    """The view posted with a result: one Report button for that job."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ReportButton(job_id))
+    return view
+
+
+def _quote(text: str) -> str:
+    short = text if len(text) <= TEXT_PREVIEW else text[: TEXT_PREVIEW - 1] + "…"
+    return "\n".join(f"> {discord.utils.escape_markdown(line)}" for line in short.splitlines() or [""])
+
+
+def report_alert(report: JobReport, reporter_id: int, jump_url: str | None) -> str:
+    if report.voice is None:
+        voice = "no saved voice (the built-in voice or a one-off clip)"
+    else:
+        scope = {"preset": "server voice", "server": "shared", "private": "private"}[report.voice.scope]
+        voice = f"“{report.voice.name}” (owner <@{report.voice.owner_id}>, {scope}"
+        voice += ", already revoked)" if report.voice.revoked else ")"
+    where = f" ({jump_url})" if jump_url else ""
+    return (
+        f"**Report:** <@{reporter_id}> flagged a /speak result{where}.\n"
+        f"Asked by <@{report.user_id}> · voice: {voice}\n{_quote(report.text)}"
+    )
+
+
+async def report_clicked(bot: ChatterboxBot, interaction: discord.Interaction[Any], job_id: str) -> None:
+    if interaction.guild_id is None:
+        await interaction.response.send_message("Reports work in servers only.", ephemeral=True)
+        return
+    report = await bot.core.voices.job_report(job_id)
+    if report is None or report.guild_id != interaction.guild_id:
+        await interaction.response.send_message("I can't find that result any more.", ephemeral=True)
+        return
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    view = None
+    if report.voice is not None and not report.voice.revoked:
+        view = discord.ui.View(timeout=None)
+        view.add_item(RevokeButton(report.voice.id))
+    jump = interaction.message.jump_url if interaction.message is not None else None
+    sent = await alert_moderators(
+        bot, interaction.guild_id, report_alert(report, interaction.user.id, jump), view=view
+    )
+    await bot.core.voices.record_report(
+        interaction.guild_id,
+        interaction.user.id,
+        {
+            "job_id": job_id,
+            "voice_id": report.voice.id if report.voice else None,
+            "alerted": sent,
+        },
+    )
+    if sent:
+        message = "Thanks: the moderators have been told about this clip."
+    else:
+        message = (
+            "Thanks: your report was recorded, but this server has no moderator alert channel, so "
+            "please also tell a moderator directly."
+        )
+    await interaction.followup.send(message, ephemeral=True)
+
+
+async def revoke_clicked(bot: ChatterboxBot, interaction: discord.Interaction[Any], voice_id: str) -> None:
+    if interaction.guild_id is None or not is_moderator(interaction):
+        await interaction.response.send_message(
+            "Only moderators (Manage Server) can revoke a voice.", ephemeral=True
+        )
+        return
+    try:
+        voice = await bot.core.voices.revoke_by_id(
+            interaction.guild_id, interaction.user.id, voice_id, reason="reported by a member"
+        )
+    except VoiceError as exc:
+        await interaction.response.send_message(exc.user_message, ephemeral=True)
+        return
+    content = (
+        interaction.message.content if interaction.message else ""
+    ) + f"\n**Revoked** by <@{interaction.user.id}>."
+    await interaction.response.edit_message(content=content, view=None, allowed_mentions=NO_MENTIONS)
+    told = await tell_owner(
+        bot,
+        voice.owner_id,
+        voice.name,
+        "reported by a member",
+        getattr(interaction.guild, "name", "this server"),
+    )
+    if not told:
+        await interaction.followup.send(
+            f"<@{voice.owner_id}> could not be messaged directly; they will see it is revoked when they use "
+            "it or open `/voices list`.",
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+
+async def tell_owner(bot: ChatterboxBot, owner_id: int, name: str, reason: str, guild_name: str) -> bool:
+    """A direct message to the voice's owner; False when Discord refuses (DMs closed)."""
+    text = (
+        f"Your voice “{name}” was revoked by the moderators of {guild_name} ({reason}); it can't be "
+        "used there any more. You can delete it with `/voices delete`."
+    )
+    try:
+        user = bot.get_user(owner_id) or await bot.fetch_user(owner_id)
+        await user.send(text, allowed_mentions=NO_MENTIONS)
+    except discord.HTTPException as exc:
+        log.info("could not DM the owner %s of a revoked voice: %s", owner_id, exc)
+        return False
+    return True
