@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION", parser_class=_Parser)
     db_sub.add_parser("upgrade", help="apply database migrations (also done at every start)")
     db_sub.add_parser("current", help="print the database's migration revision")
+    db_sub.add_parser("verify", help="check that the quota counters equal the usage ledger's sums")
     return parser
 
 
@@ -110,6 +111,22 @@ def _configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+async def _verify_counters(settings: Settings) -> int:
+    """``db verify``: the quota counters against the ledger (exit 1 and one line each if not)."""
+    from bot.quotas import counters
+    from bot.store import open_database
+
+    async with await open_database(settings.database_url) as db, db.read() as conn:
+        problems = await counters.verify(conn)
+    for problem in problems:
+        print(f"mismatch: {problem}")
+    if problems:
+        print(f"chatterbox-bot: {len(problems)} quota counter(s) differ from the ledger", file=sys.stderr)
+        return EXIT_FAILED
+    print("quota counters agree with the usage ledger")
+    return EXIT_OK
+
+
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "emulator":
         from bot.gateway.emulator import run_emulator
@@ -126,6 +143,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.db_command == "upgrade":
             revision = await upgrade(settings.database_url)
             print(f"database is at revision {revision}")
+        elif args.db_command == "verify":
+            return await _verify_counters(settings)
         else:
             print(await current_revision(settings.database_url) or "empty (no migrations applied)")
         return EXIT_OK

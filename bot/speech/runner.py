@@ -7,7 +7,8 @@ the WAVs, settle the quota and move the job to its final state.
 Design decisions:
 
 - POSTs go out one at a time, in chunk order (the "submitter" task); waiting and downloading
-  run concurrently, at most ``CHATTERBOX_CHUNK_CONCURRENCY`` chunks in flight. A POST takes
+  run concurrently, at most ``Settings.chunk_concurrency`` chunks in flight (by default all of
+  a request's chunks, bounded by ``CHATTERBOX_MAX_CHUNKS``). A POST takes
   milliseconds while a chunk takes seconds, so the chunks are still made in parallel, and a
   sequential submitter gives a fixed order, lets the wallet's probe permit (a job allowed
   through a 402 pause) be tested by the first chunk alone, and leaves exactly one place where
@@ -187,7 +188,7 @@ class JobRun:
         self._sink = sink
         self._permit = permit
         self._may_submit = submit
-        self._slots = asyncio.Semaphore(pipeline.settings.chatterbox_chunk_concurrency)
+        self._slots = asyncio.Semaphore(pipeline.settings.chunk_concurrency)
         self._submitter: asyncio.Task[None] | None = None
         self._submitter_phase = _Phase.IDLE
         self._followers: dict[asyncio.Task[None], PartRun] = {}

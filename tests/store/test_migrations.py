@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 
 from bot.clock import ManualClock
-from bot.quotas import QuotaService
+from bot.quotas import QuotaService, counters
 from bot.store import (
     Database,
     DatabaseUrlError,
@@ -39,7 +39,7 @@ async def test_empty_database_migrates_to_head(db_target: DbTarget) -> None:
     assert await current_revision(db_target.url, schema=db_target.schema) is None
     db = await db_target.open()
     try:
-        assert await db.current_revision() == head_revision() == "0002"
+        assert await db.current_revision() == head_revision() == "0005"
         async with db.read() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             guard_rows = (await conn.execute(select(bot_guard))).all()
@@ -98,10 +98,14 @@ async def test_upgrade_from_previous_revision_keeps_data(db_target: DbTarget) ->
         quotas = QuotaService(db, make_settings(), clock)
         usage = await quotas.usage(111, 222)
         assert (usage.requests_used, usage.characters_used, usage.in_flight) == (2, 40, 1)
+        async with db.read() as conn:  # 0005 filled the counters from the ledger
+            assert await counters.verify(conn) == []
         guild = await quotas.admin.guild_settings(111)
         assert guild.exempt_role_ids == {5} and guild.daily_request_budget == 7
         await quotas.admin.reset_usage(111, 222, actor_id=9)  # uses the new column and table
         assert (await quotas.usage(111, 222)).requests_used == 0
+        async with db.read() as conn:
+            assert await counters.verify(conn) == []
         assert [e.action for e in await quotas.admin.audit(111)] == ["usage.reset"]
     finally:
         await db.close()
