@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
@@ -29,6 +30,7 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
+	$(BIN)/python bench/quotas.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

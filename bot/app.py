@@ -21,7 +21,7 @@ import asyncio
 import logging
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import discord
@@ -31,6 +31,8 @@ from discord.ext import commands
 from bot.audio import find_ffmpeg
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
+from bot.playback.clip import VoiceClip
+from bot.playback.queue import Placement
 
 if TYPE_CHECKING:
     # Imported in setup_hook: the store pulls in Alembic, which logs at import time, and
@@ -76,8 +78,20 @@ def redact_interaction_tokens() -> None:
             logger.addFilter(RedactInteractionTokens())
 
 
+class VoiceOutput(Protocol):
+    """What the /speak cog needs of voice chat: queue a clip for a member's channel.
+
+    The voice cog registers itself as ``ChatterboxBot.voice_output`` while it is loaded; None
+    means voice output is not available (the clip is posted as a file instead).
+    """
+
+    async def enqueue(self, member: discord.Member, clip: VoiceClip) -> Placement: ...
+
+
 class ChatterboxBot(commands.Bot):
-    """The bot. Tests build it with a sandboxed HTTP session and an injected clock."""
+    """The bot. Tests build it with a sandboxed HTTP session, an injected clock and, for voice,
+    the ``VoiceProtocol`` class to connect with (``voice_cls``; discord.py's ``VoiceClient``
+    when None)."""
 
     def __init__(
         self,
@@ -86,6 +100,7 @@ class ChatterboxBot(commands.Bot):
         clock: Clock | None = None,
         session: aiohttp.ClientSession | None = None,
         cogs: tuple[str, ...] = COGS,
+        voice_cls: type[discord.VoiceProtocol] | None = None,
         **options: Any,
     ) -> None:
         redact_interaction_tokens()
@@ -105,6 +120,8 @@ class ChatterboxBot(commands.Bot):
         self._cog_names = cogs
         self.services: Services | None = None
         self.ffmpeg: str | None = None
+        self.voice_cls = voice_cls
+        self.voice_output: VoiceOutput | None = None
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:

@@ -33,6 +33,8 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.errors import UserFacingError
+
 log = logging.getLogger(__name__)
 
 #: Bitrates tried, best first, when a WAV is too big for an upload.
@@ -45,8 +47,11 @@ NOT_AUDIO_MESSAGE = "That file is not an audio clip the bot can read."
 _MIB = 1024 * 1024
 
 
-class AudioError(Exception):
+class AudioError(UserFacingError):
     """Audio that cannot be read, joined or converted; the message is fit for a user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, user_message=message)
 
 
 class TooLargeForUpload(AudioError):

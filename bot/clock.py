@@ -16,9 +16,11 @@ from typing import Protocol
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware, in UTC."""
+        ...
 
     def monotonic(self) -> float:
         """Seconds from an arbitrary origin; never goes backwards."""
+        ...
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` of this clock's time."""

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from bot.config import ConfigError, Settings
+from bot.errors import UserFacingError
+from bot.formats import plural
 from bot.speech.events import (
     ChunkReady,
     CostPlan,
@@ -56,9 +58,6 @@ class UsageError(Exception):
     """A problem with what was asked for on the command line (exit 2)."""
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
 
 class Progress:
     """Renders speech events as short lines on ``stream``."""
@@ -72,7 +71,7 @@ class Progress:
 
     async def __call__(self, event: SpeechEvent) -> None:
         if isinstance(event, QuotaReserved):
-            self.line(f"queued… {_plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
+            self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
         elif isinstance(event, WaitingForSlot):
             self.line(f"waiting for a free slot (place {event.position})…")
         elif isinstance(event, Submitted) and event.chunks > 1:
@@ -87,7 +86,7 @@ class Progress:
             self.line(f"chunk {event.index + 1}/{event.chunks}")
 
     def done(self, result: SpeechResult, plan: CostPlan, output: Path) -> None:
-        self.line(f"done: {result.duration:.1f} s of audio, {_plural(plan.requests, 'request')}, "
+        self.line(f"done: {result.duration:.1f} s of audio, {plural(plan.requests, 'request')}, "
                   f"${result.cost:.2f} -> {output}")
 
 
@@ -136,8 +135,27 @@ def _failure_message(exc: BaseException) -> str:
         since = f" since {exc.since:%Y-%m-%d %H:%M} UTC" if exc.since else ""
         retry = f"; the next try is allowed after {exc.next_probe_at:%H:%M} UTC" if exc.next_probe_at else ""
         return f"submissions are paused{since}: the gateway reported insufficient balance{retry}."
-    message = getattr(exc, "user_message", None)
-    return message if isinstance(message, str) and message else str(exc)
+    return exc.user_message if isinstance(exc, UserFacingError) else str(exc)
+
+
+async def _check_voice_url(services: Services, url: str) -> None:
+    """The same clip rules as ``/speak clip:`` (``bot.speech.reference``): fetched once with
+    the process's session (never with the API key), then checked; ``InvalidTTSRequest``."""
+    from bot.audio import find_ffmpeg
+    from bot.gateway.errors import DownloadError, InvalidTTSRequest
+    from bot.speech import reference
+
+    settings = services.settings
+    try:
+        data = await services.client.download(url, max_bytes=settings.voice_ref_max_bytes)
+    except DownloadError as exc:
+        problem = f"the voice clip at --voice-url could not be used: {exc.message}"
+        raise InvalidTTSRequest("voice", problem) from exc
+    ffmpeg = await asyncio.to_thread(find_ffmpeg, settings.ffmpeg_path)
+    await reference.check_clip(
+        data, content_type="audio/*", filename=url.rsplit("/", 1)[-1] or "clip",
+        max_bytes=settings.voice_ref_max_bytes, max_seconds=settings.voice_ref_max_seconds, ffmpeg=ffmpeg,
+    )
 
 
 async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,6 +177,8 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
         await asyncio.to_thread(_check_output, output)
         params = TTSParams(exaggeration=args.exaggeration, temperature=args.temperature, cfg=args.cfg)
         async with await _open_services(settings) as services:
+            if args.voice_url:
+                await _check_voice_url(services, args.voice_url)
             job = await services.speech.start(
                 CLI_REQUESTER, args.text, voice_url=args.voice_url, params=params,
                 target=DeliveryTarget(kind="file"), on_event=progress,

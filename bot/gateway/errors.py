@@ -18,8 +18,12 @@ Every error carries three facts the layers above need, so none of them parses me
 
 from __future__ import annotations
 
+from typing import Any
 
-class GatewayError(Exception):
+from bot.errors import UserFacingError
+
+
+class GatewayError(UserFacingError):
     """Base class: something went wrong talking to the Chatterbox gateway."""
 
     default_user_message = "Something went wrong with the TTS service; please try again later."
@@ -34,9 +38,8 @@ class GatewayError(Exception):
         status: int | None = None,
         request_id: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, user_message=user_message)
         self.message = message
-        self.user_message = user_message or self.default_user_message
         self.refund = self.default_refund if refund is None else refund
         self.status = status
         self.request_id = request_id
@@ -85,8 +88,8 @@ class InsufficientBalance(GatewayError):
     default_user_message = "The TTS service is out of credit; moderators have been told."
     default_refund = True
 
-    def __init__(self, message: str, *, required: str | None = None, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, required: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.required = required
 
 
@@ -102,10 +105,10 @@ class RateLimited(GatewayError):
 
     default_refund = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         if "user_message" not in kwargs or kwargs["user_message"] is None:
             kwargs["user_message"] = rate_limited_user_message(retry_after)
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
 
@@ -130,9 +133,9 @@ class GatewayUnreachable(GatewayError):
 
     default_user_message = "Couldn't reach the TTS service; please try again later."
 
-    def __init__(self, message: str, *, may_have_reached: bool, **kwargs: object) -> None:
+    def __init__(self, message: str, *, may_have_reached: bool, **kwargs: Any) -> None:
         kwargs.setdefault("refund", not may_have_reached)
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
         self.may_have_reached = may_have_reached
 
 
@@ -151,8 +154,8 @@ class JobFailed(GatewayError):
     default_user_message = "The TTS service could not make this audio."
     default_refund = False
 
-    def __init__(self, message: str, *, error: str | None = None, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, error: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.error = error
 
 
@@ -179,6 +182,6 @@ class DownloadError(GatewayError):
     default_user_message = "The audio was made but could not be downloaded; please try again later."
     default_refund = False
 
-    def __init__(self, message: str, *, reason: str, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
         self.reason = reason

@@ -30,7 +30,6 @@ from bot.store.database import Database
 from bot.store.tables import (
     blocked_users,
     guild_settings,
-    quota_member_days,
     quota_policies,
     usage_ledger,
 )
@@ -186,14 +185,7 @@ class QuotaAdmin:
                 .values(forgiven_at=now)
             )
             # The member's day starts over; the server's day keeps counting (money was spent).
-            m = quota_member_days.c
-            await conn.execute(
-                update(quota_member_days)
-                .where(m.guild_key == guild_id, m.user_id == user_id, m.day == today)
-                .values(requests=0, characters=0)
-            )
-            newest = await counters.newest_counted(conn, guild_id, user_id)
-            await counters.set_member(conn, guild_id, user_id, set_last=True, last_request_at=newest)
+            await counters.reset_member_day(conn, guild_id, user_id, today)
             await self._audit(conn, guild_id, actor_id, "usage.reset",
                               {"user_id": user_id, "reservations": result.rowcount}, now)
             return int(result.rowcount)
@@ -270,18 +262,21 @@ class QuotaAdmin:
                 )
             )
         ).all()
+        moved: set[int] = set()
         for row in rows:
             new = day_start(row.created_at, hour)
             if new == row.quota_day:
                 continue
             counted = row.state != "refunded"
             await conn.execute(update(usage_ledger).where(ledger.id == row.id).values(quota_day=new))
-            await counters.move_day(
-                conn, guild_id, row.user_id, old=row.quota_day, new=new,
+            await counters.move_guild_day(
+                conn, guild_id, old=row.quota_day, new=new,
                 requests=row.requests - row.refunded_requests if counted else 0,
-                characters=row.characters if counted else 0,
-                cost=row.cost if counted else Decimal(0), member_day=row.forgiven_at is None,
+                characters=row.characters if counted else 0, cost=row.cost if counted else Decimal(0),
             )
+            moved.add(row.user_id)
+        for user_id in sorted(moved):
+            await counters.rebuild_member_day(conn, guild_id, user_id)
 
     async def set_alert_channel(
         self, guild_id: int, channel_id: int | None, *, actor_id: int

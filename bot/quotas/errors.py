@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.errors import UserFacingError
 
-class QuotaExceeded(Exception):
+
+class QuotaExceeded(UserFacingError):
     """``reserve`` refused: a limit would be exceeded (nothing was recorded)."""
 
     def __init__(self, reason: str, resets_at: datetime | None = None, *, code: str = "quota") -> None:
-        super().__init__(reason)
+        super().__init__(reason, user_message=reason)
         self.reason = reason
         self.resets_at = resets_at
         self.code = code
-
-    @property
-    def user_message(self) -> str:
-        return self.reason
 
     def __repr__(self) -> str:
         return (
@@ -37,8 +35,11 @@ class GuildPaused(QuotaExceeded):
         super().__init__(reason, None, code="guild_paused")
 
 
-class PolicyError(ValueError):
+class PolicyError(UserFacingError, ValueError):
     """A moderator's setting is out of range; the message says the allowed range."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, user_message=message)
 
 
 class UnknownReservation(LookupError):

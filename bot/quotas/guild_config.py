@@ -5,8 +5,10 @@ is blocked. Reading those on every request costs three queries and grows with th
 policies, so each process keeps one ``GuildConfig`` per guild and reuses it while the guild's
 version number in ``quota_versions`` is unchanged. Every moderator change bumps that number in
 its own transaction (``bump_version``, called from ``QuotaAdmin``'s audit write), so another
-process sees the change at its next reservation: checking costs one primary-key read inside
-the reservation's transaction, which makes the check exact (no time-based staleness).
+process sees the change at its next reservation: the reservation's member upsert returns the
+version (``bot.quotas.counters.take_member``) and a reservation decided on an older copy is
+run again with the fresh one. The check is exact (no time-based staleness) and costs no extra
+round trip; reports and the refusal path read the version with ``get``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ class GuildConfigCache:
 
     def __init__(self) -> None:
         self._cached: dict[int, tuple[int, GuildConfig]] = {}
+
+    def peek(self, guild_id: int) -> tuple[int, GuildConfig] | None:
+        """The cached (version, configuration), without asking the database."""
+        return self._cached.get(guild_id)
+
+    def forget(self, guild_id: int) -> None:
+        self._cached.pop(guild_id, None)
 
     async def get(self, conn: AsyncConnection, guild_id: int) -> GuildConfig:
         version = await read_version(conn, guild_id)

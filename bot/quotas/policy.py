@@ -23,7 +23,16 @@ from typing import Any
 
 from bot.config import Settings
 from bot.quotas.errors import PolicyError
-from bot.store.tables import POLICY_FIELDS
+
+#: The limits a policy can set, in the order moderators see them. ``quota_policies`` has one
+#: nullable column per name (None = inherit from the next level).
+POLICY_FIELDS = (
+    "requests_per_day",
+    "chars_per_day",
+    "cooldown_seconds",
+    "max_in_flight",
+    "max_chars_per_request",
+)
 
 
 class PolicyScope(StrEnum):
@@ -55,7 +64,7 @@ class Policy:
     max_chars_per_request: int | None = None
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Policy:
+    def from_mapping(cls, values: Mapping[Any, Any]) -> Policy:
         return cls(**{name: values.get(name) for name in POLICY_FIELDS})
 
     def as_dict(self) -> dict[str, int | None]:

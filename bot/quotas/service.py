@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.formats import plural
 from bot.quotas import counters
 from bot.quotas.admin import QuotaAdmin
 from bot.quotas.errors import (
@@ -64,11 +65,11 @@ from bot.quotas.ledger import (
     top_users,
 )
 from bot.quotas.policy import PolicySource, ResolvedPolicy
-from bot.quotas.window import day_start, format_until, next_reset, plural
+from bot.quotas.window import day_start, format_until, next_reset
 from bot.store.database import Database
 from bot.store.ids import new_id
 from bot.store.jobs import NewJob, insert_job
-from bot.store.tables import quota_guild_days, quota_member_days
+from bot.store.tables import quota_guild_days
 from bot.store.tables import usage_ledger as ledger
 from bot.store.types import to_money
 
@@ -191,8 +192,14 @@ class QuotaService:
 
         async def write(conn: AsyncConnection) -> Reservation:
             now = self._clock.now()
-            config = await self._config(conn, guild_id)
-            await self._take(conn, config, guild_id, user_id, role_ids, now=now, requests=requests,
+            cached = None
+            if guild_id is not None:
+                cached = self._configs.peek(guild_id)
+                if cached is None:
+                    await self._configs.get(conn, guild_id)
+                    cached = self._configs.peek(guild_id)
+            config = cached[1] if cached else None
+            await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
                              characters=characters, member_limits=member_limits)
             price = self.price_per_request
             values = {
@@ -210,12 +217,17 @@ class QuotaService:
                 "created_at": now,
                 "quota_day": day_start(now, self._reset_hour(config.settings if config else None)),
             }
-            await conn.execute(ledger.insert().values(**values))
+            await conn.execute(_LEDGER_INSERT, values)
             if job is not None:
                 await insert_job(conn, job, reservation_id=values["id"], now=now)
             return _reservation(values)
 
-        return await self._db.write(write, lock=guild_lock(guild_id))
+        for _attempt in range(_STALE_ATTEMPTS - 1):
+            try:
+                return await self._db.write(write)
+            except _StaleConfig:
+                continue  # a moderator changed the guild's settings meanwhile: decide again
+        return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
 
     async def check(
         self,
@@ -391,19 +403,21 @@ class QuotaService:
 
     async def usage_history(self, guild_id: int, *, days: int = 30, top: int = 5) -> UsageHistory:
         """The server's last ``days`` quota days (oldest first, today last, empty days included),
-        from the counters: requests and cost per day, and the ``top`` members' requests."""
+        requests and cost per day from the counters, the ``top`` members' requests per day."""
         now = self._clock.now()
         async with self._db.read() as conn:
             guild = (await self._configs.get(conn, guild_id)).settings
             today = day_start(now, self._reset_hour(guild))
             first = today - timedelta(days=days - 1, hours=23)  # also keys of another reset hour
-            g, m = quota_guild_days.c, quota_member_days.c
+            g, led = quota_guild_days.c, ledger.c
             totals = (await conn.execute(
                 select(g.day, g.requests, g.cost).where(g.guild_key == guild_id, g.day >= first)
             )).all()
+            # Per member and day from the ledger (a moderator's report, bounded to the window).
             members = (await conn.execute(
-                select(m.day, m.user_id, m.requests).where(m.guild_key == guild_id, m.day >= first,
-                                                           m.requests > 0)
+                select(led.quota_day, led.user_id, func.sum(led.requests - led.refunded_requests))
+                .where(led.guild_id == guild_id, led.quota_day >= first, led.state != "refunded")
+                .group_by(led.quota_day, led.user_id)
             )).all()
         dates = [(today - timedelta(days=days - 1 - i)).date() for i in range(days)]
         index = {d: i for i, d in enumerate(dates)}
@@ -415,7 +429,7 @@ class QuotaService:
                 costs[i] += cost
         per_member: dict[int, list[int]] = {}
         for day, user_id, count in members:
-            i = index.get(day.date())
+            i = index.get(counters.as_utc(day).date())
             if i is not None:
                 per_member.setdefault(user_id, [0] * days)[i] += count
         leaders = sorted(per_member, key=lambda u: (-sum(per_member[u]), u))[:top]
@@ -439,58 +453,64 @@ class QuotaService:
         return None if guild_id is None else await self._configs.get(conn, guild_id)
 
     async def _take(
-        self, conn: AsyncConnection, config: GuildConfig | None, guild_id: int | None, user_id: int,
-        role_ids: Sequence[int], *, now: datetime, requests: int, characters: int, member_limits: bool,
+        self, conn: AsyncConnection, cached: tuple[int, GuildConfig] | None, guild_id: int | None,
+        user_id: int, role_ids: Sequence[int], *, now: datetime, requests: int, characters: int,
+        member_limits: bool,
     ) -> None:
-        """Take from the three counter rows, or raise the refusal (the transaction rolls back).
+        """Take from the two counter rows, or raise the refusal (the transaction rolls back).
 
-        The hot path is three conditional upserts. When one of them refuses, the member's full
-        picture is read (``_read_member``) and ``_refusal`` names the limit in its usual order;
-        if nothing is actually exceeded (an in-flight counter still holding a reservation whose
-        job died), the remaining counters are taken without their conditions — exact, because
-        every reservation of the guild runs under the guild's lock.
+        The hot path is two conditional upserts; the member's also returns the guild's
+        configuration version, and a version other than the cached one raises ``_StaleConfig``
+        (the caller runs the transaction again with the fresh configuration). When an upsert
+        refuses, its row stays locked, the member's full picture is read (``_read_member``)
+        and ``_refusal`` names the limit in its usual order; if nothing is actually exceeded
+        (an in-flight counter still holding a reservation whose job died), the rest is taken
+        without conditions — exact, because the refused upsert holds the row's lock.
         """
+        version, config = cached if cached is not None else (0, None)
         guild = config.settings if config else None
         policy = config.policy_for(self._defaults, user_id, role_ids) if config else self._defaults
         exempt = not member_limits or (config is not None and config.exempt(role_ids))
         blocked = config is not None and user_id in config.blocked
+
+        async def refuse(taken: set[str]) -> None:
+            await self._refuse(conn, guild_id, user_id, role_ids, requests, characters, exempt, config,
+                               taken=taken)
+
         if blocked or (guild is not None and guild.paused) or (
             not exempt and characters > policy.max_chars_per_request
         ):
-            await self._refuse(conn, guild_id, user_id, role_ids, requests, characters, exempt, config,
-                               taken=set())
+            await refuse(set())
         key, day = counters.guild_key(guild_id), day_start(now, self._reset_hour(guild))
         cost = self.price(requests)
-        cutoff = now - timedelta(seconds=policy.cooldown_seconds) if policy.cooldown_seconds else None
-
-        async def guild_day(check: bool) -> bool:
-            return await counters.take_guild_day(
-                conn, key, day, requests=requests, characters=characters, cost=cost,
-                budget=guild.daily_request_budget if check and guild else None,
-                cap=guild.daily_cost_cap if check and guild else None,
+        if not await counters.take_guild_day(
+            conn, key, day, requests=requests, characters=characters, cost=cost,
+            budget=guild.daily_request_budget if guild else None, cap=guild.daily_cost_cap if guild else None,
+        ):
+            await refuse(set())
+            await counters.take_guild_day(conn, key, day, requests=requests, characters=characters, cost=cost,
+                                          budget=None, cap=None)
+        wait = policy.cooldown_seconds
+        limits = counters.MemberLimits() if exempt else counters.MemberLimits(
+            requests_per_day=policy.requests_per_day, chars_per_day=policy.chars_per_day,
+            max_in_flight=policy.max_in_flight,
+            cooldown_cutoff=now - timedelta(seconds=wait) if wait else None,
+        )
+        taken, seen = await counters.take_member(
+            conn, key, user_id, day, now=now, requests=requests, characters=characters, limits=limits,
+            version_of=guild_id,
+        )
+        if not taken:
+            await refuse({"guild_day"})
+            taken, seen = await counters.take_member(
+                conn, key, user_id, day, now=now, requests=requests, characters=characters,
+                limits=counters.MemberLimits(), version_of=guild_id,
             )
-
-        async def member_day(check: bool) -> bool:
-            limits = (policy.requests_per_day, policy.chars_per_day) if check and not exempt else None
-            return await counters.take_member_day(conn, key, user_id, day, requests=requests,
-                                                  characters=characters, limits=limits)
-
-        async def member(check: bool) -> bool:
-            check = check and not exempt
-            return await counters.take_member(
-                conn, key, user_id, now=now, max_in_flight=policy.max_in_flight if check else None,
-                cooldown_cutoff=cutoff if check else None,
-            )
-
-        checked = False
-        taken: set[str] = set()
-        for name, take in (("guild_day", guild_day), ("member_day", member_day), ("member", member)):
-            if not await take(not checked):
-                await self._refuse(conn, guild_id, user_id, role_ids, requests, characters, exempt, config,
-                                   taken=taken)
-                checked = True  # nothing is exceeded after all: take the rest without conditions
-                await take(False)
-            taken.add(name)
+            if not taken:  # the row is of a later day: this process's clock lags at the reset
+                raise QuotaExceeded("The quota day is changing over; try again in a moment.", code="clock")
+        if guild_id is not None and seen != version:
+            self._configs.forget(guild_id)
+            raise _StaleConfig()
 
     async def _refuse(
         self, conn: AsyncConnection, guild_id: int | None, user_id: int, role_ids: Sequence[int],
@@ -498,18 +518,19 @@ class QuotaService:
     ) -> None:
         """Raise what ``_refusal`` finds on the member's full picture (return if nothing).
 
-        ``taken`` names the counters this transaction has already added the request to; the
-        picture leaves the request out of them, as if nothing had been taken yet.
+        The configuration is read fresh first; if it moved since the cached copy the whole
+        transaction starts over (``_StaleConfig``). ``taken`` names the counters this
+        transaction has already added the request to; the picture leaves the request out.
         """
+        if guild_id is not None:
+            fresh = await self._configs.get(conn, guild_id)
+            if fresh is not config:
+                raise _StaleConfig()
         member = await self._read_member(conn, guild_id, user_id, role_ids, config=config, exempt=exempt)
         if "guild_day" in taken:
             t = member.guild_totals
             member = dataclasses.replace(member, guild_totals=Totals(
                 t.requests - requests, t.characters - characters, t.cost - self.price(requests)))
-        if "member_day" in taken:
-            u = member.usage
-            member = dataclasses.replace(member, usage=dataclasses.replace(
-                u, requests=u.requests - requests, characters=u.characters - characters))
         refusal = self._refusal(member, requests=requests, characters=characters)
         if refusal is not None:
             raise refusal
@@ -525,8 +546,8 @@ class QuotaService:
         start = day_start(now, self._reset_hour(guild))
         policy = config.policy_for(self._defaults, user_id, role_ids) if config else self._defaults
         key = counters.guild_key(guild_id)
-        mine = await counters.read_member_day(conn, key, user_id, start)
         row = await counters.read_member(conn, key, user_id)
+        mine = row.on(start)
         in_flight = row.in_flight
         if in_flight >= policy.max_in_flight:
             since = now - self._in_flight_horizon
@@ -632,6 +653,15 @@ class QuotaService:
             )
         return None
 
+
+_LEDGER_INSERT = ledger.insert()
+
+
+class _StaleConfig(Exception):
+    """The guild's cached configuration is older than the database's: run the transaction again."""
+
+
+_STALE_ATTEMPTS = 3
 
 # Who set the per-request character limit that refused a text (said in the refusal).
 _CHARS_LIMIT_OWNER = {

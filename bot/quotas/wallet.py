@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.errors import UserFacingError
 from bot.quotas.audit import write_audit
 from bot.store.database import Database
 from bot.store.tables import bot_guard
@@ -38,7 +39,7 @@ REASON_MAX = 500
 PAUSED_USER_MESSAGE = "The TTS service is out of credit; moderators have been told."
 
 
-class SubmissionsPaused(Exception):
+class SubmissionsPaused(UserFacingError):
     """Submissions are paused bot-wide (the gateway said 402); nothing was sent or reserved."""
 
     def __init__(
@@ -49,10 +50,9 @@ class SubmissionsPaused(Exception):
         *,
         next_probe_at: datetime | None = None,
     ) -> None:
-        super().__init__(user_message)
+        super().__init__(user_message, user_message=user_message)
         self.since = since
         self.reason = reason
-        self.user_message = user_message
         self.next_probe_at = next_probe_at
 
     def __repr__(self) -> str:

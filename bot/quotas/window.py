@@ -37,7 +37,3 @@ def format_wait(seconds: float) -> str:
 
 def format_until(moment: datetime, now: datetime) -> str:
     return format_wait((moment - now).total_seconds())
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"

@@ -7,15 +7,13 @@ see, each has a ``user_message`` without secrets.
 
 from __future__ import annotations
 
+from bot.errors import UserFacingError
 
-class SpeechError(Exception):
+
+class SpeechError(UserFacingError):
     """Base class; ``user_message`` is fit for Discord and the CLI."""
 
     default_user_message = "Something went wrong while making the audio."
-
-    def __init__(self, message: str | None = None, *, user_message: str | None = None) -> None:
-        self.user_message = user_message or self.default_user_message
-        super().__init__(message or self.user_message)
 
 
 class SpeechCancelled(SpeechError):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from bot.gateway.models import TTSParams
+
 OutputKind = Literal["file", "voice", "both"]
 
 
@@ -48,12 +50,33 @@ class DeliveryTarget:
 
 
 @dataclass(frozen=True)
+class ResumedJob:
+    """A job taken over after a restart, as the Discord layer needs it to deliver or close it.
+
+    Built by ``SpeechService`` from the stored job, so the cogs never see a database row.
+    ``channel_id`` is where to post (the target's channel, else the job's); ``refunded`` is
+    whether nothing of the job was charged (only meaningful for a job that ended failed).
+    """
+
+    job_id: str
+    user_id: int
+    text: str
+    voice_url: str | None
+    params: TTSParams
+    target: DeliveryTarget
+    channel_id: int | None
+    refunded: bool = False
+
+
+@dataclass(frozen=True)
 class CostPlan:
     """What a request will spend, known before anything is reserved."""
 
     chunks: tuple[str, ...]
     characters: int
     cost: Decimal
+    #: The text as planned (stripped); ``SpeechService.start`` speaks exactly this.
+    text: str = ""
 
     @property
     def requests(self) -> int:

@@ -39,7 +39,15 @@ from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
 from bot.speech.chunking import split_text
 from bot.speech.errors import SpeechFailed, SpeechInterrupted
-from bot.speech.events import CostPlan, DeliveryTarget, QuotaReserved, Requester, SpeechEvent, SpeechResult
+from bot.speech.events import (
+    CostPlan,
+    DeliveryTarget,
+    QuotaReserved,
+    Requester,
+    ResumedJob,
+    SpeechEvent,
+    SpeechResult,
+)
 from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
 from bot.store.database import Database
@@ -48,9 +56,9 @@ from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob
 log = logging.getLogger(__name__)
 
 EventCallback = Callable[[SpeechEvent], Awaitable[None]]
-DeliverCallback = Callable[[JobRecord, SpeechResult], Awaitable[None]]
+DeliverCallback = Callable[[ResumedJob, SpeechResult], Awaitable[None]]
 #: ``on_failed(job, user_message)``: a resumed job ended without audio (close its card).
-FailedCallback = Callable[[JobRecord, str], Awaitable[None]]
+FailedCallback = Callable[[ResumedJob, str], Awaitable[None]]
 
 
 def has_destination(delivery: Mapping[str, Any]) -> bool:
@@ -62,6 +70,21 @@ def delivery_target(record: JobRecord) -> DeliveryTarget:
     """The job's ``DeliveryTarget`` back from its persisted form (unknown keys ignored)."""
     names = {f.name for f in dataclasses.fields(DeliveryTarget)}
     return DeliveryTarget(**{k: v for k, v in record.delivery.items() if k in names})
+
+
+def resumed_job(record: JobRecord, *, refunded: bool = False) -> ResumedJob:
+    """What the Discord layer gets of a stored job it must deliver or close."""
+    target = delivery_target(record)
+    return ResumedJob(
+        job_id=record.id,
+        user_id=record.user_id,
+        text=record.text,
+        voice_url=record.voice_url,
+        params=TTSParams.model_validate(record.params or {}),
+        target=target,
+        channel_id=target.channel_id or record.channel_id,
+        refunded=refunded,
+    )
 
 
 class SpeechJob:
@@ -151,7 +174,7 @@ class SpeechService:
                 f"This text is too long: it needs {len(chunks)} requests and at most {most} are allowed "
                 f"per message. Keep it under about {about:,} characters.",
             )
-        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)))
+        return CostPlan(chunks=chunks, characters=len(text), cost=self._quotas.price(len(chunks)), text=text)
 
     # --- starting --------------------------------------------------------------------------
 
@@ -164,18 +187,25 @@ class SpeechService:
         params: TTSParams,
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
+        plan: CostPlan | None = None,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
-        Raises before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
-        ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``plan`` is ``plan(text)`` when the caller already made it (the /speak cog plans once,
+        in its checks before deferring); otherwise it is made here. Raises before anything is
+        written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._closed:
             raise RuntimeError("the speech service is closed")
-        plan = self.plan(text)
-        requests = [self._client.validate(TTSRequest(text=chunk, audio_url=voice_url, params=params))
-                    for chunk in plan.chunks]
-        voice_url = requests[0].audio_url
+        if plan is None:
+            plan = self.plan(text)
+        elif plan.text != text.strip():
+            raise ValueError("the plan was made for another text")
+        # One validation per request: the tuning and the voice URL are the same for every
+        # chunk, and plan() already bounded each chunk's text.
+        voice_url = self._client.validate(
+            TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
+        ).audio_url
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -310,6 +340,7 @@ class SpeechService:
                 parts=parts_from_record(record),
                 sink=EventSink(None),
                 submit=False,
+                job_state=record.status,
             )
             if record.status is JobState.FAILED:
                 run.fail(SpeechFailed(record.error or "failed before the restart"))
@@ -324,7 +355,7 @@ class SpeechService:
             if fresh is None or fresh.delivered:
                 return
             try:
-                await deliver(fresh, result)
+                await deliver(resumed_job(fresh), result)
             except Exception:
                 log.exception("delivering resumed job %s failed; it stays undelivered", record.id)
                 return
@@ -339,8 +370,13 @@ class SpeechService:
         closed = await self._jobs.get(job_id)
         if closed is None or closed.status is not JobState.DELIVERED:
             return  # e.g. completed, but the audio could not be fetched again: retried later
+        refunded = False
+        if closed.reservation_id is not None:
+            reservation = await self._quotas.get_reservation(closed.reservation_id)
+            refunded = reservation.committed_requests == 0
         try:
-            await on_failed(closed, closed.error or "The job could not be finished after a restart.")
+            await on_failed(resumed_job(closed, refunded=refunded),
+                            closed.error or "The job could not be finished after a restart.")
         except Exception:
             log.exception("reporting the failure of resumed job %s failed", job_id)
 

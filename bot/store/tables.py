@@ -44,13 +44,6 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 32
-POLICY_FIELDS = (
-    "requests_per_day",
-    "chars_per_day",
-    "cooldown_seconds",
-    "max_in_flight",
-    "max_chars_per_request",
-)
 
 guild_settings = Table(
     "guild_settings",
@@ -76,7 +69,12 @@ quota_policies = Table(
     Column("guild_id", BigInteger, nullable=False),
     Column("scope", String(8), nullable=False),
     Column("target_id", BigInteger, nullable=False),
-    *(Column(name, Integer, nullable=True) for name in POLICY_FIELDS),
+    # One nullable column per ``bot.quotas.policy.POLICY_FIELDS`` entry (None = inherit).
+    Column("requests_per_day", Integer, nullable=True),
+    Column("chars_per_day", Integer, nullable=True),
+    Column("cooldown_seconds", Integer, nullable=True),
+    Column("max_in_flight", Integer, nullable=True),
+    Column("max_chars_per_request", Integer, nullable=True),
     Column("updated_by", BigInteger, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
     UniqueConstraint("guild_id", "scope", "target_id", name="uq_quota_policies_target"),
@@ -122,20 +120,9 @@ usage_ledger = Table(
     Index("ix_usage_ledger_guild_day", "guild_id", "quota_day"),
 )
 
-# Counters: the ledger's sums kept as rows, so a reservation is a few conditional upserts
+# Counters: the ledger's sums kept as rows, so a reservation is two conditional upserts
 # whatever the ledger's size (bot.quotas.counters). ``guild_key`` is the guild id, 0 for the
 # CLI (a primary key cannot hold NULL; Discord ids are never 0). ``day`` is a quota day's start.
-# What the member's day counts excludes forgiven reservations; the guild's day counts all.
-quota_member_days = Table(
-    "quota_member_days",
-    metadata,
-    Column("guild_key", BigInteger, primary_key=True, autoincrement=False),
-    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("day", UTCDateTime, primary_key=True),
-    Column("requests", Integer, nullable=False),
-    Column("characters", Integer, nullable=False),
-)
-
 quota_guild_days = Table(
     "quota_guild_days",
     metadata,
@@ -146,12 +133,17 @@ quota_guild_days = Table(
     Column("cost", Money, nullable=False),
 )
 
-# Per member, across days: reservations not settled yet, and the start of the newest counted one.
+# One row per member: the requests and characters of the member's newest quota day (``day``;
+# forgiven reservations excluded), reservations not settled yet (any day), and the start of
+# the newest counted reservation (for the cooldown).
 quota_members = Table(
     "quota_members",
     metadata,
     Column("guild_key", BigInteger, primary_key=True, autoincrement=False),
     Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", UTCDateTime, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("characters", Integer, nullable=False),
     Column("in_flight", Integer, nullable=False),
     Column("last_request_at", UTCDateTime, nullable=True),
 )

@@ -8,14 +8,17 @@ never guesses a channel, since alerts may say things members need not see.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
 
-async def alert_moderators(bot: Any, guild_id: int, text: str) -> bool:
+async def alert_moderators(bot: ChatterboxBot, guild_id: int, text: str) -> bool:
     """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible."""
     settings = await bot.core.quotas.admin.guild_settings(guild_id)
     channel_id = settings.alert_channel_id
@@ -26,8 +29,10 @@ async def alert_moderators(bot: Any, guild_id: int, text: str) -> bool:
     try:
         if channel is None:
             channel = await bot.fetch_channel(channel_id)
-        await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
-    except (discord.HTTPException, AttributeError) as exc:
+        if not isinstance(channel, discord.abc.Messageable):
+            raise TypeError(f"{type(channel).__name__} cannot hold messages")
+        await channel.send(text)
+    except (discord.HTTPException, TypeError) as exc:
         log.warning("could not post in the alert channel %s of guild %s (%s); alert: %s",
                     channel_id, guild_id, exc, text)
         return False

@@ -10,7 +10,6 @@ sends ephemerally (``bot.app.ChatterboxBot.on_app_command_error``); it is also l
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -23,20 +22,41 @@ from cogs.quotas.render import FIELD_LABELS
 
 log = logging.getLogger("cogs.quotas")
 
-NO_MENTIONS = discord.AllowedMentions.none()
-
 
 # ---- option types (Discord's client enforces these; the bot checks again) -----------------------
-def _field_range(name: str) -> Any:
-    low, high = FIELD_LIMITS[name]
-    return app_commands.Range[int, low, high]
+class PolicyValue(app_commands.Transformer):
+    """A whole-number option bounded by ``FIELD_LIMITS[field]``.
+
+    Discord shows and enforces ``min_value``/``max_value``. The bot re-checks in one place,
+    ``bot.quotas.policy.validate_field`` (through ``cogs.quotas.inputs.policy_changes``), because
+    a modified client can send anything; its refusal names the field and the allowed range.
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.low, self.high = FIELD_LIMITS[field]
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        return discord.AppCommandOptionType.integer
+
+    @property
+    def min_value(self) -> int:
+        return self.low
+
+    @property
+    def max_value(self) -> int:
+        return self.high
+
+    async def transform(self, interaction: discord.Interaction, value: Any, /) -> Any:
+        return value  # range checked by validate_field, with every other policy rule
 
 
-RequestsPerDay = _field_range("requests_per_day")
-CharsPerDay = _field_range("chars_per_day")
-CooldownSeconds = _field_range("cooldown_seconds")
-MaxInFlight = _field_range("max_in_flight")
-MaxCharsPerRequest = _field_range("max_chars_per_request")
+RequestsPerDay = app_commands.Transform[int, PolicyValue("requests_per_day")]
+CharsPerDay = app_commands.Transform[int, PolicyValue("chars_per_day")]
+CooldownSeconds = app_commands.Transform[int, PolicyValue("cooldown_seconds")]
+MaxInFlight = app_commands.Transform[int, PolicyValue("max_in_flight")]
+MaxCharsPerRequest = app_commands.Transform[int, PolicyValue("max_chars_per_request")]
 Budget = app_commands.Range[int, 0, MAX_DAILY_BUDGET]
 Reason = app_commands.Range[str, 1, REASON_MAX]
 CostCap = app_commands.Range[str, 1, 20]
@@ -90,17 +110,3 @@ async def _moderator_check(interaction: discord.Interaction) -> bool:
 moderator_only = app_commands.check(_moderator_check)
 
 
-def role_ids(who: discord.User | discord.Member) -> Sequence[int]:
-    """The member's roles for quota resolution (@everyone never has a role policy)."""
-    if not isinstance(who, discord.Member):
-        return ()
-    return tuple(r.id for r in who.roles if not r.is_default())
-
-
-# ---- replies --------------------------------------------------------------------------------
-async def reply(interaction: discord.Interaction, text: str) -> None:
-    """Ephemeral, mentions off, whether or not the interaction was acknowledged already."""
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)

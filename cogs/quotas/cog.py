@@ -44,12 +44,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import send_ephemeral
+from bot.formats import plural
 from bot.quotas import FIELD_LIMITS, PolicyError, PolicyScope, ResolvedPolicy
+from cogs.common.guards import role_ids
 from cogs.quotas import chart, render
 from cogs.quotas.access import (
     FIELD_CHOICES,
     FIELD_OPTIONS,
-    NO_MENTIONS,
     REMOVE_CHOICES,
     Budget,
     CharsPerDay,
@@ -61,8 +63,6 @@ from cogs.quotas.access import (
     RequestsPerDay,
     command_name,
     moderator_only,
-    reply,
-    role_ids,
 )
 from cogs.quotas.inputs import check_budget, check_reason, parse_dollars, policy_changes
 from cogs.speak.checks import require_resolved_options
@@ -100,7 +100,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild_id = interaction.guild_id
         if guild_id is None:  # guild_only; a DM cannot get here through Discord
-            await reply(interaction, "Use this command in a server.")
+            await send_ephemeral(interaction, "Use this command in a server.")
             return
         try:
             text = await work(guild_id, interaction.user.id)
@@ -113,7 +113,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
                 exc,
             )
             text = str(exc)
-        await reply(interaction, render.fit(text))
+        await send_ephemeral(interaction, render.fit(text))
 
     @staticmethod
     def _changed(interaction: discord.Interaction, what: str) -> None:
@@ -155,7 +155,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         await interaction.response.defer(ephemeral=True, thinking=True)
         guild = interaction.guild
         if guild is None:  # guild_only; a DM cannot get here through Discord
-            await reply(interaction, "Use this command in a server.")
+            await send_ephemeral(interaction, "Use this command in a server.")
             return
         quotas = self.core.quotas
         text = render.fit(render.render_usage(await quotas.guild_usage(guild.id, top=TOP_USERS)))
@@ -170,7 +170,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         await interaction.followup.send(
             text, file=discord.File(io.BytesIO(png), filename="quota-usage.png",
                                     description=f"Requests and cost per day, last {CHART_DAYS} days"),
-            ephemeral=True, allowed_mentions=NO_MENTIONS,
+            ephemeral=True,  # mentions are off bot-wide (bot.app)
         )
 
     @app_commands.command(name="history", description="Moderators: recent quota changes and who made them")
@@ -188,11 +188,11 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     async def set_default(
         self,
         interaction: discord.Interaction,
-        requests_per_day: RequestsPerDay | None = None,  # type: ignore[valid-type]
-        chars_per_day: CharsPerDay | None = None,  # type: ignore[valid-type]
-        cooldown_seconds: CooldownSeconds | None = None,  # type: ignore[valid-type]
-        max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
-        max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
+        requests_per_day: RequestsPerDay | None = None,
+        chars_per_day: CharsPerDay | None = None,
+        cooldown_seconds: CooldownSeconds | None = None,
+        max_in_flight: MaxInFlight | None = None,
+        max_chars_per_request: MaxCharsPerRequest | None = None,
     ) -> None:
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
@@ -205,16 +205,16 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         self,
         interaction: discord.Interaction,
         role: discord.Role,
-        requests_per_day: RequestsPerDay | None = None,  # type: ignore[valid-type]
-        chars_per_day: CharsPerDay | None = None,  # type: ignore[valid-type]
-        cooldown_seconds: CooldownSeconds | None = None,  # type: ignore[valid-type]
-        max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
-        max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
+        requests_per_day: RequestsPerDay | None = None,
+        chars_per_day: CharsPerDay | None = None,
+        cooldown_seconds: CooldownSeconds | None = None,
+        max_in_flight: MaxInFlight | None = None,
+        max_chars_per_request: MaxCharsPerRequest | None = None,
     ) -> None:
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
         if role.is_default():
-            await reply(
+            await send_ephemeral(
                 interaction, "For @everyone use /quota set-default: the server default is that policy."
             )
             return
@@ -231,11 +231,11 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         self,
         interaction: discord.Interaction,
         user: discord.User,
-        requests_per_day: RequestsPerDay | None = None,  # type: ignore[valid-type]
-        chars_per_day: CharsPerDay | None = None,  # type: ignore[valid-type]
-        cooldown_seconds: CooldownSeconds | None = None,  # type: ignore[valid-type]
-        max_in_flight: MaxInFlight | None = None,  # type: ignore[valid-type]
-        max_chars_per_request: MaxCharsPerRequest | None = None,  # type: ignore[valid-type]
+        requests_per_day: RequestsPerDay | None = None,
+        chars_per_day: CharsPerDay | None = None,
+        cooldown_seconds: CooldownSeconds | None = None,
+        max_in_flight: MaxInFlight | None = None,
+        max_chars_per_request: MaxCharsPerRequest | None = None,
     ) -> None:
         fields = _fields(requests_per_day, chars_per_day, cooldown_seconds, max_in_flight,
                          max_chars_per_request)
@@ -351,7 +351,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
             if forgiven == 0:
                 return f"{render.user(user.id)} has not used anything today; nothing to reset."
             return (
-                f"Reset {render.user(user.id)}'s usage today ({render.count(forgiven, 'request record')}): "
+                f"Reset {render.user(user.id)}'s usage today ({plural(forgiven, 'request record')}): "
                 "their daily counts and cooldown start over. The server's budget still counts it."
             )
 
@@ -364,7 +364,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
         self,
         interaction: discord.Interaction,
         user: discord.User,
-        reason: Reason | None = None,  # type: ignore[valid-type]
+        reason: Reason | None = None,
     ) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
             why = check_reason(reason)
@@ -407,8 +407,8 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     async def budget(
         self,
         interaction: discord.Interaction,
-        requests: Budget | None = None,  # type: ignore[valid-type]
-        cost_cap: CostCap | None = None,  # type: ignore[valid-type]
+        requests: Budget | None = None,
+        cost_cap: CostCap | None = None,
         remove: str | None = None,
     ) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
@@ -502,7 +502,7 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
     @app_commands.command(name="pause", description="Moderators: stop all text-to-speech on this server")
     @app_commands.describe(reason="Shown to members who try /speak while paused")
     @moderator_only
-    async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:  # type: ignore[valid-type]
+    async def pause(self, interaction: discord.Interaction, reason: Reason | None = None) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
             why = check_reason(reason)
             if not await self.core.quotas.admin.pause(guild_id, actor_id=actor_id, reason=why):

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from bot.formats import money, plural
 from bot.quotas import (
+    POLICY_FIELDS,
     AuditEntry,
     GuildSettings,
     GuildUsage,
@@ -31,7 +33,6 @@ from bot.quotas import (
     UsageSummary,
     WalletState,
 )
-from bot.store.tables import POLICY_FIELDS
 
 MESSAGE_LIMIT = 2000
 LIST_LIMIT = 15
@@ -66,12 +67,6 @@ def channel(channel_id: int) -> str:
     return f"<#{channel_id}>"
 
 
-def dollars(amount: Decimal) -> str:
-    return f"${amount:,.2f}"
-
-
-def count(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
 def seconds(total: int) -> str:
@@ -149,7 +144,7 @@ def render_me(summary: UsageSummary, wallet: WalletState) -> str:
             f"Characters today: {summary.characters_used:,} used, "
             f"{summary.characters_remaining or 0:,} of {policy.chars_per_day:,} left"
         )
-        lines.append(f"Longest text per request: {count(policy.max_chars_per_request, 'character')}")
+        lines.append(f"Longest text per request: {plural(policy.max_chars_per_request, 'character')}")
         lines.append(f"In progress: {summary.in_flight:,} of {policy.max_in_flight:,} at once")
         if policy.cooldown_seconds:
             ready = (
@@ -204,12 +199,12 @@ def render_show(view: PolicyView) -> str:
     lines.extend(limited(users) or ["• none"])
 
     guild, usage = view.guild, view.usage
-    budget = "none" if guild.daily_request_budget is None else count(guild.daily_request_budget, "request")
-    cap = "none" if guild.daily_cost_cap is None else dollars(guild.daily_cost_cap)
+    budget = "none" if guild.daily_request_budget is None else plural(guild.daily_request_budget, "request")
+    cap = "none" if guild.daily_cost_cap is None else money(guild.daily_cost_cap)
     lines.append(
         f"**Server budget per day:** {budget} · cost cap {cap} "
-        f"(at {dollars(view.price_per_request)} per request) · "
-        f"used today: {count(usage.requests, 'request')}, {dollars(usage.cost)}"
+        f"(at {money(view.price_per_request)} per request) · "
+        f"used today: {plural(usage.requests, 'request')}, {money(usage.cost)}"
     )
     exempt = ", ".join(role(r) for r in sorted(guild.exempt_role_ids)) or "none"
     lines.append(f"**Exempt roles** (no member limits): {exempt}")
@@ -254,19 +249,19 @@ def _wallet_status(wallet: WalletState) -> str:
 # ---- /quota usage ---------------------------------------------------------------------------
 def render_usage(usage: GuildUsage) -> str:
     budget = "" if usage.daily_request_budget is None else f" of a budget of {usage.daily_request_budget:,}"
-    cap = "" if usage.daily_cost_cap is None else f" of a cap of {dollars(usage.daily_cost_cap)}"
+    cap = "" if usage.daily_cost_cap is None else f" of a cap of {money(usage.daily_cost_cap)}"
     lines = [
         f"**Today's text-to-speech usage** (resets {timestamp(usage.resets_at)})",
         f"Requests: {usage.requests:,}{budget} · characters: {usage.characters:,} · "
-        f"cost: {dollars(usage.cost)}{cap}",
+        f"cost: {money(usage.cost)}{cap}",
     ]
     if not usage.top_users:
         lines.append("Nobody has used text-to-speech today.")
     else:
         lines.append("**Top members:**")
         lines.extend(
-            f"{rank}. {user(u.user_id)}: {count(u.requests, 'request')} · "
-            f"{count(u.characters, 'character')} · {dollars(u.cost)}"
+            f"{rank}. {user(u.user_id)}: {plural(u.requests, 'request')} · "
+            f"{plural(u.characters, 'character')} · {money(u.cost)}"
             for rank, u in enumerate(usage.top_users, start=1)
         )
     return fit("\n".join(lines))
@@ -364,8 +359,8 @@ def policy_of(entries: Iterable[PolicyEntry], scope: PolicyScope, target_id: int
 
 
 def budget_text(requests: int | None) -> str:
-    return "none" if requests is None else count(requests, "request")
+    return "none" if requests is None else plural(requests, "request")
 
 
 def cap_text(amount: Decimal | None) -> str:
-    return "none" if amount is None else dollars(amount)
+    return "none" if amount is None else money(amount)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from bot.formats import money, plural, seconds
+
 QUOTE_CHARS = 150
 MAX_MESSAGE = 2000
 
@@ -37,27 +39,7 @@ def quote(text: str, limit: int = QUOTE_CHARS) -> str:
     return _MARKDOWN.sub(r"\\\1", flat)
 
 
-def money(amount: Decimal) -> str:
-    """``$0.02``; more digits only when a price needs them (``$0.005``)."""
-    if amount == amount.quantize(Decimal("0.01")):
-        return f"${amount:.2f}"
-    return f"${amount.normalize():f}"
 
-
-def seconds(value: float) -> str:
-    """``4 s``, ``12.5 s`` below ten seconds' precision is kept, ``2 min 5 s``."""
-    if value < 10:
-        text = f"{value:.1f}".removesuffix(".0")
-        return f"{text} s"
-    whole = round(value)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, rest = divmod(whole, 60)
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def settings_text(exaggeration: float, temperature: float, cfg: float, voice_name: str | None) -> str:

@@ -9,7 +9,6 @@ checked again here; each failure is one sentence naming the option and what is a
 from __future__ import annotations
 
 import math
-from pathlib import PurePosixPath
 
 import discord
 from discord import app_commands
@@ -18,10 +17,6 @@ from bot.gateway.models import PARAM_RANGES
 
 OUTPUTS = ("file", "voice", "both")
 
-#: Extensions accepted when Discord could not tell an attachment's content type.
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".webm", ".weba", ".mka", ".wma"}
-)
 
 
 def check_text(text: str, max_chars: int) -> str | None:
@@ -47,48 +42,8 @@ def check_output(output: str) -> str | None:
     return None
 
 
-def is_audio(content_type: str | None, filename: str) -> bool:
-    """Audio by Discord's content type, else (type unknown) by a known audio extension."""
-    if content_type:
-        main = content_type.split(";", 1)[0].strip().lower()
-        return main.startswith("audio/")
-    return PurePosixPath(filename.lower()).suffix in AUDIO_EXTENSIONS
 
 
-def _size(size: int, *, round_up: bool) -> str:
-    """KB below 1 MB, else MB with one decimal; the file rounds up and the limit down, so a
-    file just over the limit never reads as the limit."""
-    step = math.ceil if round_up else math.floor
-    if size < 1024 * 1024:
-        return f"{step(size / 1024)} KB"
-    return f"{step(size / (1024 * 1024) * 10) / 10:g} MB"
-
-
-def check_voice_file(content_type: str | None, filename: str, size: int, max_bytes: int) -> str | None:
-    """The attachment's metadata, before downloading it."""
-    if not is_audio(content_type, filename):
-        kind = content_type or "an unknown type"
-        return (
-            f"The voice clip must be an audio file (WAV, MP3, OGG, FLAC, M4A…); "
-            f"`{filename}` is {kind}."
-        )
-    if size > max_bytes:
-        return (
-            f"The voice clip is {_size(size, round_up=True)}; "
-            f"the limit is {_size(max_bytes, round_up=False)}."
-        )
-    if size == 0:
-        return "The voice clip is empty."
-    return None
-
-
-def check_voice_duration(duration: float, max_seconds: float) -> str | None:
-    if duration > max_seconds:
-        return (
-            f"The voice clip is {duration:.1f} s long; the limit is {max_seconds:g} s "
-            "(the first ~10 s are what matter for the voice)."
-        )
-    return None
 
 
 def missing_channel_permissions(*, view: bool, send: bool, attach: bool) -> str | None:

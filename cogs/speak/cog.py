@@ -36,24 +36,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.audio import AudioError, TooLargeForUpload, fit_upload, probe_audio
+from bot.audio import AudioError, TooLargeForUpload, fit_upload
+from bot.errors import UserFacingError
 from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
-from bot.speech.events import DeliveryTarget, Requester, SpeechResult
-from bot.store.jobs import JobRecord
+from bot.speech import reference
+from bot.speech.events import CostPlan, DeliveryTarget, Requester, ResumedJob, SpeechResult
 from cogs.common.alerts import alert_moderators
+from cogs.common.guards import role_ids
 from cogs.speak import card as _card
 from cogs.speak import checks as _checks
-from cogs.speak.reply import NO_MENTIONS, Reply
+from cogs.speak.reply import Reply
 from cogs.speak.session import SpeakSession, out_of_credit
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +110,7 @@ def card_view(job_id: str) -> discord.ui.View:
 
 
 class SpeakCog(commands.Cog, name="Speak"):
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: ChatterboxBot) -> None:
         self.bot = bot
         self.sessions: dict[str, SpeakSession] = {}
         #: Resuming the jobs a previous run left (started at load, runs once the bot is ready).
@@ -158,9 +163,9 @@ class SpeakCog(commands.Cog, name="Speak"):
         # A plain ``str`` (not ``Choice[str]``): discord.py would reject an unknown value with
         # a bare TransformerError; ``_checks.check_output`` explains it to the member instead.
         kind = output
-        problem = self._quick_checks(interaction, text, voice, exaggeration, temperature, cfg, kind)
-        if problem is not None:
-            await interaction.response.send_message(problem, ephemeral=True)
+        plan = self._quick_checks(interaction, text, voice, exaggeration, temperature, cfg, kind)
+        if isinstance(plan, str):
+            await interaction.response.send_message(plan, ephemeral=True)
             return
         callback = await interaction.response.defer(thinking=True)
         card_id = callback.message_id if callback is not None else None
@@ -194,12 +199,13 @@ class SpeakCog(commands.Cog, name="Speak"):
             target = _delivery_target(interaction, kind, card_id)
             try:
                 job = await self.bot.core.speech.start(
-                    Requester(member.id, member.display_name, interaction.guild_id, _role_ids(member)),
+                    Requester(member.id, member.display_name, interaction.guild_id, role_ids(member)),
                     text,
                     voice_url=voice_url,
                     params=TTSParams(exaggeration=exaggeration, temperature=temperature, cfg=cfg),
                     target=target,
                     on_event=session.on_event,
+                    plan=plan,
                 )
             except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
                 await reply.refuse(_refusal_text(exc))
@@ -231,8 +237,9 @@ class SpeakCog(commands.Cog, name="Speak"):
         temperature: float,
         cfg: float,
         output: str,
-    ) -> str | None:
-        """Everything checkable without I/O, in the order a member would fix it."""
+    ) -> CostPlan | str:
+        """Everything checkable without I/O, in the order a member would fix it: the problem,
+        or the text's plan (made once here and handed to ``SpeechService.start``)."""
         settings = self.bot.settings
         problem = (
             _checks.check_text(text, min(settings.chatterbox_max_text_chars, TEXT_OPTION_MAX))
@@ -240,17 +247,17 @@ class SpeakCog(commands.Cog, name="Speak"):
             or _checks.check_output(output)
         )
         if problem is None and voice is not None:
-            problem = _checks.check_voice_file(
+            problem = reference.metadata_problem(
                 voice.content_type, voice.filename, voice.size, settings.voice_ref_max_bytes
             )
         if problem is None:
             problem = self._check_channel(interaction)
-        if problem is None:
-            try:
-                self.bot.core.speech.plan(text)
-            except InvalidTTSRequest as exc:
-                problem = exc.user_message
-        return problem
+        if problem is not None:
+            return problem
+        try:
+            return self.bot.core.speech.plan(text)
+        except InvalidTTSRequest as exc:
+            return exc.user_message
 
     @staticmethod
     def _check_channel(interaction: discord.Interaction[Any]) -> str | None:
@@ -269,14 +276,15 @@ class SpeakCog(commands.Cog, name="Speak"):
             data = await voice.read()
         except discord.HTTPException:
             return "I couldn't download the voice clip from Discord; please try again."
-        if len(data) > settings.voice_ref_max_bytes:
-            return _checks.check_voice_file(voice.content_type, voice.filename, len(data),
-                                            settings.voice_ref_max_bytes)
         try:
-            probe = await probe_audio(data, ffmpeg=self.bot.ffmpeg)
-        except AudioError as exc:
-            return f"The voice clip can't be used: {exc}"
-        return _checks.check_voice_duration(probe.duration, settings.voice_ref_max_seconds)
+            await reference.check_clip(
+                data, content_type=voice.content_type, filename=voice.filename,
+                max_bytes=settings.voice_ref_max_bytes, max_seconds=settings.voice_ref_max_seconds,
+                ffmpeg=self.bot.ffmpeg,
+            )
+        except InvalidTTSRequest as exc:
+            return exc.user_message
+        return None
 
     async def _budget_reached(self, guild_id: int | None, exc: QuotaExceeded, requester: str) -> None:
         """Tell the moderators once per server and quota day that the budget refused a /speak."""
@@ -309,7 +317,6 @@ class SpeakCog(commands.Cog, name="Speak"):
                 f"Only <@{session.requester_id}> (who asked) or a moderator with Manage Server can "
                 "cancel this job.",
                 ephemeral=True,
-                allowed_mentions=NO_MENTIONS,
             )
             return
         await interaction.response.defer()  # the card itself shows "cancelled"
@@ -330,59 +337,54 @@ class SpeakCog(commands.Cog, name="Speak"):
             log.exception("could not resume pending speech jobs")
             return 0
 
-    async def _resumed_channel(self, record: JobRecord) -> Any | None:
+    async def _resumed_channel(self, job: ResumedJob) -> Any | None:
         """The channel a resumed job belongs to, or None (logged) when it is gone."""
-        channel_id = record.delivery.get("channel_id") or record.channel_id
+        channel_id = job.channel_id
         if channel_id is None:
-            log.warning("resumed job %s has no channel", record.id)
+            log.warning("resumed job %s has no channel", job.job_id)
             return None
         try:
             return self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
         except discord.HTTPException as exc:
-            log.warning("resumed job %s: channel %s is gone (%s)", record.id, channel_id, exc)
+            log.warning("resumed job %s: channel %s is gone (%s)", job.job_id, channel_id, exc)
             return None
 
-    async def close_failed_resumed(self, record: JobRecord, message: str) -> None:
+    async def close_failed_resumed(self, job: ResumedJob, message: str) -> None:
         """A resumed job ended without audio: its old card says so, without a Cancel button."""
-        card_id = record.delivery.get("card_message_id")
-        channel = await self._resumed_channel(record) if card_id else None
+        card_id = job.target.card_message_id
+        channel = await self._resumed_channel(job) if card_id else None
         if channel is None:
             return
-        refunded = False
-        if record.reservation_id is not None:
-            reservation = await self.bot.core.quotas.get_reservation(record.reservation_id)
-            refunded = reservation.committed_requests == 0
-        params = TTSParams.model_validate(record.params or {})
+        params = job.params
         card = _card.Card(
-            requester=f"<@{record.user_id}>", text=record.text,
-            output=str(record.delivery.get("kind") or "file"), exaggeration=params.exaggeration,
+            requester=f"<@{job.user_id}>", text=job.text,
+            output=job.target.kind, exaggeration=params.exaggeration,
             temperature=params.temperature, cfg=params.cfg,
-            voice_name=_voice_name(record.voice_url),
-            status=_card.status_failed(message, refunded), note="(Closed after a restart.)",
+            voice_name=_voice_name(job.voice_url),
+            status=_card.status_failed(message, job.refunded), note="(Closed after a restart.)",
         )
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
 
-    async def deliver_resumed(self, record: JobRecord, result: SpeechResult) -> None:
+    async def deliver_resumed(self, job: ResumedJob, result: SpeechResult) -> None:
         """Post a resumed job's audio by channel message (the old token may be dead)."""
-        delivery = record.delivery
-        channel = await self._resumed_channel(record)
+        channel = await self._resumed_channel(job)
         if channel is None:
             return  # not deliverable anywhere: marked delivered, nothing to retry
         channel_id = channel.id
         guild = getattr(channel, "guild", None)
         limit = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
-        reply = Reply(clock=self.bot.clock, channel=channel, card_id=delivery.get("card_message_id"))
-        voice_name = _voice_name(record.voice_url)
+        reply = Reply(clock=self.bot.clock, channel=channel, card_id=job.target.card_message_id)
+        voice_name = _voice_name(job.voice_url)
         try:
             upload = await fit_upload(result.audio, limit_bytes=limit, ffmpeg=self.bot.ffmpeg,
                                       base_name=result.text)
         except (TooLargeForUpload, AudioError) as exc:
-            await _quietly(reply.post(f"<@{record.user_id}>: your /speak audio was made but can't be posted: "
+            await _quietly(reply.post(f"<@{job.user_id}>: your /speak audio was made but can't be posted: "
                                       f"{exc}"))
             return
         content = _card.audio_message(
-            requester=f"<@{record.user_id}>", text=result.text, duration=result.duration,
+            requester=f"<@{job.user_id}>", text=result.text, duration=result.duration,
             exaggeration=result.exaggeration, temperature=result.temperature, cfg=result.cfg,
             voice_name=voice_name,
             note=" ".join(n for n in (upload.note, "(Delivered after a restart.)") if n),
@@ -390,10 +392,10 @@ class SpeakCog(commands.Cog, name="Speak"):
         try:
             await reply.post(content, data=upload.data, filename=upload.filename)
         except (discord.Forbidden, discord.NotFound) as exc:
-            log.warning("resumed job %s: cannot post in channel %s (%s)", record.id, channel_id, exc)
+            log.warning("resumed job %s: cannot post in channel %s (%s)", job.job_id, channel_id, exc)
             return
         card = _card.Card(
-            requester=f"<@{record.user_id}>", text=record.text, output=str(delivery.get("kind") or "file"),
+            requester=f"<@{job.user_id}>", text=job.text, output=job.target.kind,
             exaggeration=result.exaggeration, temperature=result.temperature, cfg=result.cfg,
             voice_name=voice_name,
             status=_card.status_done(result.duration, where="posted below after a restart"),
@@ -422,14 +424,11 @@ def _voice_name(voice_url: str | None) -> str | None:
     return voice_url.rsplit("/", 1)[-1].split("?", 1)[0] if voice_url else None
 
 
-def _role_ids(member: Any) -> tuple[int, ...]:
-    return tuple(role.id for role in getattr(member, "roles", ()) if not role.is_default())
 
-
-def _refusal_text(exc: Exception) -> str:
+def _refusal_text(exc: UserFacingError) -> str:
     if isinstance(exc, QuotaExceeded):
         return _card.quota_refusal(exc.user_message, exc.resets_at)
-    return getattr(exc, "user_message", None) or str(exc)
+    return exc.user_message
 
 
 async def _quietly(coro: Any) -> None:

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_SAFE_AGE = timedelta(minutes=14)
 DEAD_TOKEN_CODES = frozenset({50027, 10015})
-NO_MENTIONS = discord.AllowedMentions.none()
 
 
 def is_dead_token(exc: discord.HTTPException) -> bool:
@@ -75,17 +74,18 @@ class Reply:
             assert self.interaction is not None
             try:
                 await self.interaction.edit_original_response(
-                    content=content, view=view, allowed_mentions=NO_MENTIONS
+                    content=content, view=view
                 )
                 return
             except discord.HTTPException as exc:
                 if not is_dead_token(exc):
                     raise
                 self._token_died(exc)
-        if self.card_id is None or not hasattr(self.channel, "get_partial_message"):
+        partial_message = getattr(self.channel, "get_partial_message", None)
+        if self.card_id is None or partial_message is None:
             return
-        message = self.channel.get_partial_message(self.card_id)
-        await message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+        message = partial_message(self.card_id)
+        await message.edit(content=content, view=view)
 
     async def post(self, content: str, *, data: bytes | None = None, filename: str | None = None) -> None:
         """A public message (with a file): a follow-up, else a channel message."""
@@ -93,7 +93,7 @@ class Reply:
             assert self.interaction is not None
             try:
                 await self.interaction.followup.send(
-                    content, file=_file(data, filename), allowed_mentions=NO_MENTIONS, wait=True
+                    content, file=_file(data, filename), wait=True
                 )
                 return
             except discord.HTTPException as exc:
@@ -101,16 +101,16 @@ class Reply:
                     raise
                 self._token_died(exc)
         if data is None:
-            await self.channel.send(content, allowed_mentions=NO_MENTIONS)
+            await self.channel.send(content)
         else:
-            await self.channel.send(content, file=_file(data, filename), allowed_mentions=NO_MENTIONS)
+            await self.channel.send(content, file=_file(data, filename))
 
     async def tell(self, content: str) -> None:
         """An ephemeral note to the member; logged instead once the token is dead."""
         if self.token_alive():
             assert self.interaction is not None
             try:
-                await self.interaction.followup.send(content, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                await self.interaction.followup.send(content, ephemeral=True)
                 return
             except discord.HTTPException as exc:
                 if not is_dead_token(exc):

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -49,6 +49,10 @@ from cogs.common.alerts import alert_moderators
 from cogs.speak import card as _card
 from cogs.speak.reply import Reply
 
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
+    from bot.speech.service import SpeechJob
+
 log = logging.getLogger(__name__)
 
 EDIT_INTERVAL = 1.5
@@ -60,7 +64,7 @@ class SpeakSession:
     def __init__(
         self,
         *,
-        bot: Any,
+        bot: ChatterboxBot,
         reply: Reply,
         card: _card.Card,
         requester_id: int,
@@ -80,7 +84,7 @@ class SpeakSession:
         self.output = output
         self.upload_limit = upload_limit
         self.job_id: str | None = None
-        self.job: Any = None  # SpeechJob, once start() returned
+        self.job: SpeechJob | None = None  # once start() returned
         self._make_view = make_view
         self._on_finished = on_finished
         self.finished = asyncio.Event()
@@ -93,7 +97,7 @@ class SpeakSession:
         self._flush: asyncio.Task[None] | None = None
         self._card_shown = False
         # voice
-        self._clip: Any = None
+        self._clip: VoiceClip | None = None
         self._voice_wanted = output in ("voice", "both")
         self._chunks: list[bytes] = []
         self._result: SpeechResult | None = None
@@ -274,9 +278,8 @@ class SpeakSession:
 
     async def start_voice(self, member: discord.Member, label: str, text_channel_id: int | None) -> None:
         """Place the clip in the member's voice channel, or fall back to the file."""
-        cog = self.bot.get_cog("Voice")
-        enqueue = getattr(cog, "enqueue", None)
-        if enqueue is None:
+        voice = self.bot.voice_output
+        if voice is None:
             await self._voice_fallback(_card.VOICE_UNAVAILABLE)
             return
         clip = VoiceClip(
@@ -289,7 +292,7 @@ class SpeakSession:
             fallback=self._voice_fallback,
         )
         try:
-            placement = await enqueue(member, clip)
+            placement = await voice.enqueue(member, clip)
         except Exception:
             log.exception("the Voice cog failed to take job %s", self.job_id)
             await self._voice_fallback("the voice player had an error")
@@ -338,7 +341,7 @@ class SpeakSession:
         await self.show(f"voice-fallback:{reason}", final=self._terminal is not None)
 
 
-async def out_of_credit(bot: Any, guild_id: int | None, requester_name: str) -> None:
+async def out_of_credit(bot: ChatterboxBot, guild_id: int | None, requester_name: str) -> None:
     """Tell the moderators once per wallet pause (``WalletGuard.claim_alert``)."""
     if guild_id is None:
         return

@@ -14,4 +14,4 @@ if TYPE_CHECKING:
 
 
 async def setup(bot: ChatterboxBot) -> None:
-    await bot.add_cog(VoiceCog(bot, voice_cls=getattr(bot, "voice_cls", None)))
+    await bot.add_cog(VoiceCog(bot, voice_cls=bot.voice_cls))

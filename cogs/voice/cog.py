@@ -49,6 +49,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import send_ephemeral
 from bot.playback.clip import VoiceClip
 from bot.playback.queue import Placement, QueueFull
 from cogs.voice.player import Ending, GuildPlayer, humans_in, log_ffmpeg_missing, voice_problem
@@ -60,7 +61,6 @@ __all__ = ["Placement", "VoiceClip", "VoiceCog"]
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 QUEUE_LINES = 15
 
 
@@ -143,7 +143,12 @@ class VoiceCog(
             await self._changed.wait()
         return value
 
+    async def cog_load(self) -> None:
+        self.bot.voice_output = self
+
     async def cog_unload(self) -> None:
+        if self.bot.voice_output is self:
+            self.bot.voice_output = None
         players, self._players = list(self._players.values()), {}
         for player in players:
             await player.close()
@@ -174,28 +179,30 @@ class VoiceCog(
         player = self._players.get(interaction.guild_id or 0)
         now = player.current if player is not None else None
         if player is None or now is None or now.ended_by is not None:
-            await _reply(interaction, "Nothing is playing in voice chat.")
+            await send_ephemeral(interaction, "Nothing is playing in voice chat.")
             return
         user = interaction.user
         if now.clip.requester_id != user.id and not is_voice_moderator(user):
             name = discord.utils.escape_markdown(now.clip.requester_name)
-            await _reply(interaction, f"Only {name} (who asked for it) or a moderator can skip this clip.")
+            await send_ephemeral(
+                interaction, f"Only {name} (who asked for it) or a moderator can skip this clip."
+            )
             return
         player.end_current(Ending(card=f"skipped by {user.display_name}"))
         log.info("user %s skipped job %s in guild %s", user.id, now.clip.job_id, interaction.guild_id)
-        await _reply(interaction, f"Skipped “{_label(now.clip)}”.")
+        await send_ephemeral(interaction, f"Skipped “{_label(now.clip)}”.")
 
     @app_commands.command(name="stop", description="Stop playback and clear the voice queue (moderators)")
     async def stop(self, interaction: discord.Interaction) -> None:
         user = interaction.user
         if not is_voice_moderator(user):
-            await _reply(
+            await send_ephemeral(
                 interaction, "Only moderators (Manage Server or Move Members) can stop voice playback."
             )
             return
         player = self._players.get(interaction.guild_id or 0)
         if player is None or player.is_empty():
-            await _reply(interaction, "Nothing is playing or waiting in voice chat.")
+            await send_ephemeral(interaction, "Nothing is playing or waiting in voice chat.")
             return
         stopped = player.end_current(Ending(card=f"stopped by {user.display_name}"))
         cleared = player.clear_queue(f"removed from the voice queue by {user.display_name}")
@@ -204,13 +211,13 @@ class VoiceCog(
         parts = ["Stopped the clip that was playing"] if stopped else []
         if cleared:
             parts.append(f"cleared {len(cleared)} waiting clip{'s' if len(cleared) != 1 else ''}")
-        await _reply(interaction, (", ".join(parts) or "Nothing was playing") + ".")
+        await send_ephemeral(interaction, (", ".join(parts) or "Nothing was playing") + ".")
 
     @app_commands.command(name="queue", description="Show what is playing and waiting in voice chat")
     async def queue(self, interaction: discord.Interaction) -> None:
         player = self._players.get(interaction.guild_id or 0)
         if player is None or (player.current is None and len(player.queue) == 0):
-            await _reply(interaction, "Nothing is playing or waiting in voice chat.")
+            await send_ephemeral(interaction, "Nothing is playing or waiting in voice chat.")
             return
         lines: list[str] = []
         now = player.current
@@ -226,7 +233,7 @@ class VoiceCog(
             lines.append(f"… and {len(waiting) - QUEUE_LINES} more")
         if not waiting:
             lines.append("Nothing is waiting.")
-        await _reply(interaction, "\n".join(lines))
+        await send_ephemeral(interaction, "\n".join(lines))
 
     @app_commands.command(name="leave", description="Stop, clear the voice queue and leave the voice channel")
     async def leave(self, interaction: discord.Interaction) -> None:
@@ -234,13 +241,13 @@ class VoiceCog(
         player = self._players.get(interaction.guild_id or 0)
         voice = player.voice if player is not None else None
         if player is None or voice is None:
-            await _reply(interaction, "I'm not in a voice channel.")
+            await send_ephemeral(interaction, "I'm not in a voice channel.")
             return
         others = [c for c in player.queue.waiting() if c.requester_id != user.id]
         if player.current is not None and player.current.clip.requester_id != user.id:
             others.append(player.current.clip)
         if others and not is_voice_moderator(user):
-            await _reply(
+            await send_ephemeral(
                 interaction,
                 "Other members' clips are playing or waiting; only a moderator can make me leave now.",
             )
@@ -249,12 +256,4 @@ class VoiceCog(
         player.clear_queue(f"removed from the voice queue: I left voice chat ({user.display_name} asked)")
         await player.leave(ending=Ending(card=f"stopped: I left voice chat ({user.display_name} asked)"))
         log.info("user %s made the bot leave voice in guild %s", user.id, interaction.guild_id)
-        await _reply(interaction, f"Left #{name}.")
-
-
-async def _reply(interaction: discord.Interaction, text: str) -> None:
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-
+        await send_ephemeral(interaction, f"Left #{name}.")

@@ -36,13 +36,16 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import discord
 
 from bot.audio import AudioError, WavInfo, ffmpeg_raw_input_args
 from bot.playback.clip import PcmReader, VoiceClip
 from bot.playback.queue import FairQueue, IdleTimer, ordinal
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +248,7 @@ class GuildPlayer:
 
     def __init__(
         self,
-        bot: Any,
+        bot: ChatterboxBot,
         guild_id: int,
         *,
         voice_cls: type[discord.VoiceProtocol] | None,
@@ -447,8 +450,8 @@ class GuildPlayer:
         if problem is None and ffmpeg is None:
             log_ffmpeg_missing(clip.job_id)
             problem = "voice chat is not available on this bot (FFmpeg is not installed)"
-        if problem is not None:
-            await clip.give_up(problem)
+        if problem is not None or ffmpeg is None:
+            await clip.give_up(problem or "voice chat is not available on this bot")
             return
         assert isinstance(channel, discord.VoiceChannel)
         loop = asyncio.get_running_loop()

@@ -138,3 +138,55 @@ async def test_usage_errors_exit_2_with_one_line_and_spend_nothing(
     assert run.lines[0].startswith("chatterbox-bot") and needle in run.lines[0]
     assert emulator.counts["submit"] == 0
     assert not (tmp_path / "out.wav").exists()
+
+
+@pytest.fixture
+async def clip_server() -> AsyncIterator[str]:
+    """A loopback web server with clips for ``--voice-url``: one too long, one not audio."""
+    import io
+
+    from aiohttp import web
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(b"\x00\x00" * 8000 * 40)  # 40 s: over VOICE_REF_MAX_SECONDS (30)
+    long_wav = buffer.getvalue()
+
+    async def long_clip(_: web.Request) -> web.Response:
+        return web.Response(body=long_wav, content_type="audio/wav")
+
+    async def text_file(_: web.Request) -> web.Response:
+        return web.Response(text="not a voice at all", content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/long.wav", long_clip)
+    app.router.add_get("/notes.wav", text_file)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [("/long.wav", "the limit is 30 s"), ("/notes.wav", "voice clip")],
+    ids=["too-long", "not-audio"],
+)
+async def test_voice_url_obeys_the_same_clip_rules_as_slash_speak(
+    tmp_path: Path, emulator: GatewayEmulator, clip_server: str, path: str, needle: str
+) -> None:
+    run = await speak(tmp_path, emulator, "Hello there!", "-o", "out.wav", "--voice-url", clip_server + path)
+
+    assert run.code == 2
+    assert len(run.lines) == 1, run.stderr
+    assert needle in run.lines[0]
+    assert emulator.counts["submit"] == 0  # refused before anything was reserved or sent
+    assert not (tmp_path / "out.wav").exists()

@@ -135,9 +135,8 @@ class Harness:
     def new_bot(self) -> ChatterboxBot:
         # guild_ready_timeout: discord.py waits this long after the last GUILD_CREATE before
         # on_ready/wait_until_ready (2 s by default); the sandbox sends them all at once.
-        bot = ChatterboxBot(self.settings, clock=self.bot_clock, cogs=self.cogs, guild_ready_timeout=0.05)
-        bot.voice_cls = self.voice_cls  # type: ignore[attr-defined]  # read by cogs.voice's setup
-        return bot
+        return ChatterboxBot(self.settings, clock=self.bot_clock, cogs=self.cogs, voice_cls=self.voice_cls,
+                             guild_ready_timeout=0.05)
 
     async def start_bot(self, bot: ChatterboxBot | None = None) -> ChatterboxBot:
         """Log ``bot`` (default: a new one) into the sandbox and sync its commands."""

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from bot.speech import reference
 from cogs.speak import card as _card
 from cogs.speak import checks as _checks
 
@@ -86,17 +87,17 @@ def test_parameter_ranges(values: tuple[float, float, float], problem: str | Non
     ],
 )
 def test_what_counts_as_audio(content_type: str | None, filename: str, audio: bool) -> None:
-    assert _checks.is_audio(content_type, filename) is audio
+    assert reference.is_audio(content_type, filename) is audio
 
 
 def test_voice_file_and_permission_messages() -> None:
-    assert _checks.check_voice_file("audio/wav", "a.wav", 10, 100) is None
-    assert _checks.check_voice_file("audio/wav", "a.wav", 3 * 1024 * 1024 + 1, 3 * 1024 * 1024) == (
+    assert reference.metadata_problem("audio/wav", "a.wav", 10, 100) is None
+    assert reference.metadata_problem("audio/wav", "a.wav", 3 * 1024 * 1024 + 1, 3 * 1024 * 1024) == (
         "The voice clip is 3.1 MB; the limit is 3 MB."
     )
-    assert "must be an audio file" in (_checks.check_voice_file("image/png", "a.png", 10, 100) or "")
-    assert _checks.check_voice_duration(31.0, 30.0) is not None
-    assert _checks.check_voice_duration(30.0, 30.0) is None
+    assert "must be an audio file" in (reference.metadata_problem("image/png", "a.png", 10, 100) or "")
+    assert reference.duration_problem(31.0, 30.0) is not None
+    assert reference.duration_problem(30.0, 30.0) is None
     assert _checks.missing_channel_permissions(view=True, send=True, attach=True) is None
     message = _checks.missing_channel_permissions(view=True, send=False, attach=False)
     assert message is not None and "Send Messages and Attach Files permissions" in message

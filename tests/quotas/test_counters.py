@@ -16,7 +16,7 @@ from sqlalchemy import event, update
 from bot.clock import ManualClock
 from bot.quotas import QuotaExceeded, QuotaService, counters
 from bot.store import Database
-from bot.store.tables import quota_member_days
+from bot.store.tables import quota_members
 from tests.quotas.conftest import make_settings
 from tests.quotas.reserve_worker import GUILD, USER, limited_settings, reserve_many
 from tests.store.dbkit import DbTarget
@@ -77,9 +77,9 @@ async def test_verify_reports_a_counter_that_drifted(db: Database, clock: Manual
     quotas = QuotaService(db, make_settings(), clock)
     await quotas.reserve(guild_id=GUILD, user_id=USER, requests=2, characters=30)
     async with db.engine.begin() as conn:
-        await conn.execute(update(quota_member_days).values(requests=7))
+        await conn.execute(update(quota_members).values(requests=7))
     problems = await verify(db)
-    assert len(problems) == 1 and "quota_member_days" in problems[0] and "counter (7, 30)" in problems[0]
+    assert len(problems) == 1 and "quota_members" in problems[0] and ", 7, 30, 1, " in problems[0]
 
 
 def count_statements(db: Database) -> list[str]:

@@ -14,9 +14,9 @@ from bot.gateway.models import TTSParams
 from bot.quotas import ReservationState
 from bot.services import Services
 from bot.speech.errors import SpeechInterrupted
-from bot.speech.events import DeliveryTarget, Requester, SpeechResult, Submitted
-from bot.speech.runner import SUBMITTING_MARKER
-from bot.store import JobRecord, JobsRepository, JobState, NewJob, PartState
+from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult, Submitted
+from bot.speech.service import SpeechService
+from bot.store import JobsRepository, JobState, NewJob, PartState
 from tests.speech.support import EventLog, speech_settings
 from tests.store.dbkit import DbTarget, db_target
 
@@ -29,13 +29,22 @@ TARGET = DeliveryTarget(kind="file", channel_id=7001, application_id=42, interac
 class Deliveries:
     """The ``deliver`` callback of the Discord layer, counting calls."""
 
-    def __init__(self, *, fail_first: bool = False, gate: asyncio.Event | None = None) -> None:
-        self.calls: list[tuple[JobRecord, SpeechResult]] = []
+    def __init__(
+        self, *, fail_first: bool = False, gate: asyncio.Event | None = None,
+        speech: SpeechService | None = None,
+    ) -> None:
+        self.calls: list[tuple[ResumedJob, SpeechResult]] = []
+        self.states_seen: list[JobState] = []  # the stored state at each call (with ``speech``)
         self.entered = asyncio.Event()
         self._fail_next = fail_first
         self._gate = gate
+        self._speech = speech
 
-    async def __call__(self, record: JobRecord, result: SpeechResult) -> None:
+    async def __call__(self, record: ResumedJob, result: SpeechResult) -> None:
+        if self._speech is not None:
+            stored = await self._speech.get_job(record.job_id)
+            assert stored is not None
+            self.states_seen.append(stored.status)
         self.entered.set()
         if self._gate is not None:
             await self._gate.wait()
@@ -69,14 +78,15 @@ async def test_job_interrupted_mid_wait_is_resumed_and_delivered_once(
         async with await Services.open(settings, clock=scaled_clock, database=second_db) as second:
             record = await second.speech.get_job(job.job_id)
             assert record is not None and record.status is JobState.SUBMITTED
-            deliveries = Deliveries()
+            deliveries = Deliveries(speech=second.speech)
             assert await second.speech.resume_pending(deliveries, wait=True) == 1
             assert await second.speech.resume_pending(deliveries, wait=True) == 0
 
             assert len(deliveries.calls) == 1
-            delivered_record, result = deliveries.calls[0]
-            assert delivered_record.id == job.job_id and delivered_record.status is JobState.COMPLETED
-            assert delivered_record.delivery["interaction_token"] == "tok"
+            delivered, result = deliveries.calls[0]
+            assert delivered.job_id == job.job_id
+            assert deliveries.states_seen == [JobState.COMPLETED]  # delivered once it was completed
+            assert delivered.target.interaction_token == "tok"
             media = emulator.jobs[request_id].media_bytes or b""
             assert wav_info(result.audio).frames == wav_info(media).frames
             assert result.text == "Please survive a restart." and result.chunks == 1
@@ -127,13 +137,13 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
 ) -> None:
     settings = speech_settings(emulator, database_url)
     async with await Services.open(settings, clock=scaled_clock) as first:
-        # What a crash leaves: part 0 was being POSTed (marker), part 1 never was.
+        # What a crash leaves: part 0 was being POSTed (submitting), part 1 never was.
         job = NewJob(user_id=ALICE.user_id, user_display="alice", guild_id=ALICE.guild_id,
                      channel_id=7001, text="One. Two.", parts=["One.", "Two."],
                      delivery={"kind": "file", "channel_id": 7001})
         await first.quotas.reserve(guild_id=ALICE.guild_id, user_id=ALICE.user_id, requests=2,
                                    characters=9, job=job)
-        await JobsRepository(first.db, scaled_clock).update_part(job.id, 0, error=SUBMITTING_MARKER)
+        await JobsRepository(first.db, scaled_clock).update_part(job.id, 0, status=PartState.SUBMITTING)
         cli_job = NewJob(user_id=0, user_display="cli", guild_id=None, channel_id=None, text="Hi.",
                          parts=["Hi."], delivery={"kind": "file"})
         await first.quotas.reserve(guild_id=None, user_id=0, requests=1, characters=3, job=cli_job)
@@ -142,8 +152,8 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
         deliveries = Deliveries()
         failures: list[tuple[str, str]] = []
 
-        async def on_failed(record: JobRecord, message: str) -> None:
-            failures.append((record.id, message))
+        async def on_failed(resumed: ResumedJob, message: str) -> None:
+            failures.append((resumed.job_id, message))
 
         assert await second.speech.resume_pending(deliveries, wait=True, on_failed=on_failed) == 1
         assert deliveries.calls == []

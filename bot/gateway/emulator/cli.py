@@ -14,8 +14,8 @@ import shlex
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from bot.formats import money
 from bot.gateway.emulator.config import EmulatorConfig
-from bot.gateway.emulator.model import money
 
 if TYPE_CHECKING:
     from bot.gateway.emulator import GatewayEmulator

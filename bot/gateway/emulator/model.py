@@ -77,12 +77,6 @@ def space_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def money(amount: Decimal) -> str:
-    """``$0.01``: two decimals unless the amount needs more."""
-    if amount == amount.quantize(Decimal("0.01")):
-        return f"${amount:.2f}"
-    return f"${format(amount.normalize(), 'f')}"
-
 
 @dataclass(frozen=True)
 class Outcome:

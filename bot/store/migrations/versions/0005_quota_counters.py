@@ -1,4 +1,4 @@
-"""Quota counters: per member-day, guild-day and member rows, and a policy version per guild.
+"""Quota counters: a row per guild-day and per member, and a policy version per guild.
 
 The ledger gains ``quota_day`` (the start of the quota day each reservation counts in); the
 counters are filled from the ledger's sums, so an upgraded database starts consistent
@@ -6,7 +6,7 @@ counters are filled from the ledger's sums, so an upgraded database starts consi
 the guild's reset hour, else ``QUOTA_RESET_HOUR_UTC`` (0 when unset or invalid).
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from bot.store.types import Money, UTCDateTime
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -64,14 +64,6 @@ def _backfill_days(bind: sa.Connection) -> None:
         bind.execute(sa.update(_ledger).where(_ledger.c.id == row.id).values(quota_day=day))
 
 
-_FILL_MEMBER_DAYS = """
-INSERT INTO quota_member_days (guild_key, user_id, day, requests, characters)
-SELECT COALESCE(guild_id, 0), user_id, quota_day,
-       SUM(CASE WHEN state <> 'refunded' THEN requests - refunded_requests ELSE 0 END),
-       SUM(CASE WHEN state <> 'refunded' THEN characters ELSE 0 END)
-FROM usage_ledger WHERE forgiven_at IS NULL
-GROUP BY COALESCE(guild_id, 0), user_id, quota_day
-"""
 _FILL_GUILD_DAYS = """
 INSERT INTO quota_guild_days (guild_key, day, requests, characters, cost)
 SELECT COALESCE(guild_id, 0), quota_day,
@@ -82,25 +74,26 @@ FROM usage_ledger
 GROUP BY COALESCE(guild_id, 0), quota_day
 """
 _FILL_MEMBERS = """
-INSERT INTO quota_members (guild_key, user_id, in_flight, last_request_at)
-SELECT COALESCE(guild_id, 0), user_id,
+INSERT INTO quota_members (guild_key, user_id, day, requests, characters, in_flight, last_request_at)
+SELECT COALESCE(guild_id, 0), user_id, MAX(quota_day), 0, 0,
        SUM(CASE WHEN state = 'reserved' THEN 1 ELSE 0 END),
        MAX(CASE WHEN state <> 'refunded' AND forgiven_at IS NULL THEN created_at END)
 FROM usage_ledger
 GROUP BY COALESCE(guild_id, 0), user_id
 """
+_MEMBER_DAY = """
+FROM usage_ledger l
+WHERE COALESCE(l.guild_id, 0) = quota_members.guild_key AND l.user_id = quota_members.user_id
+  AND l.quota_day = quota_members.day AND l.forgiven_at IS NULL AND l.state <> 'refunded'
+"""
+_FILL_MEMBER_DAYS = f"""
+UPDATE quota_members SET
+  requests = (SELECT COALESCE(SUM(l.requests - l.refunded_requests), 0) {_MEMBER_DAY}),
+  characters = (SELECT COALESCE(SUM(l.characters), 0) {_MEMBER_DAY})
+"""
 
 
 def upgrade() -> None:
-    op.create_table(
-        "quota_member_days",
-        sa.Column("guild_key", sa.BigInteger, autoincrement=False, nullable=False),
-        sa.Column("user_id", sa.BigInteger, autoincrement=False, nullable=False),
-        sa.Column("day", UTCDateTime, nullable=False),
-        sa.Column("requests", sa.Integer, nullable=False),
-        sa.Column("characters", sa.Integer, nullable=False),
-        sa.PrimaryKeyConstraint("guild_key", "user_id", "day", name="pk_quota_member_days"),
-    )
     op.create_table(
         "quota_guild_days",
         sa.Column("guild_key", sa.BigInteger, autoincrement=False, nullable=False),
@@ -114,6 +107,9 @@ def upgrade() -> None:
         "quota_members",
         sa.Column("guild_key", sa.BigInteger, autoincrement=False, nullable=False),
         sa.Column("user_id", sa.BigInteger, autoincrement=False, nullable=False),
+        sa.Column("day", UTCDateTime, nullable=False),
+        sa.Column("requests", sa.Integer, nullable=False),
+        sa.Column("characters", sa.Integer, nullable=False),
         sa.Column("in_flight", sa.Integer, nullable=False),
         sa.Column("last_request_at", UTCDateTime, nullable=True),
         sa.PrimaryKeyConstraint("guild_key", "user_id", name="pk_quota_members"),
@@ -131,7 +127,7 @@ def upgrade() -> None:
     # (Left nullable: making it NOT NULL would rebuild the table on SQLite, which the jobs'
     # foreign key forbids inside the migration's transaction. Every writer sets it.)
     op.create_index("ix_usage_ledger_guild_day", "usage_ledger", ["guild_id", "quota_day"])
-    for statement in (_FILL_MEMBER_DAYS, _FILL_GUILD_DAYS, _FILL_MEMBERS):
+    for statement in (_FILL_GUILD_DAYS, _FILL_MEMBERS, _FILL_MEMBER_DAYS):
         bind.execute(sa.text(statement))
 
 
@@ -139,5 +135,5 @@ def downgrade() -> None:
     op.drop_index("ix_usage_ledger_guild_day", table_name="usage_ledger")
     with op.batch_alter_table("usage_ledger") as batch:
         batch.drop_column("quota_day")
-    for name in ("quota_versions", "quota_members", "quota_guild_days", "quota_member_days"):
+    for name in ("quota_versions", "quota_members", "quota_guild_days"):
         op.drop_table(name)
