@@ -31,6 +31,7 @@ sync: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
 	$(BIN)/python bench/quotas.py
+	$(BIN)/python bench/long_text.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

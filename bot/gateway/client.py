@@ -26,6 +26,7 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -85,6 +86,7 @@ _MAX_DOCUMENT_BYTES = 1 << 20  # a status document is a few hundred bytes
 _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _MAX_REDIRECTS = 5
+MAX_CONCURRENT_DOWNLOADS = 16  # audio downloads in progress at once per client (= per process)
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
 # RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
@@ -121,6 +123,7 @@ class ChatterboxClient:
         submit_429_retries: int = 2,
         poll_policy: PollPolicy | None = None,
         rng: random.Random | None = None,
+        max_downloads: int = MAX_CONCURRENT_DOWNLOADS,
     ) -> None:
         base_url = base_url.strip().rstrip("/")
         scheme = urlsplit(base_url).scheme
@@ -143,6 +146,9 @@ class ChatterboxClient:
         self._download_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(http_timeout, 10.0), sock_read=http_timeout
         )
+        # Audio is read into memory: when many jobs finish together, only this many downloads
+        # hold a growing buffer at once (the rest wait their turn), so memory stays bounded.
+        self._downloads = asyncio.Semaphore(max_downloads)
 
     @classmethod
     def from_settings(
@@ -357,6 +363,10 @@ class ChatterboxClient:
         whether the URL is allowed and whether it is the gateway's origin (the only place the
         key is sent): aiohttp would carry our custom key header to any redirect target.
         """
+        async with self._downloads:
+            return await self._download(media_url, max_bytes=max_bytes)
+
+    async def _download(self, media_url: str, *, max_bytes: int) -> bytes:
         url = media_url
         for _ in range(_MAX_REDIRECTS + 1):
             host = urlsplit(url).hostname or "?"

@@ -1,26 +1,22 @@
 """``QuotaService``: reserve quota before a submission, settle it after (DESIGN rule 3).
 
-O(1) in the ledger's size: a reservation reads no sums. It checks the guild's cached
-configuration (``bot.quotas.guild_config``: one version read), then takes from three counter
-rows with conditional upserts (``bot.quotas.counters``: the server's day, the member's day,
-the member's in-flight/cooldown row; each ``… WHERE used + n <= limit``) and inserts its ledger
-row, all in one transaction. Only a refusal reads more, to say exactly what ran out. Settling
-adjusts the ledger row and the counters together; ``counters.verify`` proves they agree.
+O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, two
+conditional upserts (``bot.quotas.counters``: the server's day — budget and cost cap — and
+the member's row — daily requests and characters, in flight, cooldown; each ``… WHERE used + n
+<= limit``), the ledger insert (and the job's rows) and COMMIT. The guild's policies, blocks and
+settings come from a per-process cache (``bot.quotas.guild_config``) whose version the member
+upsert returns; a reservation decided on a stale copy runs again with the fresh one (after two
+stale tries, under the guild's lock, which moderator changes also take). Only a refusal reads
+more, to say exactly what ran out. Settling adjusts the ledger row and the counters together;
+``counters.verify`` (``chatterbox-bot db verify``) proves they agree.
 
-Atomicity — no over-grant under concurrency, within and across processes. The conditional
-upserts alone never pass a limit; in addition the transaction is serialized with every other
-reservation of the same guild (``Database.write(..., lock="quota:guild:<id>")``), which keeps
-the refusal messages and moderator changes consistent:
-
-- SQLite: the transaction starts with ``BEGIN IMMEDIATE``, so it holds the database's write
-  lock before its first read; a second reservation (any connection, any process) waits at
-  BEGIN and then sees the first one's row. A lingering "database is locked" makes the whole
-  transaction run again (see ``bot.store.database``).
-- PostgreSQL: the transaction first takes ``pg_advisory_xact_lock`` keyed on the guild (held
-  until commit, shared by all processes of the server); under READ COMMITTED every statement
-  after it sees all reservations committed before. Per-guild keys let guilds run in parallel,
-  and because a member's limits and the server's budget/cost cap are checked under the same
-  key, both are exact.
+Atomicity — no over-grant under concurrency, within and across processes: each limit is checked
+by the statement that adds to its counter, so two reservations can never both pass the last
+slot. A refused upsert leaves its row locked until the transaction ends, so the refusal path
+(reading the member's picture, possibly taking without conditions when a dead job's in-flight
+reservation is all that blocked it) is serialized per member too. SQLite additionally runs
+every write transaction alone (``BEGIN IMMEDIATE``; a lingering "database is locked" makes the
+whole transaction run again, see ``bot.store.database``).
 
 Settlement only ever lowers usage, so it needs no guild lock: it locks its own ledger row
 (``SELECT … FOR UPDATE``; SQLite's write lock already serializes it). Settlement totals are

@@ -50,7 +50,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NoReturn
 
@@ -80,6 +80,8 @@ from bot.speech.slots import prepaid_slot
 from bot.store.jobs import JobRecord, JobsRepository, JobState, PartChange, PartState
 
 log = logging.getLogger(__name__)
+
+MAX_JOBS_WITH_AUDIO = 32
 
 #: Why a part left ``submitting`` by an interruption is committed.
 MAYBE_CHARGED = "interrupted while submitting; it may have been charged"
@@ -112,6 +114,10 @@ class Pipeline:
     limiter: RateGuard
     settings: Settings
     clock: Clock
+    # Jobs of this process holding downloaded audio at once (from a job's first download to
+    # its end): when many jobs finish together the rest wait before downloading, so memory
+    # stays bounded instead of growing with the number of jobs in flight.
+    audio_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_JOBS_WITH_AUDIO))
 
 
 class _Phase(enum.Enum):
@@ -203,6 +209,7 @@ class JobRun:
         self._may_submit = submit
         self._job_state = job_state  # the job's state when this run began
         self._slots = asyncio.Semaphore(pipeline.settings.chunk_concurrency)
+        self._audio_permit: asyncio.Task[None] | None = None
         self._submitter: asyncio.Task[None] | None = None
         self._submitter_phase = _Phase.IDLE
         self._followers: dict[asyncio.Task[None], PartRun] = {}
@@ -279,7 +286,33 @@ class JobRun:
 
     # --- the run ---------------------------------------------------------------------------
 
+    async def _hold_audio_slot(self) -> None:
+        """Wait for this job's one ``Pipeline.audio_slots`` permit (taken at its first download,
+        given back when the run ends)."""
+        permit = self._audio_permit
+        if permit is None:
+            permit = self._audio_permit = asyncio.create_task(self._acquire_audio_slot())
+        await asyncio.shield(permit)
+
+    async def _acquire_audio_slot(self) -> None:
+        await self._p.audio_slots.acquire()
+
+    def _release_audio_slot(self) -> None:
+        permit, self._audio_permit = self._audio_permit, None
+        if permit is None:
+            return
+        if permit.done() and not permit.cancelled():
+            self._p.audio_slots.release()
+        else:
+            permit.cancel()
+
     async def run(self) -> SpeechResult:
+        try:
+            return await self._run()
+        finally:
+            self._release_audio_slot()
+
+    async def _run(self) -> SpeechResult:
         try:
             self._check_resumable()
             if self._stop is None:
@@ -444,6 +477,7 @@ class JobRun:
                     return
             assert part.media_url is not None
             part.phase = _Phase.WAITING
+            await self._hold_audio_slot()
             audio = await self._p.client.download(
                 part.media_url, max_bytes=settings.chatterbox_max_download_bytes
             )
@@ -490,6 +524,8 @@ class JobRun:
                 self._stop, self._failure = "failed", SpeechFailed(str(exc), user_message=(
                     "The TTS service sent audio the bot could not read."))
             else:
+                for part in self._parts:  # joined: keep one copy of the audio, not two
+                    part.audio = None
                 return await self._complete(audio, duration)
         if self._stop == "lost":
             await self._give_up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +29,7 @@ from bot.store import (
     upgrade,
 )
 from bot.store.engine import create_engine
-from bot.store.migrate import alembic_config
+from bot.store.migrate import alembic_config, shipped_head
 from bot.store.tables import bot_guard, metadata, usage_ledger
 from tests.quotas.conftest import make_settings
 from tests.store.dbkit import DbTarget, sqlite_target
@@ -243,3 +244,36 @@ async def test_0003_turns_the_submitting_marker_into_a_part_state(db_target: DbT
         ]
     finally:
         await engine.dispose()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_head_is_found_without_alembic() -> None:
+    assert shipped_head() == head_revision()
+
+
+async def test_a_current_database_opens_without_importing_alembic(tmp_path: Path) -> None:
+    """What ``chatterbox-bot speak`` does at every start: a real subprocess, a real SQLite file."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    script = (
+        "import asyncio, sys\n"
+        "from bot.services import Services\n"
+        "from bot.store import open_database\n"
+        "async def main():\n"
+        f"    db = await open_database({url!r})\n"
+        "    await db.close()\n"
+        "asyncio.run(main())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    async def run() -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        return out.decode().strip()
+
+    assert await run() == "True"  # a new database is migrated by Alembic
+    assert await run() == "False"  # the second start finds it current
