@@ -12,6 +12,8 @@ Every field here is listed, with its default, in ``.env.example`` and the README
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +53,12 @@ class Settings(BaseSettings):
     chatterbox_rate_burst: int = Field(10, ge=1, le=1000)
     chatterbox_max_retry_after: float = Field(120.0, gt=0, le=3600)
     chatterbox_wallet_probe_seconds: float = Field(600.0, gt=0)
+    # Status reads of accepted jobs have their own budget, never behind submissions.
+    chatterbox_status_rate_per_second: float = Field(20.0, gt=0, le=10000)
+    # Push delivery (with PUBLIC_BASE_URL): "terminal" = one callback at the end, "sync" = also progress.
+    chatterbox_webhook_mode: Literal["terminal", "sync"] = "terminal"
+    chatterbox_push_fallback_seconds: float = Field(30.0, gt=0, le=3600)
+    chatterbox_push_sweep_seconds: float = Field(1.0, gt=0, le=60)
 
     # --- text and chunking --------------------------------------------------------
     chatterbox_max_text_chars: int = Field(2000, ge=1, le=20000)
@@ -66,23 +74,35 @@ class Settings(BaseSettings):
 
     # --- storage --------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL
+    cache_dir: Path = Path("./data/cache")
+    cache_max_mb: int = Field(1024, ge=0, description="Audio cache size cap in MiB; 0 turns the cache off.")
 
     # --- quotas (built-in defaults; moderators override per guild, role and user) --------
     quota_reset_hour_utc: int = Field(0, ge=0, le=23)
     quota_requests_per_day: int = Field(20, ge=0)
     quota_chars_per_day: int = Field(5000, ge=0)
     quota_cooldown_seconds: int = Field(10, ge=0)
-    quota_max_in_flight: int = Field(2, ge=1)
+    quota_max_in_flight: int = Field(3, ge=1)
     # None: as long as /speak accepts (CHATTERBOX_MAX_TEXT_CHARS); see max_chars_per_request.
     quota_max_chars_per_request: int | None = Field(None, ge=1)
 
     # --- voice chat -----------------------------------------------------------------
     voice_idle_seconds: float = Field(120.0, gt=0)
     voice_max_queued_per_member: int = Field(3, ge=1, le=50)
+    voice_connect_timeout: float = Field(8.0, gt=0, le=60)
+
+    # --- the bot's HTTP server (callbacks, /healthz, /metrics) ------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)  # 0 = no HTTP server
+    public_base_url: str | None = None  # https address the provider reaches; empty = polling only
 
     # --- process --------------------------------------------------------------------
     ffmpeg_path: str | None = None
     log_level: str = "INFO"
+    #: ``text`` (one readable line per record) or ``json`` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    #: Where members can read this bot's source (shown by /about); empty = not published.
+    about_source_url: str | None = None
 
     @field_validator("chatterbox_gateway_url")
     @classmethod
@@ -97,6 +117,46 @@ class Settings(BaseSettings):
     def _empty_means_default(cls, value: object) -> object:
         """``NAME=`` (as in .env.example) means "derive it", like leaving it out."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        value = (value or "").strip().rstrip("/")
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("must be an https:// address without a query (http:// for local tests)")
+        return value
+
+    @property
+    def push_enabled(self) -> bool:
+        """Webhooks are requested only with a public address and the HTTP server on."""
+        return self.public_base_url is not None
+
+    def require_public_base_url(self) -> str | None:
+        """``PUBLIC_BASE_URL`` checked against ``CHATTERBOX_ALLOW_HTTP``; None when unset."""
+        url = self.public_base_url
+        if url is not None and url.startswith("http://") and not self.chatterbox_allow_http:
+            raise ConfigError(
+                "PUBLIC_BASE_URL is plain http: the provider sends callbacks to https:// only "
+                "(set CHATTERBOX_ALLOW_HTTP=true only for the local emulator)."
+            )
+        return url
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("about_source_url")
+    @classmethod
+    def _source_url_is_web(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be a web address (https://…)")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -16,7 +16,7 @@ Design decisions:
 - Before each POST the shared ``RateGuard`` is awaited here (not inside the client) so the
   member sees their place in line (``WaitingForSlot``) and so a cancel can tell "still
   waiting, nothing sent" from "posting, maybe charged". The slot is handed to the client
-  with ``prepaid_slot`` (see ``bot.speech.slots``).
+  with ``submit(..., slot_held=True)``.
 - Crash safety: right before a POST the part moves ``pending → submitting`` in a committed
   transaction. A later run that finds a ``submitting`` part cannot know whether the POST
   reached the gateway, so it commits that part's quota (DESIGN rule 2: it may have been
@@ -76,7 +76,6 @@ from bot.speech.events import (
     WaitingForSlot,
 )
 from bot.speech.progress import EventSink
-from bot.speech.slots import prepaid_slot
 from bot.store.jobs import JobRecord, JobsRepository, JobState, PartChange, PartState
 
 log = logging.getLogger(__name__)
@@ -139,6 +138,7 @@ class PartRun:
     media_url: str | None = None
     audio: bytes | None = None
     phase: _Phase = _Phase.IDLE
+    model_id: str | None = None  # from the completed status (the audio cache's key)
 
     @property
     def charged(self) -> bool:
@@ -382,8 +382,7 @@ class JobRun:
             return False
         request = TTSRequest(text=part.text, audio_url=self._voice_url, params=self._params)
         try:
-            with prepaid_slot():
-                accepted = await self._p.client.submit(request, key=self._key)
+            accepted = await self._p.client.submit(request, key=self._key, slot_held=True)
         except GatewayError as exc:
             self._submitter_phase = _Phase.RECORDING
             await self._refused(part, exc)
@@ -470,6 +469,7 @@ class JobRun:
                 )
                 part.phase = _Phase.RECORDING
                 part.media_url = doc.media_urls[0]
+                part.model_id = doc.model_id
                 if not await self._record(part, PartState.COMPLETED, expect=PartState.SUBMITTED,
                                           media_url=part.media_url, error=None):
                     return
@@ -507,7 +507,7 @@ class JobRun:
             part = self._parts[self._next_ready]
             assert part.audio is not None
             self._next_ready += 1
-            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio))
+            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio, part.model_id))
 
     # --- the end -----------------------------------------------------------------------------
 

@@ -225,3 +225,62 @@ audit_log = Table(
     Column("at", UTCDateTime, nullable=False),
     Index("ix_audit_log_guild_at", "guild_id", "at"),
 )
+
+# Push delivery (migration 0006; see bot.push): one row per part submitted with a webhook.
+push_callbacks = Table(
+    "push_callbacks",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("request_id", String(100), nullable=True),
+    Column("early_request_id", String(100), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("callback_at", UTCDateTime, nullable=True),
+    Column("callback_status", String(10), nullable=True),
+    Column("settled_at", UTCDateTime, nullable=True),
+    Index("ix_push_callbacks_request_id", "request_id"),
+    Index("ix_push_callbacks_created_at", "created_at"),
+)
+
+# The learned duration histogram of bot.gateway.polling (migration 0006): one row, id 1.
+poll_durations = Table(
+    "poll_durations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("weights", JSON, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The audio cache's index (``bot.cache``): one row per cached chunk. ``key`` is the SHA-256 of
+# the spoken text, the reference clip's SHA-256 (``clip_sha256``, "" for the built-in voice),
+# the tuning values and the model id; ``path`` is the file under CACHE_DIR (unique per row
+# version, so no process ever deletes a file another row points to).
+audio_cache = Table(
+    "audio_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("clip_sha256", String(64), nullable=False, index=True),
+    Column("model_id", String(200), nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("last_used_at", UTCDateTime, nullable=False, index=True),
+)
+
+# One row per result a member got (its id is the job id, or a new id for a cache hit): what
+# the result's Re-roll and Play in voice buttons need after a restart.
+speech_takes = Table(
+    "speech_takes",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("guild_id", BigInteger, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("chunks", JSON, nullable=False),
+    Column("voice_url", Text, nullable=True),
+    Column("voice_name", String(200), nullable=True),
+    Column("clip_sha256", String(64), nullable=True, index=True),
+    Column("params", JSON, nullable=False),
+    Column("model_id", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)

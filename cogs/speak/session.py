@@ -15,6 +15,11 @@ Decisions:
   well inside Discord's rate limit for webhook edits (5 per ~2 s per token).
 - A failure to edit or post is logged and never fails the job: the job's money is settled by
   the service, not by whether Discord took a message.
+- ``output`` voice_message: the audio goes out as a Discord voice message
+  (``cogs.speak.voice_message``); where Discord refuses it, as a file with the reason. A
+  voice message carries nothing else, so its result buttons go on the final card (as for
+  voice-only output); otherwise they sit on the audio message.
+- A request served from the audio cache reads "from cache, $0" instead of the quota line.
 - Voice (``output`` voice/both) goes through the Voice cog's ``enqueue`` (its contract is in
   ``cogs/voice.py``: ``VoiceClip``, ``Placement``). Chunks that arrive before the clip is
   placed are buffered and pushed in order. When voice is refused, unavailable or fails later,
@@ -48,6 +53,7 @@ from bot.speech.events import (
 from cogs.common.alerts import alert_moderators
 from cogs.speak import card as _card
 from cogs.speak.reply import Reply
+from cogs.speak.voice_message import VoiceMessageRefused, post_voice_message
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -74,6 +80,7 @@ class SpeakSession:
         upload_limit: int,
         make_view: ViewFactory,
         on_finished: Callable[[SpeakSession], None] | None = None,
+        make_result_view: ViewFactory | None = None,
     ) -> None:
         self.bot = bot
         self.reply = reply
@@ -86,6 +93,9 @@ class SpeakSession:
         self.job_id: str | None = None
         self.job: SpeechJob | None = None  # once start() returned
         self._make_view = make_view
+        self._make_result_view = make_result_view
+        #: The result's buttons go on the final card (no file message carries them).
+        self._buttons_on_card = False
         self._on_finished = on_finished
         self.finished = asyncio.Event()
         self._edit_lock = asyncio.Lock()
@@ -103,6 +113,7 @@ class SpeakSession:
         self._result: SpeechResult | None = None
         self._terminal: str | None = None
         self._fallback_reason: str | None = None
+        self._delivery_deferred = False
         self._file_posted = False
 
     # -- wiring -----------------------------------------------------------------------------
@@ -114,7 +125,12 @@ class SpeakSession:
 
     @property
     def posts_file(self) -> bool:
-        return self.output in ("file", "both") or self._fallback_reason is not None
+        return self.output in ("file", "both", "voice_message") or self._fallback_reason is not None
+
+    def _result_buttons(self) -> discord.ui.View | None:
+        if self._make_result_view is None or self._result is None:
+            return None
+        return self._make_result_view(self._result.job_id)
 
     # -- card -------------------------------------------------------------------------------
 
@@ -151,7 +167,10 @@ class SpeakSession:
         self._kinds_shown.add(kind)
         self._held_back = False
         self._last_edit = self.bot.clock.monotonic()
-        view = None if final or self.job_id is None else self._make_view(self.job_id)
+        if final:
+            view = self._result_buttons() if self._buttons_on_card else None
+        else:
+            view = None if self.job_id is None else self._make_view(self.job_id)
         try:
             await self.reply.edit_card(self.card.render(), view=view)
             self._card_shown = True
@@ -164,8 +183,16 @@ class SpeakSession:
         self.job_id = self.job_id or event.job_id
         card = self.card
         if isinstance(event, QuotaReserved):
-            card.status = _card.status_quota_ok(event.plan.requests, event.plan.cost)
+            if event.plan.cached:
+                card.status = _card.status_from_cache()
+            else:
+                card.status = _card.status_quota_ok(event.plan.requests)
             await self.show("quota")
+            # The cost is the requester's business: privately, and only once the card exists
+            # (the first follow-up after a "thinking" defer would replace the card).
+            if self._card_shown:
+                with contextlib.suppress(discord.HTTPException):
+                    await self.reply.tell(_card.cost_note(event.plan.requests, event.plan.cost))
         elif isinstance(event, WaitingForSlot):
             card.status = _card.status_waiting(event.position)
             await self.show("waiting")
@@ -191,25 +218,33 @@ class SpeakSession:
         if self._clip is not None:
             self._clip.finish()
         where = None
+        self._buttons_on_card = True
         if self.posts_file:
             where = await self._post_audio(result)
-        self.card.status = _card.status_done(result.duration, where=where)
-        # Recorded before the card says "done", so whoever sees "done" sees it delivered.
-        await self._mark_delivered(result.job_id)
+        self.card.status = _card.status_done(result.duration, where=where, cached=result.cached)
+        if self._clip is not None and not self._clip.done and not self._file_posted:
+            # Still waiting or playing in voice: delivered once the player is done with it
+            # (``_voice_settled``), so a restart before that posts the file instead.
+            self._delivery_deferred = True
+        else:
+            # Recorded before the card says "done", so whoever sees "done" sees it delivered.
+            await self._mark_delivered(result.job_id)
         await self._finish()
 
     async def _failed(self, event: Failed) -> None:
-        self.card.status = _card.status_failed(event.user_message, event.refunded)
+        self.card.status = _card.status_failed(event.job_id)
         self._end_voice(event.user_message)
-        if event.refunded:
-            # A 402 pauses the wallet (refunded); ``claim_alert`` is True only while paused and
-            # not yet announced, so any other refunded failure costs one no-op UPDATE. The job's
-            # typed error is not awaited here: the job waits for this listener to return.
-            # Moderators hear of it before the card says "failed".
-            await out_of_credit(self.bot, self.guild_id, self.requester_name)
+        message = event.user_message
+        if event.refunded and (await self.bot.core.wallet.state()).paused:
+            # A 402 paused the wallet (refunded). The job's typed error is not awaited here:
+            # the job waits for this listener to return. Moderators hear of it before the
+            # card says "failed", and the member is told so only where it is true.
+            told = await out_of_credit(self.bot, self.guild_id, self.requester_name)
+            message = _card.out_of_credit_refusal(message, told)
         await self._finish()
+        # The public card says "failed"; the reason and the money go to the requester, once.
         with contextlib.suppress(discord.HTTPException):
-            await self.reply.tell(f"Your /speak failed: {event.user_message}")
+            await self.reply.tell(_card.failure_message(message, event.refunded, event.job_id))
 
     async def _finish(self) -> None:
         self._terminal = self.card.status
@@ -238,16 +273,22 @@ class SpeakSession:
             # exist first, so this edit is never held back by the throttle.
             async with self._edit_lock:
                 await self._edit(self._last_kind or "quota", final=False)
+        refused = None
+        if self.output == "voice_message" and self._fallback_reason is None:
+            refused = await self._post_voice_message(result)
+            if refused is None:
+                return "posted below as a voice message"
         try:
             upload = await fit_upload(
                 result.audio, limit_bytes=self.upload_limit, ffmpeg=self.bot.ffmpeg, base_name=result.text
             )
         except TooLargeForUpload as exc:
-            return f"but it cannot be posted: {exc}"
+            log.info("job %s: %s", result.job_id, exc)
+            return f"but it cannot be posted: {exc.user_message}"
         except AudioError as exc:
             log.warning("could not prepare the audio of job %s: %s", result.job_id, exc)
-            return f"but it could not be prepared for upload: {exc}"
-        notes = [n for n in (upload.note, self._fallback_note()) if n]
+            return f"but it could not be prepared for upload (error id `{_card.error_id(result.job_id)}`)"
+        notes = [n for n in (upload.note, self._fallback_note(), refused) if n]
         content = _card.audio_message(
             requester=f"<@{self.requester_id}>",
             text=result.text,
@@ -258,14 +299,25 @@ class SpeakSession:
             voice_name=self.card.voice_name,
             note=" ".join(notes),
         )
+        buttons = self._result_buttons()
         try:
-            await self.reply.post(content, data=upload.data, filename=upload.filename)
+            await self.reply.post(content, data=upload.data, filename=upload.filename, view=buttons)
+            self._buttons_on_card = buttons is None
         except discord.HTTPException as exc:
             log.warning("could not post the audio of job %s: %s", result.job_id, exc)
-            if exc.status == 413:
-                return "but it is too large for this server's upload limit"
-            return "but Discord refused the upload (check my permissions in this channel)"
+            return upload_refused(exc, result.job_id)
         return "posted below"
+
+    async def _post_voice_message(self, result: SpeechResult) -> str | None:
+        """Post the audio as a voice message; None when it went out, else the file's note."""
+        channel_id = getattr(self.reply.channel, "id", None)
+        if channel_id is None:
+            return "(Posted as a file: this is not a channel for voice messages.)"
+        try:
+            await post_voice_message(self.bot, channel_id, result.audio)
+        except VoiceMessageRefused as exc:
+            return f"(Posted as a file: {exc.reason}.)"
+        return None
 
     def _fallback_note(self) -> str:
         if self._fallback_reason is None:
@@ -290,6 +342,7 @@ class SpeakSession:
             text_channel_id=text_channel_id,
             on_state=self._voice_state,
             fallback=self._voice_fallback,
+            on_settled=self._voice_settled,
         )
         try:
             placement = await voice.enqueue(member, clip)
@@ -325,6 +378,12 @@ class SpeakSession:
         self.card.voice = text
         await self.show(f"voice:{text}", final=self._terminal is not None)
 
+    async def _voice_settled(self) -> None:
+        """The voice player is done with the clip (played, skipped, cleared or posted)."""
+        if self._delivery_deferred and self._result is not None:
+            self._delivery_deferred = False
+            await self._mark_delivered(self._result.job_id)
+
     async def _voice_fallback(self, reason: str) -> None:
         """Voice will not play this job: say why and post the file (now or on completion)."""
         if self._fallback_reason is not None:
@@ -337,21 +396,49 @@ class SpeakSession:
             self.card.voice = _card.voice_fallback_note(reason)
         if self._result is not None and not self._file_posted:
             where = await self._post_audio(self._result)
-            self.card.status = _card.status_done(self._result.duration, where=where)
+            self.card.status = _card.status_done(self._result.duration, where=where,
+                                                 cached=self._result.cached)
         await self.show(f"voice-fallback:{reason}", final=self._terminal is not None)
 
 
-async def out_of_credit(bot: ChatterboxBot, guild_id: int | None, requester_name: str) -> None:
-    """Tell the moderators once per wallet pause (``WalletGuard.claim_alert``)."""
-    if guild_id is None:
-        return
+#: Discord's JSON error codes for an upload it refused (not our fault, not a permission).
+_TOO_LARGE_CODES = frozenset({40005})
+_MISSING_PERMISSIONS = 50013
+
+
+def upload_refused(exc: discord.HTTPException, job_id: str) -> str:
+    """What the card says when Discord did not take the audio file: the cause when it is known."""
+    if exc.status == 413 or exc.code in _TOO_LARGE_CODES:
+        return "but it is too large for this server's upload limit"
+    if exc.code == _MISSING_PERMISSIONS:
+        return "but I am not allowed to post files here (I need Attach Files in this channel)"
+    return f"but Discord did not take the file (error id `{_card.error_id(job_id)}`)"
+
+
+async def out_of_credit(bot: ChatterboxBot, guild_id: int | None, requester_name: str) -> bool:
+    """The bot-wide pause: tell every server's moderators once; True if this server's know.
+
+    ``WalletGuard.claim_alert`` is True once per pause (across processes). Its winner posts
+    in this server's alert channel first (awaited, so the member's "moderators have been told"
+    is true), then in the alert channel of every other server this process serves; servers
+    without an alert channel are skipped. Afterwards, a server's moderators count as told
+    when it has an alert channel.
+    """
     try:
-        if not await bot.core.wallet.claim_alert():
-            return
-        text = _card.out_of_credit_alert(
-            discord.utils.escape_markdown(requester_name), bot.settings.chatterbox_wallet_probe_seconds
-        )
-        await alert_moderators(bot, guild_id, text)
+        if await bot.core.wallet.claim_alert():
+            text = _card.out_of_credit_alert(
+                discord.utils.escape_markdown(requester_name), bot.settings.chatterbox_wallet_probe_seconds
+            )
+            told_here = guild_id is not None and await alert_moderators(bot, guild_id, text)
+            others = [g.id for g in bot.guilds if g.id != guild_id]
+            told = [g for g in others if await alert_moderators(bot, g, text, if_unset="skip")]
+            log.warning("out of credit: told the moderators of %d of %d servers", len(told) + told_here,
+                        len(others) + (guild_id is not None))
+            return told_here
+        if guild_id is None:
+            return False
+        return (await bot.core.quotas.admin.guild_settings(guild_id)).alert_channel_id is not None
     except Exception:
         log.exception("could not alert the moderators about the out-of-credit pause")
+        return False
 

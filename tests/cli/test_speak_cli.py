@@ -92,6 +92,7 @@ async def test_round_trip_writes_a_24khz_mono_wav_and_shows_progress(
     with wave.open(str(tmp_path / "hello.wav")) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24000, 1, 2)
         assert wav.getnframes() > 0
+    assert (tmp_path / "hello.wav").stat().st_mode & 0o777 == 0o644  # readable, like any shell output
     assert run.lines[0] == "queued… 2 requests, $0.02"
     assert "chunk 1/2" in run.lines and "chunk 2/2" in run.lines
     assert run.lines.index("chunk 1/2") < run.lines.index("chunk 2/2")
@@ -125,8 +126,9 @@ async def test_empty_balance_prints_one_line_and_fails(tmp_path: Path, emulator:
         (["Hello", "-o", "out.wav"], {"CHATTERBOX_API_KEY": None}, "CHATTERBOX_API_KEY is not set"),
         (["   ", "-o", "out.wav"], {}, "The text is empty"),
         (["Hello", "-o", "missing/out.wav"], {}, "does not exist"),
+        (["[laugh] [sigh] ~~~~", "-o", "out.wav"], {}, "nothing to speak"),
     ],
-    ids=["bad-option", "missing-key", "empty-text", "bad-output"],
+    ids=["bad-option", "missing-key", "empty-text", "bad-output", "nothing-left-after-cleanup"],
 )
 async def test_usage_errors_exit_2_with_one_line_and_spend_nothing(
     tmp_path: Path, emulator: GatewayEmulator, args: list[str], env: dict[str, str | None], needle: str

@@ -37,7 +37,8 @@ async def test_400_is_bad_request_refunded_with_the_gateway_reason(
     with pytest.raises(BadRequest) as caught:
         await client.submit(HELLO)
     assert (caught.value.status, caught.value.refund) == (400, True)
-    assert caught.value.user_message == "The TTS service rejected this request: Model not found."
+    assert caught.value.user_message == BadRequest.default_user_message
+    assert "Model not found" in str(caught.value)  # the provider's words: for the log only
     assert emulator.counts["submit"] == 1 and not emulator.jobs
 
 
@@ -47,7 +48,7 @@ async def test_401_is_unauthorized_refunded(make_client: ClientFactory, emulator
         await client.submit(HELLO)
     assert (caught.value.status, caught.value.refund) == (401, True)
     # Only a 402 alerts the moderators; a 401 must not claim that anyone was told.
-    assert caught.value.user_message.endswith("please tell a moderator.")
+    assert caught.value.user_message.endswith("only the bot's owner can fix that.")
     assert emulator.counts["submit:401"] == 1
 
 
@@ -59,7 +60,7 @@ async def test_402_is_insufficient_balance_refunded(
         await client.submit(HELLO)
     error = caught.value
     assert (error.status, error.refund, error.required) == (402, True, "0.01")
-    assert error.user_message == "The TTS service is out of credit; moderators have been told."
+    assert error.user_message == InsufficientBalance.default_user_message
     assert not emulator.jobs and emulator.balance == Decimal("0")
 
 
@@ -168,7 +169,7 @@ async def test_connection_refused_is_refunded(make_client: ClientFactory) -> Non
     with pytest.raises(GatewayUnreachable) as caught:
         await client.submit(HELLO)
     assert caught.value.may_have_reached is False and caught.value.refund is True
-    assert caught.value.user_message == "Couldn't reach the TTS service; please try again later."
+    assert caught.value.user_message == "Couldn't reach the TTS service."
 
 
 # --- GET retries -------------------------------------------------------------------------
@@ -199,15 +200,16 @@ async def test_status_recovers_from_dropped_connections(
     assert emulator.counts["status:dropped"] == 2
 
 
-async def test_status_429_waits_retry_after_and_holds_the_limiter(
+async def test_status_429_waits_retry_after_and_holds_the_read_budget_only(
     client: ChatterboxClient, emulator: GatewayEmulator, recording_clock: RecordingClock,
-    limiter: RecordingLimiter,
+    limiter: RecordingLimiter, status_limiter: RecordingLimiter,
 ) -> None:
     emulator.script_submit(Outcome("complete", duration=0.5))
     accepted = await client.submit(HELLO)
     emulator.script_status(Outcome("http_429", retry_after=2), "ok")
     await client.status(accepted.request_id)
-    assert recording_clock.sleeps == [2.0] and limiter.holds == [2.0]
+    assert recording_clock.sleeps == [2.0] and status_limiter.holds == [2.0]
+    assert limiter.holds == []  # members' submissions are not slowed by a read 429
     assert emulator.counts["status:429"] == 1
 
 

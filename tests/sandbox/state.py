@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from bot.clock import Clock
@@ -22,10 +22,13 @@ from tests.sandbox.messages import EPHEMERAL, LOADING, TYPE_DEFAULT, Message, St
 from tests.sandbox.models import INTENT_GUILD_MESSAGES, Channel, Guild, User
 from tests.sandbox.permissions import DEFAULT_BOT
 from tests.sandbox.snowflake import SnowflakeFactory
+from tests.sandbox.voice_server import VoiceServer
 from tests.sandbox.waiting import DEFAULT_TIMEOUT, Notifier
 
 #: Discord's default per-file upload limit for a guild without boosts (10 MiB).
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: The region of voice channels whose ``rtc_region`` is automatic.
+DEFAULT_REGION = "local"
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10
 
@@ -76,12 +79,20 @@ class SandboxState:
         self.interactions_by_token: dict[str, InteractionHandle] = {}
         #: Every op 4 VOICE_STATE_UPDATE the bot sent, as received.
         self.voice_requests: list[dict[str, Any]] = []
+        #: Voice servers by region ("local" is the default for channels without a region);
+        #: started by ``DiscordSandbox``.
+        self.voice_servers: dict[str, VoiceServer] = {}
+        #: How a move is answered (see ``tests.sandbox.gateway``).
+        self.voice_moves: Literal["discord", "keep-socket", "state-only"] = "discord"
         #: Requests to routes the sandbox does not implement ("METHOD /path").
         self.unhandled_requests: list[str] = []
         #: Exceptions raised by the sandbox's own handlers (sandbox bugs).
         self.internal_errors: list[str] = []
 
     # -- world ----------------------------------------------------------------------------
+
+    def voice_server_for(self, channel: Channel) -> VoiceServer:
+        return self.voice_servers[channel.rtc_region or DEFAULT_REGION]
 
     def new_user(self, name: str, *, bot: bool = False) -> User:
         user = User(self.new_id(), name, bot=bot)
@@ -123,6 +134,8 @@ class SandboxState:
         channel_id: int,
         ephemeral: bool = False,
         description: str | None = None,
+        duration_secs: float | None = None,
+        waveform: str | None = None,
     ) -> StoredFile:
         """Put bytes on the CDN and describe them as Discord's attachment object does."""
         file_id = self.new_id()
@@ -142,6 +155,8 @@ class SandboxState:
             proxy_url=f"{self.base_url}/media/{url_path}{query}",
             description=description,
             ephemeral=ephemeral,
+            duration_secs=duration_secs,
+            waveform=waveform,
         )
 
     # -- messages -------------------------------------------------------------------------
@@ -289,6 +304,11 @@ class SandboxState:
                 channel_id=message.channel_id,
                 ephemeral=message.ephemeral,
                 description=entry.get("description"),
+                **(
+                    {"duration_secs": float(entry["duration_secs"]), "waveform": entry["waveform"]}
+                    if message.flags & IS_VOICE_MESSAGE and "duration_secs" in entry
+                    else {}
+                ),
             )
 
         if listed is None:

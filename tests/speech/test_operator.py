@@ -23,8 +23,9 @@ async def test_the_cli_skips_cooldown_and_characters_per_request(
     settings = speech_settings(emulator, database_url, quota_cooldown_seconds=3600,
                                quota_max_chars_per_request=50, quota_requests_per_day=1)
     async with await Services.open(settings, clock=scaled_clock) as services:
-        for _ in range(2):  # twice within the cooldown, past the daily request limit
-            job = await services.speech.start(CLI_REQUESTER, TEXT, voice_url=None, params=TTSParams(),
+        for n in range(2):  # twice within the cooldown, past the daily request limit
+            text = f"{TEXT} Take {n + 1}."  # different texts: the audio cache does not answer
+            job = await services.speech.start(CLI_REQUESTER, text, voice_url=None, params=TTSParams(),
                                               target=FILE)
             result = await job.result()
             assert result.chunks == job.plan.requests >= 2
@@ -33,7 +34,8 @@ async def test_the_cli_skips_cooldown_and_characters_per_request(
         # A member with the same limits is held by them.
         member = CLI_REQUESTER.__class__(user_id=5, display_name="m", guild_id=77)
         with pytest.raises(QuotaExceeded) as caught:
-            await services.speech.start(member, TEXT, voice_url=None, params=TTSParams(), target=FILE)
+            await services.speech.start(member, f"{TEXT} A member's take.", voice_url=None,
+                                        params=TTSParams(), target=FILE)
         assert caught.value.code == "max_chars_per_request"
 
 

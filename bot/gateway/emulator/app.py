@@ -696,6 +696,7 @@ class GatewayEmulator:
         job = self.jobs.get(name.removesuffix(".wav")) if name.endswith(".wav") else None
         if job is None or job.media_bytes is None:
             return _error(404, "Not Found", "No such media.")
+        job.media_requests.append(self.clock.monotonic())
         return web.Response(body=job.media_bytes, content_type="audio/wav")
 
     # --- internals: control API -----------------------------------------------------------------

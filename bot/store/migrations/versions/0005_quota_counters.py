@@ -6,7 +6,7 @@ counters are filled from the ledger's sums, so an upgraded database starts consi
 the guild's reset hour, else ``QUOTA_RESET_HOUR_UTC`` (0 when unset or invalid).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0008
 Create Date: 2026-12-01
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from bot.store.types import Money, UTCDateTime
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
