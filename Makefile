@@ -56,6 +56,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/voices_autocomplete.py
 	$(BIN)/python bench/cache.py
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/quotas.py
+	$(BIN)/python bench/long_text.py
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)/tools

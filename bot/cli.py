@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune = db_sub.add_parser("prune", help="clear the text and voice URL of finished jobs older than AGE")
     prune.add_argument("--older-than", required=True, type=_duration, metavar="AGE",
                        help="e.g. 30d, 12h or 90m: jobs that finished longer ago than this are cleared")
+    db_sub.add_parser("verify", help="check that the quota counters equal the usage ledger's sums")
     return parser
 
 
@@ -202,6 +203,20 @@ async def _prune(settings: Settings, older_than: float) -> None:
     finally:
         await db.close()
     print(f"cleared the text and voice URL of {cleared} finished job{'s' if cleared != 1 else ''}")
+async def _verify_counters(settings: Settings) -> int:
+    """``db verify``: the quota counters against the ledger (exit 1 and one line each if not)."""
+    from bot.quotas import counters
+    from bot.store import open_database
+
+    async with await open_database(settings.database_url) as db, db.read() as conn:
+        problems = await counters.verify(conn)
+    for problem in problems:
+        print(f"mismatch: {problem}")
+    if problems:
+        print(f"chatterbox-bot: {len(problems)} quota counter(s) differ from the ledger", file=sys.stderr)
+        return EXIT_FAILED
+    print("quota counters agree with the usage ledger")
+    return EXIT_OK
 
 
 async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,6 +237,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"database is at revision {revision}")
         elif args.db_command == "prune":
             await _prune(settings, args.older_than)
+        elif args.db_command == "verify":
+            return await _verify_counters(settings)
         else:
             print(await current_revision(settings.database_url) or "empty (no migrations applied)")
         return EXIT_OK

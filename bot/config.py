@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     chatterbox_max_text_chars: int = Field(2000, ge=1, le=20000)
     chatterbox_chunk_chars: int = Field(280, ge=50, le=1000)
     chatterbox_max_chunks: int = Field(10, ge=1, le=100)
-    chatterbox_chunk_concurrency: int = Field(3, ge=1, le=20)
+    # None: every chunk of a request at once (up to CHATTERBOX_MAX_CHUNKS); see chunk_concurrency.
+    chatterbox_chunk_concurrency: int | None = Field(None, ge=1, le=100)
     chatterbox_chunk_pause_ms: int = Field(250, ge=0, le=5000)
 
     # --- voice reference clips (/speak voice:) -------------------------------------
@@ -99,7 +100,8 @@ class Settings(BaseSettings):
     quota_chars_per_day: int = Field(5000, ge=0)
     quota_cooldown_seconds: int = Field(10, ge=0)
     quota_max_in_flight: int = Field(3, ge=1)
-    quota_max_chars_per_request: int = Field(1000, ge=1)
+    # None: as long as /speak accepts (CHATTERBOX_MAX_TEXT_CHARS); see max_chars_per_request.
+    quota_max_chars_per_request: int | None = Field(None, ge=1)
 
     # --- voice chat -----------------------------------------------------------------
     voice_idle_seconds: float = Field(120.0, gt=0)
@@ -148,6 +150,12 @@ class Settings(BaseSettings):
         if any(i >= count for i in ids):
             raise ConfigError(f"DISCORD_SHARD_IDS must be below DISCORD_SHARD_COUNT ({count}).")
         return ids
+    @field_validator("chatterbox_chunk_concurrency", "quota_max_chars_per_request", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        """``NAME=`` (as in .env.example) means "derive it", like leaving it out."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("public_base_url")
     @classmethod
     def _public_url_is_http(cls, value: str | None) -> str | None:
@@ -195,6 +203,21 @@ class Settings(BaseSettings):
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return value
+
+    # --- derived defaults ------------------------------------------------------------
+    @property
+    def chunk_concurrency(self) -> int:
+        """Chunks of one request in flight at once: all of them by default, never more than
+        ``CHATTERBOX_MAX_CHUNKS`` (the shared rate guard still paces every POST)."""
+        wanted = self.chatterbox_chunk_concurrency or self.chatterbox_max_chunks
+        return min(wanted, self.chatterbox_max_chunks)
+
+    @property
+    def max_chars_per_request(self) -> int:
+        """The built-in per-request character limit: ``/speak``'s own limit unless lowered."""
+        if self.quota_max_chars_per_request is None:
+            return self.chatterbox_max_text_chars
+        return self.quota_max_chars_per_request
 
     # --- what a command needs -------------------------------------------------------
     def require_discord_token(self) -> SecretStr:

@@ -1,8 +1,10 @@
 """``chatterbox-bot speak "text" -o out.wav``: the same pipeline as ``/speak``, to a file.
 
-The CLI is one more requester of ``SpeechService`` (user 0, "cli", no guild), so quotas, the
-wallet pause, chunking of long text and the persisted job all apply as in Discord; its jobs
-have no Discord destination, so the bot never tries to resume them.
+The CLI is one more requester of ``SpeechService`` (user 0, "cli", no guild), marked as the
+operator: the member limits (cooldown, characters per request, daily requests) do not bind it,
+while the wallet pause, the shared rate guard, chunking of long text, the persisted job and the
+usage ledger all apply as in Discord; its jobs have no Discord destination, so the bot never
+tries to resume them.
 
 Output contract: progress lines on stderr unless ``--quiet`` ("queued…", "submitted 1/2",
 "processing 3.2 s", "chunk 2/3", "done: 4.1 s of audio, 1 request, $0.01 -> out.wav"); any
@@ -48,7 +50,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-CLI_REQUESTER = Requester(user_id=0, display_name="cli", guild_id=None)
+# The operator: member limits (cooldown, characters per request, …) do not apply to the CLI.
+CLI_REQUESTER = Requester(user_id=0, display_name="cli", guild_id=None, operator=True)
 
 
 class UsageError(Exception):

@@ -107,6 +107,7 @@ _CHUNK = 64 * 1024
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _MAX_REDIRECTS = 5
 _MAX_REMEMBERED = 10_000  # submit instants kept for ``wait``
+MAX_CONCURRENT_DOWNLOADS = 16  # audio downloads in progress at once per client (= per process)
 _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
 # RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
@@ -160,6 +161,7 @@ class ChatterboxClient:
         rng: random.Random | None = None,
         download_timeout: float = 120,
         download_retries: int = 6,
+        max_downloads: int = MAX_CONCURRENT_DOWNLOADS,
     ) -> None:
         base_url = base_url.strip().rstrip("/")
         scheme = urlsplit(base_url).scheme
@@ -188,6 +190,9 @@ class ChatterboxClient:
         self._download_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(http_timeout, 10.0), sock_read=http_timeout
         )
+        # Audio is read into memory: when many jobs finish together, only this many downloads
+        # hold a growing buffer at once (the rest wait their turn), so memory stays bounded.
+        self._downloads = asyncio.Semaphore(max_downloads)
 
     @classmethod
     def from_settings(
@@ -549,7 +554,7 @@ class ChatterboxClient:
         key is sent): aiohttp would carry our custom key header to any redirect target.
         """
         try:
-            async with asyncio.timeout(self.download_timeout):  # real seconds, retries included
+            async with self._downloads, asyncio.timeout(self.download_timeout):  # real seconds, retries
                 return await self._download(media_url, max_bytes=max_bytes)
         except TimeoutError:
             host = urlsplit(media_url).hostname or "?"

@@ -18,7 +18,7 @@ from bot.quotas.errors import (
 from bot.quotas.guilds import GuildSettings
 from bot.quotas.ledger import Reservation, ReservationState, UserUsage
 from bot.quotas.policy import FIELD_LIMITS, POLICY_FIELDS, Policy, PolicyScope, ResolvedPolicy, resolve
-from bot.quotas.service import GuildUsage, QuotaService, UsageSummary
+from bot.quotas.service import GuildUsage, QuotaService, UsageHistory, UsageSummary
 from bot.quotas.wallet import SubmissionsPaused, SubmitPermit, WalletGuard, WalletState
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "SubmissionsPaused",
     "SubmitPermit",
     "UnknownReservation",
+    "UsageHistory",
     "UsageSummary",
     "UserUsage",
     "WalletGuard",

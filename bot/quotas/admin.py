@@ -2,14 +2,15 @@
 
 Every change runs in one write transaction under the guild's quota lock (the same lock
 ``reserve`` takes, so a reservation never sees half a change) and writes an ``audit_log`` row
-naming the moderator (``actor_id``) in that same transaction. Bad values raise
+naming the moderator (``actor_id``) in that same transaction, which also bumps the guild's
+configuration version (``bot.quotas.guild_config``) so every process re-reads it. Bad values raise
 ``PolicyError`` with a sentence fit to show the moderator; nothing is changed then.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,13 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.quotas import counters
 from bot.quotas.audit import AuditEntry, read_audit, write_audit
 from bot.quotas.errors import PolicyError
+from bot.quotas.guild_config import bump_version
 from bot.quotas.guilds import GuildSettings, guild_lock, load_guild_settings
 from bot.quotas.policy import Policy, PolicyScope, validate_field
 from bot.quotas.window import day_start
 from bot.store.database import Database
-from bot.store.tables import blocked_users, guild_settings, quota_policies, usage_ledger
+from bot.store.tables import (
+    blocked_users,
+    guild_settings,
+    quota_policies,
+    usage_ledger,
+)
 from bot.store.types import to_money
 
 MAX_DAILY_BUDGET = 1_000_000
@@ -165,16 +173,19 @@ class QuotaAdmin:
             if hour is None:
                 hour = self._settings.quota_reset_hour_utc
             ledger = usage_ledger.c
+            today = day_start(now, hour)
             result = await conn.execute(
                 update(usage_ledger)
                 .where(
                     ledger.guild_id == guild_id,
                     ledger.user_id == user_id,
                     ledger.forgiven_at.is_(None),
-                    ledger.created_at >= day_start(now, hour),
+                    ledger.quota_day == today,
                 )
                 .values(forgiven_at=now)
             )
+            # The member's day starts over; the server's day keeps counting (money was spent).
+            await counters.reset_member_day(conn, guild_id, user_id, today)
             await self._audit(conn, guild_id, actor_id, "usage.reset",
                               {"user_id": user_id, "reservations": result.rowcount}, now)
             return int(result.rowcount)
@@ -234,7 +245,38 @@ class QuotaAdmin:
         """The UTC hour this server's quota day starts (None: the bot-wide QUOTA_RESET_HOUR_UTC)."""
         if hour is not None and not _whole(hour, 0, 23):
             raise PolicyError("The reset hour must be a whole hour from 0 to 23 (UTC).")
-        return await self._update_guild(guild_id, actor_id, "guild.reset_hour", reset_hour_utc=hour)
+        settings = await self._update_guild(guild_id, actor_id, "guild.reset_hour", reset_hour_utc=hour,
+                                            rekey=True)
+        return settings
+
+    async def _rekey_days(self, conn: AsyncConnection, guild_id: int, hour: int) -> None:
+        """Give the last two days' reservations the quota day of the new reset hour, moving
+        their counts with them, so the day that is running keeps what it has spent (older
+        days are history and keep their keys)."""
+        now = self._clock.now()
+        ledger = usage_ledger.c
+        rows = (
+            await conn.execute(
+                select(usage_ledger).where(
+                    ledger.guild_id == guild_id, ledger.created_at >= now - timedelta(days=2)
+                )
+            )
+        ).all()
+        moved: set[int] = set()
+        for row in rows:
+            new = day_start(row.created_at, hour)
+            if new == row.quota_day:
+                continue
+            counted = row.state != "refunded"
+            await conn.execute(update(usage_ledger).where(ledger.id == row.id).values(quota_day=new))
+            await counters.move_guild_day(
+                conn, guild_id, old=row.quota_day, new=new,
+                requests=row.requests - row.refunded_requests if counted else 0,
+                characters=row.characters if counted else 0, cost=row.cost if counted else Decimal(0),
+            )
+            moved.add(row.user_id)
+        for user_id in sorted(moved):
+            await counters.rebuild_member_day(conn, guild_id, user_id)
 
     async def set_alert_channel(
         self, guild_id: int, channel_id: int | None, *, actor_id: int
@@ -295,11 +337,17 @@ class QuotaAdmin:
 
         return await self._db.write(write, lock=guild_lock(guild_id))
 
-    async def _update_guild(self, guild_id: int, actor_id: int, action: str, **values: Any) -> GuildSettings:
+    async def _update_guild(
+        self, guild_id: int, actor_id: int, action: str, *, rekey: bool = False, **values: Any
+    ) -> GuildSettings:
         now = self._clock.now()
 
         async def write(conn: AsyncConnection) -> GuildSettings:
             await self._write_guild(conn, guild_id, now, **values)
+            if rekey:
+                hour = values["reset_hour_utc"]
+                await self._rekey_days(conn, guild_id, self._settings.quota_reset_hour_utc
+                                       if hour is None else hour)
             details = {k: str(v) if isinstance(v, Decimal) else v for k, v in values.items()}
             await self._audit(conn, guild_id, actor_id, action, details, now)
             return await load_guild_settings(conn, guild_id)
@@ -329,6 +377,7 @@ class QuotaAdmin:
         at: datetime,
     ) -> None:
         await write_audit(conn, guild_id=guild_id, actor_id=actor_id, action=action, details=details, at=at)
+        await bump_version(conn, guild_id)
 
 
 def _target(scope: PolicyScope, target_id: int | None) -> int:

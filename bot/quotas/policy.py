@@ -92,7 +92,7 @@ class ResolvedPolicy:
             chars_per_day=settings.quota_chars_per_day,
             cooldown_seconds=settings.quota_cooldown_seconds,
             max_in_flight=settings.quota_max_in_flight,
-            max_chars_per_request=settings.quota_max_chars_per_request,
+            max_chars_per_request=settings.max_chars_per_request,
         )
 
     def overlaid(self, policy: Policy | None) -> ResolvedPolicy:
@@ -128,6 +128,28 @@ def resolve(
 ) -> ResolvedPolicy:
     """user override > most generous role > guild default > built-in defaults, per field."""
     return defaults.overlaid(guild).overlaid(most_generous(roles)).overlaid(user)
+
+
+class PolicySource(StrEnum):
+    """Which level decided a field (for refusals that say who sets the limit)."""
+
+    USER = "user"
+    ROLE = "role"
+    GUILD = "guild"
+    BOT = "bot"
+
+
+def source_of(
+    name: str, *, guild: Policy | None = None, roles: Iterable[Policy] = (), user: Policy | None = None
+) -> PolicySource:
+    """The level ``resolve`` takes field ``name`` from."""
+    if user is not None and getattr(user, name) is not None:
+        return PolicySource.USER
+    if any(getattr(role, name) is not None for role in roles):
+        return PolicySource.ROLE
+    if guild is not None and getattr(guild, name) is not None:
+        return PolicySource.GUILD
+    return PolicySource.BOT
 
 
 def label(name: str) -> str:

@@ -1,18 +1,22 @@
 """``QuotaService``: reserve quota before a submission, settle it after (DESIGN rule 3).
 
-Atomicity — no over-grant under concurrency, within and across processes. ``reserve`` reads
-every counter and inserts the reservation in ONE write transaction that is serialized with
-every other reservation of the same guild (``Database.write(..., lock="quota:guild:<id>")``):
+O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, two
+conditional upserts (``bot.quotas.counters``: the server's day — budget and cost cap — and
+the member's row — daily requests and characters, in flight, cooldown; each ``… WHERE used + n
+<= limit``), the ledger insert (and the job's rows) and COMMIT. The guild's policies, blocks and
+settings come from a per-process cache (``bot.quotas.guild_config``) whose version the member
+upsert returns; a reservation decided on a stale copy runs again with the fresh one (after two
+stale tries, under the guild's lock, which moderator changes also take). Only a refusal reads
+more, to say exactly what ran out. Settling adjusts the ledger row and the counters together;
+``counters.verify`` (``chatterbox-bot db verify``) proves they agree.
 
-- SQLite: the transaction starts with ``BEGIN IMMEDIATE``, so it holds the database's write
-  lock before its first read; a second reservation (any connection, any process) waits at
-  BEGIN and then sees the first one's row. A lingering "database is locked" makes the whole
-  transaction run again (see ``bot.store.database``).
-- PostgreSQL: the transaction first takes ``pg_advisory_xact_lock`` keyed on the guild (held
-  until commit, shared by all processes of the server); under READ COMMITTED every statement
-  after it sees all reservations committed before. Per-guild keys let guilds run in parallel,
-  and because a member's limits and the server's budget/cost cap are checked under the same
-  key, both are exact.
+Atomicity — no over-grant under concurrency, within and across processes: each limit is checked
+by the statement that adds to its counter, so two reservations can never both pass the last
+slot. A refused upsert leaves its row locked until the transaction ends, so the refusal path
+(reading the member's picture, possibly taking without conditions when a dead job's in-flight
+reservation is all that blocked it) is serialized per member too. SQLite additionally runs
+every write transaction alone (``BEGIN IMMEDIATE``; a lingering "database is locked" makes the
+whole transaction run again, see ``bot.store.database``).
 
 Settlement only ever lowers usage, so it needs no guild lock: it locks its own ledger row
 (``SELECT … FOR UPDATE``; SQLite's write lock already serializes it). Settlement totals are
@@ -25,17 +29,19 @@ protect the server's wallet. A blocked member is always refused, exempt or not.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.config import Settings
 from bot.formats import plural
+from bot.quotas import counters
 from bot.quotas.admin import QuotaAdmin
 from bot.quotas.errors import (
     GuildPaused,
@@ -43,24 +49,23 @@ from bot.quotas.errors import (
     SettlementError,
     UnknownReservation,
 )
-from bot.quotas.guilds import GuildSettings, guild_lock, load_guild_settings
+from bot.quotas.guild_config import GuildConfig, GuildConfigCache
+from bot.quotas.guilds import GuildSettings, guild_lock
 from bot.quotas.ledger import (
     MemberUsage,
     Reservation,
     ReservationState,
     Totals,
     UserUsage,
-    guild_totals,
-    member_usage,
     reservation_from_row,
     top_users,
 )
-from bot.quotas.policy import Policy, PolicyScope, ResolvedPolicy, resolve
+from bot.quotas.policy import PolicySource, ResolvedPolicy
 from bot.quotas.window import day_start, format_until, next_reset
 from bot.store.database import Database
 from bot.store.ids import new_id
 from bot.store.jobs import NewJob, insert_job
-from bot.store.tables import blocked_users, quota_policies
+from bot.store.tables import quota_guild_days
 from bot.store.tables import usage_ledger as ledger
 from bot.store.types import to_money
 
@@ -99,6 +104,21 @@ class GuildUsage:
 
 
 @dataclass(frozen=True)
+class UsageHistory:
+    """A server's recent quota days, for the moderators' chart (``requests`` and ``cost`` per
+    day include everyone; ``top_members`` are (user id, requests per day), most active first;
+    the rest of a day's requests belong to other members or to forgiven usage)."""
+
+    guild_id: int
+    days: tuple[date, ...]
+    requests: tuple[int, ...]
+    cost: tuple[Decimal, ...]
+    top_members: tuple[tuple[int, tuple[int, ...]], ...]
+    daily_request_budget: int | None
+    daily_cost_cap: Decimal | None
+
+
+@dataclass(frozen=True)
 class _Member:
     """Everything a decision about one member needs, read inside the transaction."""
 
@@ -111,6 +131,7 @@ class _Member:
     blocked: bool
     usage: MemberUsage
     guild_totals: Totals
+    chars_limit_source: PolicySource = PolicySource.BOT
 
 
 class QuotaService:
@@ -125,6 +146,7 @@ class QuotaService:
         # without settling; it stops counting as "in flight" so it cannot block its member.
         self._in_flight_horizon = timedelta(seconds=2 * settings.chatterbox_max_wait_seconds + 600)
         self.admin = QuotaAdmin(db, settings, clock)
+        self._configs = GuildConfigCache()
 
     # ---- prices ---------------------------------------------------------------------------
     @property
@@ -146,8 +168,13 @@ class QuotaService:
         characters: int,
         job_id: str | None = None,
         job: NewJob | None = None,
+        member_limits: bool = True,
     ) -> Reservation:
         """Check every limit and record the reservation, atomically; ``QuotaExceeded`` if not.
+
+        ``member_limits=False`` (the operator's CLI) skips the member's own limits (size per
+        request, daily requests and characters, in flight, cooldown) but still counts the usage;
+        blocks, pauses and the server's budget and cost cap still apply.
 
         With ``job``, the job and its parts are written in the same transaction (state
         ``reserved``, linked to the reservation), so a refusal leaves no job behind and an
@@ -160,10 +187,16 @@ class QuotaService:
             job_id = job.id
 
         async def write(conn: AsyncConnection) -> Reservation:
-            member = await self._read_member(conn, guild_id, user_id, role_ids)
-            refusal = self._refusal(member, requests=requests, characters=characters)
-            if refusal is not None:
-                raise refusal
+            now = self._clock.now()
+            cached = None
+            if guild_id is not None:
+                cached = self._configs.peek(guild_id)
+                if cached is None:
+                    await self._configs.get(conn, guild_id)
+                    cached = self._configs.peek(guild_id)
+            config = cached[1] if cached else None
+            await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
+                             characters=characters, member_limits=member_limits)
             price = self.price_per_request
             values = {
                 "id": new_id(),
@@ -177,15 +210,20 @@ class QuotaService:
                 "committed_requests": 0,
                 "refunded_requests": 0,
                 "job_id": job_id,
-                "created_at": member.now,
+                "created_at": now,
+                "quota_day": day_start(now, self._reset_hour(config.settings if config else None)),
             }
-            await conn.execute(ledger.insert().values(**values))
+            await conn.execute(_LEDGER_INSERT, values)
             if job is not None:
-                await insert_job(conn, job, reservation_id=values["id"], now=member.now)
-            row = (await conn.execute(select(ledger).where(ledger.c.id == values["id"]))).one()
-            return reservation_from_row(row)
+                await insert_job(conn, job, reservation_id=values["id"], now=now)
+            return _reservation(values)
 
-        return await self._db.write(write, lock=guild_lock(guild_id))
+        for _attempt in range(_STALE_ATTEMPTS - 1):
+            try:
+                return await self._db.write(write)
+            except _StaleConfig:
+                continue  # a moderator changed the guild's settings meanwhile: decide again
+        return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
 
     async def check(
         self,
@@ -212,7 +250,7 @@ class QuotaService:
         if guild_id is None:
             return
         async with self._db.read() as conn:
-            guild = await load_guild_settings(conn, guild_id)
+            guild = (await self._configs.get(conn, guild_id)).settings
         message = guild.pause_message()
         if message is not None:
             raise GuildPaused(message)
@@ -276,19 +314,36 @@ class QuotaService:
                     if new_committed == 0
                     else ReservationState.PARTIAL
                 )
+            cost = to_money(current.price_per_request * (current.requests - new_refunded))
+            settled_at = self._clock.now() if done else None
             await conn.execute(
                 update(ledger)
                 .where(ledger.c.id == reservation_id)
                 .values(
                     committed_requests=new_committed,
                     refunded_requests=new_refunded,
-                    cost=to_money(current.price_per_request * (current.requests - new_refunded)),
+                    cost=cost,
                     state=state.value,
-                    settled_at=self._clock.now() if done else None,
+                    settled_at=settled_at,
                 )
             )
-            row = (await conn.execute(select(ledger).where(ledger.c.id == reservation_id))).one()
-            return reservation_from_row(row)
+            key, forgiven = counters.guild_key(current.guild_id), row.forgiven_at is not None
+            await counters.apply_delta(
+                conn, key, current.user_id, row.quota_day,
+                requests=current.refunded_requests - new_refunded,
+                characters=-current.characters if state is ReservationState.REFUNDED else 0,
+                cost=cost - current.cost, member_day=not forgiven,
+            )
+            if done:
+                # A reservation refunded whole no longer starts a cooldown: find the one before.
+                again = state is ReservationState.REFUNDED and not forgiven
+                newest = await counters.newest_counted(conn, key, current.user_id) if again else None
+                await counters.set_member(conn, key, current.user_id, in_flight_delta=-1,
+                                          set_last=again, last_request_at=newest)
+            return dataclasses.replace(
+                current, committed_requests=new_committed, refunded_requests=new_refunded, cost=cost,
+                state=state, settled_at=settled_at,
+            )
 
         return await self._db.write(write)
 
@@ -326,19 +381,62 @@ class QuotaService:
     async def guild_usage(self, guild_id: int, *, top: int = 10) -> GuildUsage:
         now = self._clock.now()
         async with self._db.read() as conn:
-            guild = await load_guild_settings(conn, guild_id)
+            config = await self._configs.get(conn, guild_id)
+            guild = config.settings
             start = day_start(now, self._reset_hour(guild))
-            totals = await guild_totals(conn, guild_id, day_start=start)
-            leaders = await top_users(conn, guild_id, day_start=start, limit=top)
+            day = await counters.read_guild_day(conn, guild_id, start)
+            leaders = await top_users(conn, guild_id, day_start=start, limit=top) if top else []
         return GuildUsage(
             guild_id=guild_id,
-            requests=totals.requests,
-            characters=totals.characters,
-            cost=totals.cost,
+            requests=day.requests,
+            characters=day.characters,
+            cost=day.cost,
             daily_request_budget=guild.daily_request_budget,
             daily_cost_cap=guild.daily_cost_cap,
             resets_at=start + timedelta(days=1),
             top_users=tuple(leaders),
+        )
+
+    async def usage_history(self, guild_id: int, *, days: int = 30, top: int = 5) -> UsageHistory:
+        """The server's last ``days`` quota days (oldest first, today last, empty days included),
+        requests and cost per day from the counters, the ``top`` members' requests per day."""
+        now = self._clock.now()
+        async with self._db.read() as conn:
+            guild = (await self._configs.get(conn, guild_id)).settings
+            today = day_start(now, self._reset_hour(guild))
+            first = today - timedelta(days=days - 1, hours=23)  # also keys of another reset hour
+            g, led = quota_guild_days.c, ledger.c
+            totals = (await conn.execute(
+                select(g.day, g.requests, g.cost).where(g.guild_key == guild_id, g.day >= first)
+            )).all()
+            # Per member and day from the ledger (a moderator's report, bounded to the window).
+            members = (await conn.execute(
+                select(led.quota_day, led.user_id, func.sum(led.requests - led.refunded_requests))
+                .where(led.guild_id == guild_id, led.quota_day >= first, led.state != "refunded")
+                .group_by(led.quota_day, led.user_id)
+            )).all()
+        dates = [(today - timedelta(days=days - 1 - i)).date() for i in range(days)]
+        index = {d: i for i, d in enumerate(dates)}
+        requests, costs = [0] * days, [Decimal(0)] * days
+        for day, count, cost in totals:
+            i = index.get(day.date())
+            if i is not None:
+                requests[i] += count
+                costs[i] += cost
+        per_member: dict[int, list[int]] = {}
+        for day, user_id, count in members:
+            i = index.get(counters.as_utc(day).date())
+            if i is not None:
+                per_member.setdefault(user_id, [0] * days)[i] += count
+        leaders = sorted(per_member, key=lambda u: (-sum(per_member[u]), u))[:top]
+        return UsageHistory(
+            guild_id=guild_id,
+            days=tuple(dates),
+            requests=tuple(requests),
+            cost=tuple(costs),
+            top_members=tuple((u, tuple(per_member[u])) for u in leaders),
+            daily_request_budget=guild.daily_request_budget,
+            daily_cost_cap=guild.daily_cost_cap,
         )
 
     # ---- the decision ---------------------------------------------------------------------
@@ -347,62 +445,123 @@ class QuotaService:
             return guild.reset_hour_utc
         return self._settings.quota_reset_hour_utc
 
+    async def _config(self, conn: AsyncConnection, guild_id: int | None) -> GuildConfig | None:
+        return None if guild_id is None else await self._configs.get(conn, guild_id)
+
+    async def _take(
+        self, conn: AsyncConnection, cached: tuple[int, GuildConfig] | None, guild_id: int | None,
+        user_id: int, role_ids: Sequence[int], *, now: datetime, requests: int, characters: int,
+        member_limits: bool,
+    ) -> None:
+        """Take from the two counter rows, or raise the refusal (the transaction rolls back).
+
+        The hot path is two conditional upserts; the member's also returns the guild's
+        configuration version, and a version other than the cached one raises ``_StaleConfig``
+        (the caller runs the transaction again with the fresh configuration). When an upsert
+        refuses, its row stays locked, the member's full picture is read (``_read_member``)
+        and ``_refusal`` names the limit in its usual order; if nothing is actually exceeded
+        (an in-flight counter still holding a reservation whose job died), the rest is taken
+        without conditions — exact, because the refused upsert holds the row's lock.
+        """
+        version, config = cached if cached is not None else (0, None)
+        guild = config.settings if config else None
+        policy = config.policy_for(self._defaults, user_id, role_ids) if config else self._defaults
+        exempt = not member_limits or (config is not None and config.exempt(role_ids))
+        blocked = config is not None and user_id in config.blocked
+
+        async def refuse(taken: set[str]) -> None:
+            await self._refuse(conn, guild_id, user_id, role_ids, requests, characters, exempt, config,
+                               taken=taken)
+
+        if blocked or (guild is not None and guild.paused) or (
+            not exempt and characters > policy.max_chars_per_request
+        ):
+            await refuse(set())
+        key, day = counters.guild_key(guild_id), day_start(now, self._reset_hour(guild))
+        cost = self.price(requests)
+        if not await counters.take_guild_day(
+            conn, key, day, requests=requests, characters=characters, cost=cost,
+            budget=guild.daily_request_budget if guild else None, cap=guild.daily_cost_cap if guild else None,
+        ):
+            await refuse(set())
+            await counters.take_guild_day(conn, key, day, requests=requests, characters=characters, cost=cost,
+                                          budget=None, cap=None)
+        wait = policy.cooldown_seconds
+        limits = counters.MemberLimits() if exempt else counters.MemberLimits(
+            requests_per_day=policy.requests_per_day, chars_per_day=policy.chars_per_day,
+            max_in_flight=policy.max_in_flight,
+            cooldown_cutoff=now - timedelta(seconds=wait) if wait else None,
+        )
+        taken, seen = await counters.take_member(
+            conn, key, user_id, day, now=now, requests=requests, characters=characters, limits=limits,
+            version_of=guild_id,
+        )
+        if not taken:
+            await refuse({"guild_day"})
+            taken, seen = await counters.take_member(
+                conn, key, user_id, day, now=now, requests=requests, characters=characters,
+                limits=counters.MemberLimits(), version_of=guild_id,
+            )
+            if not taken:  # the row is of a later day: this process's clock lags at the reset
+                raise QuotaExceeded("The quota day is changing over; try again in a moment.", code="clock")
+        if guild_id is not None and seen != version:
+            self._configs.forget(guild_id)
+            raise _StaleConfig()
+
+    async def _refuse(
+        self, conn: AsyncConnection, guild_id: int | None, user_id: int, role_ids: Sequence[int],
+        requests: int, characters: int, exempt: bool, config: GuildConfig | None, *, taken: set[str],
+    ) -> None:
+        """Raise what ``_refusal`` finds on the member's full picture (return if nothing).
+
+        The configuration is read fresh first; if it moved since the cached copy the whole
+        transaction starts over (``_StaleConfig``). ``taken`` names the counters this
+        transaction has already added the request to; the picture leaves the request out.
+        """
+        if guild_id is not None:
+            fresh = await self._configs.get(conn, guild_id)
+            if fresh is not config:
+                raise _StaleConfig()
+        member = await self._read_member(conn, guild_id, user_id, role_ids, config=config, exempt=exempt)
+        if "guild_day" in taken:
+            t = member.guild_totals
+            member = dataclasses.replace(member, guild_totals=Totals(
+                t.requests - requests, t.characters - characters, t.cost - self.price(requests)))
+        refusal = self._refusal(member, requests=requests, characters=characters)
+        if refusal is not None:
+            raise refusal
+
     async def _read_member(
-        self, conn: AsyncConnection, guild_id: int | None, user_id: int, role_ids: Sequence[int]
+        self, conn: AsyncConnection, guild_id: int | None, user_id: int, role_ids: Sequence[int],
+        *, config: GuildConfig | None = None, exempt: bool | None = None,
     ) -> _Member:
         now = self._clock.now()
-        guild = None if guild_id is None else await load_guild_settings(conn, guild_id)
+        if config is None:
+            config = await self._config(conn, guild_id)
+        guild = config.settings if config else None
         start = day_start(now, self._reset_hour(guild))
-        blocked = False
-        policy = self._defaults
-        if guild_id is not None:
-            blocked = (
-                await conn.execute(
-                    select(blocked_users.c.user_id).where(
-                        blocked_users.c.guild_id == guild_id, blocked_users.c.user_id == user_id
-                    )
-                )
-            ).first() is not None
-            policy = await self._resolve(conn, guild_id, user_id, role_ids)
-        usage = await member_usage(
-            conn, guild_id, user_id, day_start=start, in_flight_since=now - self._in_flight_horizon
-        )
-        has_budget = guild is not None and (
-            guild.daily_request_budget is not None or guild.daily_cost_cap is not None
-        )
-        totals = (
-            await guild_totals(conn, guild_id, day_start=start) if has_budget else Totals(0, 0, Decimal(0))
-        )
+        policy = config.policy_for(self._defaults, user_id, role_ids) if config else self._defaults
+        key = counters.guild_key(guild_id)
+        row = await counters.read_member(conn, key, user_id)
+        mine = row.on(start)
+        in_flight = row.in_flight
+        if in_flight >= policy.max_in_flight:
+            since = now - self._in_flight_horizon
+            in_flight = await counters.exact_in_flight(conn, key, user_id, since=since)
+        totals = await counters.read_guild_day(conn, key, start) if guild is not None else counters.DayCount()
         return _Member(
             now=now,
             resets_at=next_reset(now, self._reset_hour(guild)),
             day_start=start,
             guild=guild,
             policy=policy,
-            exempt=guild is not None and bool(guild.exempt_role_ids.intersection(role_ids)),
-            blocked=blocked,
-            usage=usage,
-            guild_totals=totals,
+            exempt=config.exempt(role_ids) if exempt is None and config else bool(exempt),
+            blocked=config is not None and user_id in config.blocked,
+            usage=MemberUsage(mine.requests, mine.characters, in_flight, row.last_request_at),
+            guild_totals=Totals(totals.requests, totals.characters, totals.cost),
+            chars_limit_source=config.source_of("max_chars_per_request", user_id, role_ids)
+            if config else PolicySource.BOT,
         )
-
-    async def _resolve(
-        self, conn: AsyncConnection, guild_id: int, user_id: int, role_ids: Sequence[int]
-    ) -> ResolvedPolicy:
-        q = quota_policies.c
-        rows = (await conn.execute(select(quota_policies).where(q.guild_id == guild_id))).all()
-        guild: Policy | None = None
-        user: Policy | None = None
-        roles: list[Policy] = []
-        wanted_roles = set(role_ids)
-        for row in rows:
-            policy = Policy.from_mapping(row._mapping)
-            if row.scope == PolicyScope.GUILD.value:
-                guild = policy
-            elif row.scope == PolicyScope.USER.value and row.target_id == user_id:
-                user = policy
-            elif row.scope == PolicyScope.ROLE.value and row.target_id in wanted_roles:
-                roles.append(policy)
-        return resolve(self._defaults, guild=guild, roles=roles, user=user)
 
     def _cooldown_end(self, member: _Member) -> datetime | None:
         last = member.usage.last_request_at
@@ -420,9 +579,10 @@ class QuotaService:
         if guild is not None and guild.paused:
             return GuildPaused(guild.pause_message() or "")
         if not member.exempt and characters > policy.max_chars_per_request:
+            whose = _CHARS_LIMIT_OWNER[member.chars_limit_source]
             return QuotaExceeded(
-                f"This text is {characters:,} characters; the limit here is "
-                f"{policy.max_chars_per_request:,}.",
+                f"This text is {characters:,} characters; {whose} is "
+                f"{policy.max_chars_per_request:,} characters per request.",
                 code="max_chars_per_request",
             )
         if guild is not None and guild.daily_request_budget is not None:
@@ -488,6 +648,31 @@ class QuotaService:
                 code="cooldown",
             )
         return None
+
+
+_LEDGER_INSERT = ledger.insert()
+
+
+class _StaleConfig(Exception):
+    """The guild's cached configuration is older than the database's: run the transaction again."""
+
+
+_STALE_ATTEMPTS = 3
+
+# Who set the per-request character limit that refused a text (said in the refusal).
+_CHARS_LIMIT_OWNER = {
+    PolicySource.USER: "the limit the moderators set for you on this server",
+    PolicySource.ROLE: "the limit the moderators set for your role on this server",
+    PolicySource.GUILD: "the limit this server's moderators set",
+    PolicySource.BOT: "the limit the bot's operator set",
+}
+
+
+def _reservation(values: dict[str, object]) -> Reservation:
+    """The reservation just inserted, without reading it back."""
+    fields = {f.name for f in dataclasses.fields(Reservation)}
+    return Reservation(**{k: v for k, v in values.items() if k in fields and k != "state"},  # type: ignore[arg-type]
+                       state=ReservationState.RESERVED, settled_at=None)
 
 
 def _check_amounts(requests: int, characters: int) -> None:

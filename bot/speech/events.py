@@ -17,12 +17,18 @@ OutputKind = Literal["file", "voice", "both", "voice_message"]
 
 @dataclass(frozen=True)
 class Requester:
-    """Who asked. ``guild_id`` is None for the CLI; ``role_ids`` feed quota resolution."""
+    """Who asked. ``guild_id`` is None for the CLI; ``role_ids`` feed quota resolution.
+
+    ``operator`` marks the bot's operator (the CLI): not bound by member limits (cooldown,
+    characters per request, daily requests and characters, in flight); the wallet guard, the
+    rate guard, the job database and the usage ledger still apply.
+    """
 
     user_id: int
     display_name: str
     guild_id: int | None = None
     role_ids: tuple[int, ...] = ()
+    operator: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ the WAVs, settle the quota and move the job to its final state.
 Design decisions:
 
 - POSTs go out one at a time, in chunk order (the "submitter" task); waiting and downloading
-  run concurrently, at most ``CHATTERBOX_CHUNK_CONCURRENCY`` chunks in flight. A POST takes
+  run concurrently, at most ``Settings.chunk_concurrency`` chunks in flight (by default all of
+  a request's chunks, bounded by ``CHATTERBOX_MAX_CHUNKS``). A POST takes
   milliseconds while a chunk takes seconds, so the chunks are still made in parallel, and a
   sequential submitter gives a fixed order, lets the wallet's probe permit (a job allowed
   through a 402 pause) be tested by the first chunk alone, and leaves exactly one place where
@@ -49,7 +50,7 @@ import asyncio
 import enum
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NoReturn
 
@@ -81,6 +82,8 @@ from bot.store.database import DatabaseUnavailable
 from bot.store.jobs import AuditNote, JobRecord, JobsRepository, JobState, PartChange, PartState
 
 log = logging.getLogger(__name__)
+
+MAX_JOBS_WITH_AUDIO = 32
 
 #: Why a part left ``submitting`` by an interruption is committed.
 MAYBE_CHARGED = "interrupted while submitting; it may have been charged"
@@ -119,6 +122,10 @@ class Pipeline:
     clock: Clock
     #: This process's id in ``jobs.owner``: every write names it (``bot.store.jobs``).
     owner: str | None = None
+    # Jobs of this process holding downloaded audio at once (from a job's first download to
+    # its end): when many jobs finish together the rest wait before downloading, so memory
+    # stays bounded instead of growing with the number of jobs in flight.
+    audio_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_JOBS_WITH_AUDIO))
 
 
 class _Phase(enum.Enum):
@@ -214,7 +221,8 @@ class JobRun:
         self._job_state = job_state  # the job's state when this run began
         self._guild_id = guild_id
         self._user_id = user_id
-        self._slots = asyncio.Semaphore(pipeline.settings.chatterbox_chunk_concurrency)
+        self._slots = asyncio.Semaphore(pipeline.settings.chunk_concurrency)
+        self._audio_permit: asyncio.Task[None] | None = None
         self._submitter: asyncio.Task[None] | None = None
         self._submitter_phase = _Phase.IDLE
         self._followers: dict[asyncio.Task[None], PartRun] = {}
@@ -302,6 +310,26 @@ class JobRun:
 
     # --- the run ---------------------------------------------------------------------------
 
+    async def _hold_audio_slot(self) -> None:
+        """Wait for this job's one ``Pipeline.audio_slots`` permit (taken at its first download,
+        given back when the run ends)."""
+        permit = self._audio_permit
+        if permit is None:
+            permit = self._audio_permit = asyncio.create_task(self._acquire_audio_slot())
+        await asyncio.shield(permit)
+
+    async def _acquire_audio_slot(self) -> None:
+        await self._p.audio_slots.acquire()
+
+    def _release_audio_slot(self) -> None:
+        permit, self._audio_permit = self._audio_permit, None
+        if permit is None:
+            return
+        if permit.done() and not permit.cancelled():
+            self._p.audio_slots.release()
+        else:
+            permit.cancel()
+
     async def run(self) -> SpeechResult:
         try:
             return await self._run()
@@ -313,6 +341,9 @@ class JobRun:
             self._sink.post(CatchingUp(self.job_id, CATCHING_UP))
             await self._sink.close()
             raise SpeechInterrupted("the database is unavailable") from None
+
+        finally:
+            self._release_audio_slot()
 
     async def _stop_followers(self) -> None:
         current = asyncio.current_task()
@@ -491,6 +522,7 @@ class JobRun:
                     return
             assert part.media_url is not None
             part.phase = _Phase.WAITING
+            await self._hold_audio_slot()
             audio = await self._p.client.download(
                 part.media_url, max_bytes=settings.chatterbox_max_download_bytes
             )
@@ -537,6 +569,8 @@ class JobRun:
                 self._stop, self._failure = "failed", SpeechFailed(str(exc), user_message=(
                     "The TTS service sent audio the bot could not read."))
             else:
+                for part in self._parts:  # joined: keep one copy of the audio, not two
+                    part.audio = None
                 return await self._complete(audio, duration)
         if self._stop in ("lost", "suspended"):
             await self._give_up()

@@ -314,6 +314,7 @@ class SpeechService:
                 requests=plan.requests,
                 characters=plan.characters,
                 job=job,
+                member_limits=not requester.operator,
             )
         except BaseException:
             self._claimed.discard(job.id)

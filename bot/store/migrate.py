@@ -17,6 +17,12 @@ thread), so one process runs Alembic under ``_ALEMBIC_LOCK``. And on a brand-new
 second starter can race the first one's switch to WAL; if its migration then fails, it is run
 again, and the retry finds the database at head and does nothing.
 
+Starting against a database that is already current does not import Alembic at all (it is
+the slowest import of a short-lived ``chatterbox-bot speak``): ``migrate_engine`` first reads
+``alembic_version`` with one plain query and compares it with the newest revision named by the
+shipped scripts (``shipped_head``, read from their ``revision``/``down_revision`` lines; a test
+checks that it agrees with Alembic's own answer). Only a database behind that runs Alembic.
+
 ``upgrade(url)`` is what ``chatterbox-bot db upgrade`` runs; the command-line ``alembic -c
 bot/store/alembic.ini upgrade head`` also works (``migrations/env.py`` then builds its own
 engine from ``DATABASE_URL``).
@@ -24,18 +30,20 @@ engine from ``DATABASE_URL``).
 
 from __future__ import annotations
 
+import re
 import threading
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.engine import READONLY_OPTION, advisory_key, create_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 MIGRATION_LOCK = "store:migrations"
@@ -44,8 +52,28 @@ SQLITE_MIGRATION_ATTEMPTS = 3
 _ALEMBIC_LOCK = threading.Lock()
 
 
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*(None|['\"]([^'\"]+)['\"])", re.MULTILINE)
+
+
+@cache
+def shipped_head() -> str | None:
+    """The newest revision of the shipped scripts, without importing Alembic (None if unsure)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (PACKAGE_DIR / "migrations" / "versions").glob("*.py"):
+        found = dict((m.group(1), m.group(3)) for m in _REVISION_LINE.finditer(script.read_text()))
+        if found.get("revision"):
+            revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
 def alembic_config() -> Config:
     """The Alembic configuration shipped in this package."""
+    from alembic.config import Config
+
     config = Config(str(PACKAGE_DIR / "alembic.ini"))
     config.set_main_option("script_location", str(PACKAGE_DIR / "migrations"))
     return config
@@ -53,12 +81,16 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision the shipped migrations know."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "no migrations shipped"
     return head
 
 
 def _upgrade_sync(connection: Connection, revision: str) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     with _ALEMBIC_LOCK:
@@ -66,6 +98,8 @@ def _upgrade_sync(connection: Connection, revision: str) -> None:
 
 
 def _current_sync(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -75,8 +109,22 @@ async def lock_for_migrations(conn: AsyncConnection) -> None:
         await conn.execute(select(func.pg_advisory_xact_lock(advisory_key(MIGRATION_LOCK))))
 
 
+async def _stored_revision(engine: AsyncEngine) -> str | None:
+    """``alembic_version`` read with one plain query (None: no such table or no row)."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(**{READONLY_OPTION: True})
+            return (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    except (OperationalError, ProgrammingError, DBAPIError):
+        return None
+
+
 async def migrate_engine(engine: AsyncEngine, revision: str = "head") -> str | None:
     """Upgrade the database behind ``engine`` to ``revision``; returns the revision reached."""
+    if revision == "head":
+        head = shipped_head()
+        if head is not None and await _stored_revision(engine) == head:
+            return head  # already current: Alembic is not even imported
     attempts = SQLITE_MIGRATION_ATTEMPTS if engine.dialect.name == "sqlite" else 1
     for attempt in range(1, attempts + 1):
         try:

@@ -114,8 +114,49 @@ usage_ledger = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("settled_at", UTCDateTime, nullable=True),
     Column("forgiven_at", UTCDateTime, nullable=True),
+    # The start of the quota day the reservation counts in (the counters' day key). Always
+    # written; nullable only because SQLite could not add it as NOT NULL in place (0005).
+    Column("quota_day", UTCDateTime, nullable=True),
     Index("ix_usage_ledger_guild_user_created", "guild_id", "user_id", "created_at"),
     Index("ix_usage_ledger_guild_created", "guild_id", "created_at"),
+    Index("ix_usage_ledger_guild_day", "guild_id", "quota_day"),
+)
+
+# Counters: the ledger's sums kept as rows, so a reservation is two conditional upserts
+# whatever the ledger's size (bot.quotas.counters). ``guild_key`` is the guild id, 0 for the
+# CLI (a primary key cannot hold NULL; Discord ids are never 0). ``day`` is a quota day's start.
+quota_guild_days = Table(
+    "quota_guild_days",
+    metadata,
+    Column("guild_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", UTCDateTime, primary_key=True),
+    Column("requests", Integer, nullable=False),
+    Column("characters", Integer, nullable=False),
+    Column("cost", Money, nullable=False),
+)
+
+# One row per member: the requests and characters of the member's newest quota day (``day``;
+# forgiven reservations excluded), reservations not settled yet (any day), and the start of
+# the newest counted reservation (for the cooldown).
+quota_members = Table(
+    "quota_members",
+    metadata,
+    Column("guild_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", UTCDateTime, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("characters", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    Column("last_request_at", UTCDateTime, nullable=True),
+)
+
+# Bumped by every moderator change of a guild, so each process knows when its cached copy of
+# the guild's policies, blocks and settings is stale.
+quota_versions = Table(
+    "quota_versions",
+    metadata,
+    Column("guild_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("version", Integer, nullable=False),
 )
 
 # The state machine of DESIGN rule 1 (see bot.store.jobs):

@@ -25,6 +25,8 @@ Decisions:
   it gets its own deliberate command, and only the application's owner (or its team) may use
   it — a server's moderators can neither top up the account nor decide for other servers;
   ``/quota resume`` and ``/quota show`` point to it while it is on.
+- ``usage`` answers with the text summary (for screen readers) and a PNG chart of the last
+  30 days (``cogs.quotas.chart``, rendered in a worker thread).
 - ``@everyone`` cannot get a role policy or be exempt: the server default is that policy.
 - Every change is logged (``log.info`` with the moderator's id) and recorded in the
   ``audit_log`` table by ``QuotaAdmin`` in the same transaction (``/quota history`` shows it),
@@ -33,6 +35,8 @@ Decisions:
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -45,7 +49,7 @@ from bot.app import send_ephemeral
 from bot.formats import plural
 from bot.quotas import FIELD_LIMITS, PolicyError, PolicyScope, ResolvedPolicy
 from cogs.common.guards import role_ids
-from cogs.quotas import render
+from cogs.quotas import chart, render
 from cogs.quotas.access import (
     FIELD_CHOICES,
     FIELD_OPTIONS,
@@ -72,6 +76,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOP_USERS = 10
+CHART_DAYS = 30
 HISTORY_ENTRIES = 15
 
 
@@ -144,13 +149,31 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
 
         await self._run(interaction, work)
 
-    @app_commands.command(name="usage", description="Moderators: today's usage: top members, requests, cost")
+    @app_commands.command(
+        name="usage", description="Moderators: today's usage (top members, requests, cost) and a 30-day chart"
+    )
     @moderator_only
     async def usage(self, interaction: discord.Interaction) -> None:
-        async def work(guild_id: int, _actor: int) -> str:
-            return render.render_usage(await self.core.quotas.guild_usage(guild_id, top=TOP_USERS))
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        guild = interaction.guild
+        if guild is None:  # guild_only; a DM cannot get here through Discord
+            await send_ephemeral(interaction, "Use this command in a server.")
+            return
+        quotas = self.core.quotas
+        text = render.fit(render.render_usage(await quotas.guild_usage(guild.id, top=TOP_USERS)))
+        history = await quotas.usage_history(guild.id, days=CHART_DAYS)
 
-        await self._run(interaction, work)
+        def display_name(user_id: int) -> str | None:
+            member = guild.get_member(user_id)
+            return member.display_name if member is not None else None
+
+        names = chart.member_names([user_id for user_id, _ in history.top_members], display_name)
+        png = await asyncio.to_thread(chart.render_chart, history, names)  # CPU work: off the loop
+        await interaction.followup.send(
+            text, file=discord.File(io.BytesIO(png), filename="quota-usage.png",
+                                    description=f"Requests and cost per day, last {CHART_DAYS} days"),
+            ephemeral=True,  # mentions are off bot-wide (bot.app)
+        )
 
     @app_commands.command(name="history", description="Moderators: recent quota changes and who made them")
     @moderator_only

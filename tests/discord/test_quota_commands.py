@@ -7,6 +7,7 @@ Tests that need no ``/speak`` load only ``cogs.quotas``.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from bot.quotas import Policy, PolicyScope
+from cogs.quotas import chart
 from tests.discord.harness import Harness, open_harness
 from tests.sandbox import Member, Message, Overwrite, Permission
 
@@ -402,7 +405,27 @@ async def test_usage_shows_the_top_users(h: Harness) -> None:
             guild_id=h.guild.id, user_id=user.id, requests=1, characters=characters
         )
         await quotas.commit(reservation.id)
-    text = (await quota(h, "usage", h.mo)).content
+    message = await quota(h, "usage", h.mo)
+    text = message.content
     assert "Requests: 3 · characters: 60 · cost: $0.03" in text
     assert f"1. <@{h.alice.id}>: 2 requests · 50 characters · $0.02" in text
     assert f"2. <@{h.bob.id}>: 1 request · 10 characters · $0.01" in text
+    # The 30-day chart arrives with it: a real PNG of the size the renderer draws.
+    (picture,) = message.attachments
+    assert picture.filename == "quota-usage.png"
+    image = Image.open(io.BytesIO(picture.data))
+    image.verify()
+    assert (image.format, image.size) == ("PNG", (chart.WIDTH, chart.HEIGHT))
+    assert picture.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_usage_history_feeds_the_chart(h: Harness) -> None:
+    quotas = h.bot.core.quotas
+    await quotas.admin.set_daily_budget(h.guild.id, 9, actor_id=h.mo.id)
+    for user, requests in ((h.bob, 1), (h.alice, 3)):
+        await quotas.commit((await quotas.reserve(
+            guild_id=h.guild.id, user_id=user.id, requests=requests, characters=5)).id)
+    history = await quotas.usage_history(h.guild.id)
+    assert len(history.days) == 30 and history.requests[-1] == 4 and sum(history.requests) == 4
+    assert [user for user, _ in history.top_members] == [h.alice.id, h.bob.id]
+    assert history.top_members[0][1][-1] == 3 and history.daily_request_budget == 9

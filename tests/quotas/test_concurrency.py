@@ -1,7 +1,8 @@
 """No over-grant: 100 concurrent reservations against a limit of 10 grant exactly 10.
 
 On SQLite through one engine and through two engines (separate connection pools on one file),
-on PostgreSQL in one process, and across two processes sharing one PostgreSQL schema.
+on PostgreSQL in one process, and across two and four processes sharing one PostgreSQL schema
+(the counters then still equal the ledger's sums).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.clock import ManualClock
-from bot.quotas import QuotaExceeded, QuotaService
+from bot.quotas import QuotaExceeded, QuotaService, counters
 from bot.store import Database
 from bot.store.tables import usage_ledger
 from tests.quotas.conftest import make_settings
@@ -71,17 +72,20 @@ async def test_the_server_budget_is_exact_across_members(db: Database, clock: Ma
 
 
 @pytest.mark.postgres
-async def test_two_processes_on_postgres_grant_exactly_ten(postgres_target: DbTarget) -> None:
+@pytest.mark.parametrize("processes", [2, 4])
+async def test_several_processes_on_postgres_grant_exactly_ten(
+    postgres_target: DbTarget, processes: int
+) -> None:
     db = await postgres_target.open()  # migrates the schema the workers share
     try:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         workers = [
             await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tests.quotas.reserve_worker",
-                postgres_target.url, str(postgres_target.schema), "50",
+                postgres_target.url, str(postgres_target.schema), str(100 // processes), "5",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
             )
-            for _ in range(2)
+            for _ in range(processes)
         ]
         for worker in workers:
             assert worker.stdout is not None
@@ -91,10 +95,12 @@ async def test_two_processes_on_postgres_grant_exactly_ten(postgres_target: DbTa
             worker.stdin.write(b"go\n")
             await worker.stdin.drain()
         outputs = [await asyncio.wait_for(worker.communicate(), 60) for worker in workers]
-        assert [worker.returncode for worker in workers] == [0, 0]
+        assert [worker.returncode for worker in workers] == [0] * processes
         reports = [json.loads(stdout.decode().strip().splitlines()[-1]) for stdout, _ in outputs]
         assert sum(r["granted"] for r in reports) == 10
         assert sum(r["refused"] for r in reports) == 90
         assert await ledger_rows(db) == 10
+        async with db.read() as conn:
+            assert await counters.verify(conn) == []
     finally:
         await db.close()

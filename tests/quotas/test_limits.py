@@ -131,10 +131,35 @@ async def test_stale_unsettled_reservations_stop_counting_in_flight(
     await take(no_cooldown)
 
 
-async def test_characters_per_request(quotas: QuotaService) -> None:
-    error = await refused(quotas, characters=1200)
-    assert error.reason == "This text is 1,200 characters; the limit here is 1,000."
+async def test_characters_per_request_default_is_what_speak_accepts(quotas: QuotaService) -> None:
+    await take(quotas, characters=2000)  # QUOTA_MAX_CHARS_PER_REQUEST defaults to CHATTERBOX_MAX_TEXT_CHARS
+    error = await refused(quotas, user_id=OTHER, characters=2001)
+    assert error.reason == (
+        "This text is 2,001 characters; the limit the bot's operator set is 2,000 characters per request."
+    )
     assert error.resets_at is None and error.code == "max_chars_per_request"
+
+
+@pytest.mark.parametrize(
+    ("level", "whose"),
+    [
+        ("guild", "the limit this server's moderators set"),
+        ("role", "the limit the moderators set for your role on this server"),
+        ("user", "the limit the moderators set for you on this server"),
+    ],
+)
+async def test_a_moderator_can_lower_characters_per_request(
+    quotas: QuotaService, level: str, whose: str
+) -> None:
+    admin = quotas.admin
+    if level == "guild":
+        await admin.set_guild_default(GUILD, actor_id=MOD, max_chars_per_request=1000)
+    elif level == "role":
+        await admin.set_role_policy(GUILD, ROLE_A, actor_id=MOD, max_chars_per_request=1000)
+    else:
+        await admin.set_user_policy(GUILD, USER, actor_id=MOD, max_chars_per_request=1000)
+    error = await refused(quotas, role_ids=[ROLE_A], characters=1200)
+    assert error.reason == f"This text is 1,200 characters; {whose} is 1,000 characters per request."
 
 
 async def test_guild_daily_budget_counts_everyone(no_cooldown: QuotaService, clock: ManualClock) -> None:
@@ -367,7 +392,7 @@ async def test_reserving_with_a_job_writes_both_or_neither(db: Database, quotas:
 
 async def test_check_predicts_without_recording(quotas: QuotaService) -> None:
     await quotas.check(guild_id=GUILD, user_id=USER, requests=1, characters=10)
-    with pytest.raises(QuotaExceeded, match="1,200 characters"):
-        await quotas.check(guild_id=GUILD, user_id=USER, requests=1, characters=1200)
+    with pytest.raises(QuotaExceeded, match="2,200 characters"):
+        await quotas.check(guild_id=GUILD, user_id=USER, requests=1, characters=2200)
     assert (await quotas.usage(GUILD, USER)).requests_used == 0
     assert quotas.price(3) == Decimal("0.03")

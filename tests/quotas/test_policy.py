@@ -12,7 +12,7 @@ from bot.quotas.window import day_start, format_wait, next_reset
 from tests.quotas.conftest import make_settings
 
 DEFAULTS = ResolvedPolicy(
-    requests_per_day=20, chars_per_day=5000, cooldown_seconds=10, max_in_flight=3, max_chars_per_request=1000
+    requests_per_day=20, chars_per_day=5000, cooldown_seconds=10, max_in_flight=3, max_chars_per_request=2000
 )
 
 

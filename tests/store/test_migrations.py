@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 
 from bot.clock import ManualClock
-from bot.quotas import QuotaService
+from bot.quotas import QuotaService, counters
 from bot.store import (
     Database,
     DatabaseUrlError,
@@ -28,7 +29,7 @@ from bot.store import (
     upgrade,
 )
 from bot.store.engine import create_engine
-from bot.store.migrate import alembic_config
+from bot.store.migrate import alembic_config, shipped_head
 from bot.store.tables import bot_guard, metadata, usage_ledger
 from tests.quotas.conftest import make_settings
 from tests.store.dbkit import DbTarget, sqlite_target
@@ -40,7 +41,7 @@ async def test_empty_database_migrates_to_head(db_target: DbTarget) -> None:
     assert await current_revision(db_target.url, schema=db_target.schema) is None
     db = await db_target.open()
     try:
-        assert await db.current_revision() == head_revision() == "0007"
+        assert await db.current_revision() == head_revision() == "0005"
         async with db.read() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             guard_rows = (await conn.execute(select(bot_guard))).all()
@@ -99,10 +100,14 @@ async def test_upgrade_from_previous_revision_keeps_data(db_target: DbTarget) ->
         quotas = QuotaService(db, make_settings(), clock)
         usage = await quotas.usage(111, 222)
         assert (usage.requests_used, usage.characters_used, usage.in_flight) == (2, 40, 1)
+        async with db.read() as conn:  # 0005 filled the counters from the ledger
+            assert await counters.verify(conn) == []
         guild = await quotas.admin.guild_settings(111)
         assert guild.exempt_role_ids == {5} and guild.daily_request_budget == 7
         await quotas.admin.reset_usage(111, 222, actor_id=9)  # uses the new column and table
         assert (await quotas.usage(111, 222)).requests_used == 0
+        async with db.read() as conn:
+            assert await counters.verify(conn) == []
         assert [e.action for e in await quotas.admin.audit(111)] == ["usage.reset"]
     finally:
         await db.close()
@@ -239,3 +244,36 @@ async def test_0003_turns_the_submitting_marker_into_a_part_state(db_target: DbT
         ]
     finally:
         await engine.dispose()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_head_is_found_without_alembic() -> None:
+    assert shipped_head() == head_revision()
+
+
+async def test_a_current_database_opens_without_importing_alembic(tmp_path: Path) -> None:
+    """What ``chatterbox-bot speak`` does at every start: a real subprocess, a real SQLite file."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    script = (
+        "import asyncio, sys\n"
+        "from bot.services import Services\n"
+        "from bot.store import open_database\n"
+        "async def main():\n"
+        f"    db = await open_database({url!r})\n"
+        "    await db.close()\n"
+        "asyncio.run(main())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    async def run() -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0, err.decode()
+        return out.decode().strip()
+
+    assert await run() == "True"  # a new database is migrated by Alembic
+    assert await run() == "False"  # the second start finds it current
