@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     voice_idle_seconds: float = Field(120.0, gt=0)
     voice_max_queued_per_member: int = Field(3, ge=1, le=50)
 
+    # --- hands-free reading (cogs/autoread; needs the privileged Message Content intent) ---
+    autoread_enabled: bool = False
+    autoread_max_chars: int = Field(300, ge=20, le=2000)
+
     # --- process --------------------------------------------------------------------
     ffmpeg_path: str | None = None
     log_level: str = "INFO"

@@ -16,6 +16,7 @@ from types import TracebackType
 
 import aiohttp
 
+from bot.autoread.store import AutoreadStore
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
@@ -55,6 +56,8 @@ class Services:
         self.limiter = limiter
         self.client = client
         self.speech = speech
+        #: Hands-free reading's settings and opt-ins (``bot.autoread``).
+        self.autoread = AutoreadStore(db, clock)
         self._owns_session = owns_session
         self._owns_db = owns_db
         self._closed = False

@@ -1,0 +1,131 @@
+"""``AutoreadService``: the hands-free reading core of one bot (settings, opt-ins, readers).
+
+The Discord layer builds it with a ``ReadOutlet`` (reactions and the voice player) and hands
+it each message as an ``IncomingMessage``; the rules (``bot.autoread.rules``), the opt-in
+check and the text cleanup happen here, the queueing and the money in ``GuildReader``.
+
+Decisions: a server's settings are cached in memory after the first read and refreshed by
+``save_settings``/``turn_off`` in this process (one bot process per token, see DESIGN); the
+opt-in is read from the database for every candidate message of the reading channel, so an
+opt-out takes effect at once. A member's display name is used for the "… said" prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bot.autoread.cleaning import default_cleaner
+from bot.autoread.reader import GuildReader, NoteThrottle, Read, ReadOutlet
+from bot.autoread.rules import Cleaner, IncomingMessage, Names, skip_reason, spoken_text
+from bot.autoread.store import AutoreadSettings, AutoreadStore
+from bot.autoread.voices import VoiceLookup, builtin_voice
+from bot.clock import Clock
+
+if TYPE_CHECKING:
+    from bot.speech.service import SpeechService
+
+#: Given the server's settings, why the author cannot be read in voice now (None: they can).
+VoiceCheck = Callable[[AutoreadSettings], "str | None"]
+
+
+class AutoreadService:
+    def __init__(
+        self,
+        *,
+        store: AutoreadStore,
+        speech: SpeechService,
+        clock: Clock,
+        outlet: ReadOutlet,
+        max_chars: int,
+        voices: VoiceLookup = builtin_voice,
+        cleaner: Cleaner | None = None,
+    ) -> None:
+        self.store = store
+        self._speech = speech
+        self._clock = clock
+        self._outlet = outlet
+        self._max_chars = max_chars
+        self._voices = voices
+        self._cleaner = cleaner or default_cleaner()
+        self.throttle = NoteThrottle(clock)
+        self.readers: dict[int, GuildReader] = {}
+        self._settings: dict[int, AutoreadSettings | None] = {}
+
+    # -- settings -----------------------------------------------------------------------
+
+    async def settings(self, guild_id: int) -> AutoreadSettings | None:
+        if guild_id not in self._settings:
+            self._settings[guild_id] = await self.store.settings(guild_id)
+        return self._settings[guild_id]
+
+    async def save_settings(self, settings: AutoreadSettings, *, actor_id: int) -> AutoreadSettings:
+        saved = await self.store.save(settings, actor_id=actor_id)
+        self._settings[settings.guild_id] = saved
+        return saved
+
+    async def turn_off(self, guild_id: int) -> bool:
+        removed = await self.store.turn_off(guild_id)
+        self._settings[guild_id] = None
+        return removed
+
+    def last_refusal(self, guild_id: int, user_id: int) -> str | None:
+        return self.throttle.last_reason.get((guild_id, user_id))
+
+    # -- messages -----------------------------------------------------------------------
+
+    def reader(self, guild_id: int) -> GuildReader:
+        reader = self.readers.get(guild_id)
+        if reader is None:
+            reader = GuildReader(
+                guild_id,
+                speech=self._speech,
+                outlet=self._outlet,
+                voices=self._voices,
+                clock=self._clock,
+                throttle=self.throttle,
+            )
+            self.readers[guild_id] = reader
+        return reader
+
+    def _text(self, settings: AutoreadSettings, message: IncomingMessage, content: str, names: Names) -> str:
+        speaker = message.author_name if settings.announce else None
+        return spoken_text(
+            content, names=names, cleaner=self._cleaner, max_chars=self._max_chars, speaker=speaker
+        )
+
+    async def on_message(
+        self, message: IncomingMessage, names: Names, voice_check: VoiceCheck
+    ) -> Read | None:
+        """Queue ``message`` if it is to be read; the ``Read`` or None (skipped or refused)."""
+        settings = await self.settings(message.guild_id)
+        if settings is None or message.channel_id != settings.text_channel_id:
+            return None
+        if skip_reason(message) is not None:
+            return None
+        if not await self.store.opted_in(message.guild_id, message.author_id):
+            return None
+        if voice_check(settings) is not None:
+            return None
+        text = self._text(settings, message, message.content, names)
+        if not text:
+            return None
+        return await self.reader(message.guild_id).add(message, text)
+
+    async def on_edit(self, guild_id: int, message_id: int, content: str, names: Names) -> None:
+        reader = self.readers.get(guild_id)
+        read = reader.by_message.get(message_id) if reader is not None else None
+        settings = await self.settings(guild_id)
+        if reader is None or read is None or settings is None:
+            return
+        await reader.edit(message_id, self._text(settings, read.message, content, names))
+
+    async def on_delete(self, guild_id: int, message_id: int) -> None:
+        reader = self.readers.get(guild_id)
+        if reader is not None:
+            await reader.delete(message_id)
+
+    async def close(self) -> None:
+        readers, self.readers = list(self.readers.values()), {}
+        for reader in readers:
+            await reader.close()
