@@ -73,6 +73,7 @@ class Attempt:
 
     job: SpeechJob | None
     clip: VoiceClip
+    text: str = ""
     handed: bool = False
 
 
@@ -89,7 +90,9 @@ class Read:
     #: Whether the refusal is shown (the first for this member in ``NOTE_INTERVAL``).
     noted: bool = False
     retry_at: float | None = None
+    #: Every text it was to be read as (an edit appends), and every attempt made, in order.
     texts: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
     @property
     def member_id(self) -> int:
@@ -157,8 +160,9 @@ class GuildReader:
 
     # -- entry points -------------------------------------------------------------------
 
-    async def add(self, message: IncomingMessage, text: str) -> Read | None:
-        """Queue ``message`` to be read as ``text``; None if it was refused (queue full)."""
+    def add(self, message: IncomingMessage, text: str) -> Read | None:
+        """Queue ``message`` to be read as ``text``; None if it was refused (queue full).
+        Call ``pump`` afterwards to start it."""
         read = Read(message, text, texts=[text])
         try:
             self.queue.add(message.author_id, read)
@@ -167,7 +171,6 @@ class GuildReader:
             return None
         self.by_message[message.message_id] = read
         self._show(read, None)
-        await self.pump()
         return read
 
     async def edit(self, message_id: int, text: str) -> None:
@@ -255,7 +258,8 @@ class GuildReader:
             label=read.text[:40],
             text_channel_id=message.channel_id,
         )
-        attempt = Attempt(None, clip)
+        attempt = Attempt(None, clip, read.text)
+        read.attempts.append(attempt)
         clip.on_state = lambda text: self._on_voice_state(read, attempt, text)
         clip.fallback = lambda reason: self._on_voice_fallback(read, attempt, reason)
         read.attempt = attempt

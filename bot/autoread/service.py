@@ -12,6 +12,7 @@ opt-out takes effect at once. A member's display name is used for the "… said"
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,7 @@ class AutoreadService:
         self.throttle = NoteThrottle(clock)
         self.readers: dict[int, GuildReader] = {}
         self._settings: dict[int, AutoreadSettings | None] = {}
+        self._intake: dict[int, asyncio.Lock] = {}
 
     # -- settings -----------------------------------------------------------------------
 
@@ -88,6 +90,12 @@ class AutoreadService:
             self.readers[guild_id] = reader
         return reader
 
+    def _lock(self, guild_id: int) -> asyncio.Lock:
+        """One lock per server around taking in messages, edits and deletions: discord.py runs
+        each event's listener in its own task, and the lock (first come, first served) keeps
+        them in the order Discord sent them, whatever database reads each one waits for."""
+        return self._intake.setdefault(guild_id, asyncio.Lock())
+
     def _text(self, settings: AutoreadSettings, message: IncomingMessage, content: str, names: Names) -> str:
         speaker = message.author_name if settings.announce else None
         return spoken_text(
@@ -98,6 +106,13 @@ class AutoreadService:
         self, message: IncomingMessage, names: Names, voice_check: VoiceCheck
     ) -> Read | None:
         """Queue ``message`` if it is to be read; the ``Read`` or None (skipped or refused)."""
+        async with self._lock(message.guild_id):
+            read = await self._take(message, names, voice_check)
+        if read is not None:
+            await self.reader(message.guild_id).pump()
+        return read
+
+    async def _take(self, message: IncomingMessage, names: Names, voice_check: VoiceCheck) -> Read | None:
         settings = await self.settings(message.guild_id)
         if settings is None or message.channel_id != settings.text_channel_id:
             return None
@@ -110,20 +125,22 @@ class AutoreadService:
         text = self._text(settings, message, message.content, names)
         if not text:
             return None
-        return await self.reader(message.guild_id).add(message, text)
+        return self.reader(message.guild_id).add(message, text)
 
     async def on_edit(self, guild_id: int, message_id: int, content: str, names: Names) -> None:
-        reader = self.readers.get(guild_id)
-        read = reader.by_message.get(message_id) if reader is not None else None
-        settings = await self.settings(guild_id)
-        if reader is None or read is None or settings is None:
-            return
-        await reader.edit(message_id, self._text(settings, read.message, content, names))
+        async with self._lock(guild_id):
+            reader = self.readers.get(guild_id)
+            read = reader.by_message.get(message_id) if reader is not None else None
+            settings = await self.settings(guild_id)
+            if reader is None or read is None or settings is None:
+                return
+            await reader.edit(message_id, self._text(settings, read.message, content, names))
 
     async def on_delete(self, guild_id: int, message_id: int) -> None:
-        reader = self.readers.get(guild_id)
-        if reader is not None:
-            await reader.delete(message_id)
+        async with self._lock(guild_id):
+            reader = self.readers.get(guild_id)
+            if reader is not None:
+                await reader.delete(message_id)
 
     async def close(self) -> None:
         readers, self.readers = list(self.readers.values()), {}

@@ -20,14 +20,17 @@ money and edits are in ``bot.autoread.reader``; the reactions in ``cogs.autoread
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import send_ephemeral
+from bot.autoread.reader import Read
 from bot.autoread.rules import IncomingMessage, voice_problem
 from bot.autoread.service import AutoreadService
 from bot.autoread.store import AutoreadSettings
@@ -103,6 +106,9 @@ class AutoreadCog(
         self.bot = bot
         self.outlet = DiscordOutlet(bot)
         self._service: AutoreadService | None = None
+        #: Every message event this cog finished handling: (kind, message id, read or None).
+        self.handled: list[tuple[str, int, Read | None]] = []
+        self._changed = asyncio.Event()
 
     @property
     def service(self) -> AutoreadService:
@@ -113,6 +119,18 @@ class AutoreadCog(
     @property
     def enabled(self) -> bool:
         return self.bot.settings.autoread_enabled
+
+    def _done(self, kind: str, message_id: int, read: Read | None = None) -> None:
+        self.handled.append((kind, message_id, read))
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, predicate: Callable[[], Any]) -> Any:
+        """``predicate()`` once truthy, re-checked after each handled event (for tests; add a
+        timeout)."""
+        while not (value := predicate()):
+            await self._changed.wait()
+        return value
 
     async def cog_load(self) -> None:
         core = self.bot.core
@@ -289,7 +307,11 @@ class AutoreadCog(
                 join_on_first_speaker=settings.join_on_first_speaker,
             )
 
-        await self._service.on_message(incoming, GuildNames(guild), voice_check)
+        read: Read | None = None
+        try:
+            read = await self._service.on_message(incoming, GuildNames(guild), voice_check)
+        finally:
+            self._done("message", message.id, read)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -299,11 +321,17 @@ class AutoreadCog(
         guild = self.bot.get_guild(payload.guild_id)
         if guild is None:
             return
-        await self._service.on_edit(payload.guild_id, payload.message_id, content, GuildNames(guild))
+        try:
+            await self._service.on_edit(payload.guild_id, payload.message_id, content, GuildNames(guild))
+        finally:
+            self._done("edit", payload.message_id)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if payload.guild_id is None or self._service is None:
             return
         self.outlet.deleted.add(payload.message_id)
-        await self._service.on_delete(payload.guild_id, payload.message_id)
+        try:
+            await self._service.on_delete(payload.guild_id, payload.message_id)
+        finally:
+            self._done("delete", payload.message_id)

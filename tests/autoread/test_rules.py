@@ -22,8 +22,9 @@ class Names:
 
 
 def message(content: str, **fields: object) -> IncomingMessage:
-    return IncomingMessage(guild_id=1, channel_id=2, message_id=3, author_id=4, author_name="bob",
-                           content=content, **fields)  # type: ignore[arg-type]
+    return IncomingMessage(
+        guild_id=1, channel_id=2, message_id=3, author_id=4, author_name="bob", content=content, **fields
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -55,8 +56,13 @@ def test_cut_keeps_short_text_and_cuts_long_text_at_a_word() -> None:
 
 
 def test_spoken_text_cleans_then_cuts_then_announces() -> None:
-    text = spoken_text("hi <@1> in <#3>, see https://example.com/x <:party_parrot:99> @everyone",
-                       names=Names(), cleaner=basic_clean, max_chars=300, speaker=None)
+    text = spoken_text(
+        "hi <@1> in <#3>, see https://example.com/x <:party_parrot:99> @everyone",
+        names=Names(),
+        cleaner=basic_clean,
+        max_chars=300,
+        speaker=None,
+    )
     assert text == "hi Alice in general, see a link party parrot everyone"
     announced = spoken_text("hello " * 100, names=Names(), cleaner=basic_clean, max_chars=40, speaker="bob")
     assert announced.startswith("bob said: hello")
@@ -77,10 +83,18 @@ def test_spoken_text_cleans_then_cuts_then_announces() -> None:
         (11, None, 11, True, None),
     ],
 )
-def test_voice_problem(author: int | None, bot: int | None, configured: int | None, join: bool,
-                       problem: str | None) -> None:
-    assert voice_problem(author_channel_id=author, bot_channel_id=bot, configured_channel_id=configured,
-                         join_on_first_speaker=join) == problem
+def test_voice_problem(
+    author: int | None, bot: int | None, configured: int | None, join: bool, problem: str | None
+) -> None:
+    assert (
+        voice_problem(
+            author_channel_id=author,
+            bot_channel_id=bot,
+            configured_channel_id=configured,
+            join_on_first_speaker=join,
+        )
+        == problem
+    )
 
 
 def test_one_note_per_member_per_hour() -> None:
