@@ -103,6 +103,7 @@ class ChatterboxBot(commands.Bot):
         session: aiohttp.ClientSession | None = None,
         cogs: tuple[str, ...] = COGS,
         voice_cls: type[discord.VoiceProtocol] | None = None,
+        serve_http: bool = False,
         **options: Any,
     ) -> None:
         redact_interaction_tokens()
@@ -124,6 +125,7 @@ class ChatterboxBot(commands.Bot):
         self._injected_session = session
         self._cog_names = cogs
         self.services: Services | None = None
+        self.serve_http = serve_http
         self.ffmpeg: str | None = None
         self.voice_cls = voice_cls
         self.voice_output: VoiceOutput | None = None
@@ -132,12 +134,17 @@ class ChatterboxBot(commands.Bot):
     async def setup_hook(self) -> None:
         from bot.services import Services
 
-        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session)
+        self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
+                                            serve_http=self.serve_http, discord=self.discord_connected)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
         for name in self._cog_names:
             await self.load_extension(name)
+
+    def discord_connected(self) -> bool:
+        """For ``/healthz``: logged in and connected to Discord's gateway."""
+        return self.is_ready() and not self.is_closed()
 
     @property
     def core(self) -> Services:
@@ -188,8 +195,8 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
 
 
 async def run_bot(settings: Settings) -> None:
-    """``chatterbox-bot run``: connect and serve until interrupted."""
-    bot = ChatterboxBot(settings)
+    """``chatterbox-bot run``: connect and serve until interrupted (with the HTTP server)."""
+    bot = ChatterboxBot(settings, serve_http=True)
     async with bot:
         await bot.start(settings.require_discord_token().get_secret_value())
 

@@ -12,6 +12,7 @@ Every field here is listed, with its default, in ``.env.example`` and the README
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,12 @@ class Settings(BaseSettings):
     chatterbox_rate_burst: int = Field(10, ge=1, le=1000)
     chatterbox_max_retry_after: float = Field(120.0, gt=0, le=3600)
     chatterbox_wallet_probe_seconds: float = Field(600.0, gt=0)
+    # Status reads of accepted jobs have their own budget, never behind submissions.
+    chatterbox_status_rate_per_second: float = Field(20.0, gt=0, le=10000)
+    # Push delivery (with PUBLIC_BASE_URL): "terminal" = one callback at the end, "sync" = also progress.
+    chatterbox_webhook_mode: Literal["terminal", "sync"] = "terminal"
+    chatterbox_push_fallback_seconds: float = Field(30.0, gt=0, le=3600)
+    chatterbox_push_sweep_seconds: float = Field(1.0, gt=0, le=60)
 
     # --- text and chunking --------------------------------------------------------
     chatterbox_max_text_chars: int = Field(2000, ge=1, le=20000)
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
     voice_idle_seconds: float = Field(120.0, gt=0)
     voice_max_queued_per_member: int = Field(3, ge=1, le=50)
 
+    # --- the bot's HTTP server (callbacks, /healthz, /metrics) ------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)  # 0 = no HTTP server
+    public_base_url: str | None = None  # https address the provider reaches; empty = polling only
+
     # --- hands-free reading (cogs/autoread; needs the privileged Message Content intent) ---
     autoread_enabled: bool = False
     autoread_max_chars: int = Field(300, ge=20, le=2000)
@@ -93,6 +105,31 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must start with https:// (or http:// for the local emulator)")
         return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        value = (value or "").strip().rstrip("/")
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("must be an https:// address without a query (http:// for local tests)")
+        return value
+
+    @property
+    def push_enabled(self) -> bool:
+        """Webhooks are requested only with a public address and the HTTP server on."""
+        return self.public_base_url is not None
+
+    def require_public_base_url(self) -> str | None:
+        """``PUBLIC_BASE_URL`` checked against ``CHATTERBOX_ALLOW_HTTP``; None when unset."""
+        url = self.public_base_url
+        if url is not None and url.startswith("http://") and not self.chatterbox_allow_http:
+            raise ConfigError(
+                "PUBLIC_BASE_URL is plain http: the provider sends callbacks to https:// only "
+                "(set CHATTERBOX_ALLOW_HTTP=true only for the local emulator)."
+            )
+        return url
 
     @field_validator("log_level")
     @classmethod

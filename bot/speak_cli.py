@@ -207,7 +207,8 @@ async def _open_services(settings: Settings) -> Services:
     from bot.services import Services
 
     try:
-        return await Services.open(settings)
+        # The HTTP server is needed only to receive push callbacks (PUBLIC_BASE_URL).
+        return await Services.open(settings, serve_http=settings.push_enabled)
     except (OSError, SQLAlchemyError) as exc:
         # The driver's text may quote the URL; name the setting and the kind of failure only.
         raise UsageError(f"cannot open the database named by DATABASE_URL ({type(exc).__name__})") from None

@@ -33,7 +33,7 @@ from bot.gateway.models import (
     Webhook,
     parse_timestamp,
 )
-from bot.gateway.polling import DurationEstimator, PollPolicy, PollSchedule
+from bot.gateway.polling import ObservedDurations, PollPlan, PollPolicy
 
 __all__ = [
     "PARAM_RANGES",
@@ -42,7 +42,6 @@ __all__ = [
     "BadRequest",
     "ChatterboxClient",
     "DownloadError",
-    "DurationEstimator",
     "Forbidden",
     "GatewayError",
     "GatewayUnreachable",
@@ -51,8 +50,9 @@ __all__ = [
     "JobErrored",
     "JobFailed",
     "JobStatus",
+    "ObservedDurations",
+    "PollPlan",
     "PollPolicy",
-    "PollSchedule",
     "ProtocolError",
     "RateLimited",
     "RateLimiter",

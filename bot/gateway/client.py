@@ -15,8 +15,20 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
   or ``ManualClock`` stay fast and deterministic.
 - ``Retry-After`` is read in both forms (seconds, HTTP date against ``clock.now()``) and bounded
   by ``max_retry_after``: a longer wait is not slept through, it is raised as ``RateLimited``.
-- ``wait`` polls on an adaptive schedule (``bot.gateway.polling``) built from a learned
-  duration estimate, and feeds every completion back into the estimator.
+- Two budgets: ``limiter`` (the shared fair ``RateGuard``) for submissions, ``status_limiter``
+  (its own guard, ``CHATTERBOX_STATUS_RATE_PER_SECOND``) for status reads of accepted jobs,
+  so a poll never waits behind members' submissions (DESIGN rule 4). A 429 on a status read
+  holds the read budget for its ``Retry-After``; a 429 on a submission holds the submissions.
+- ``submit(..., slot_held=True)``: the caller (the speech pipeline) already waited for the
+  submission slot itself, to show the member their place in line; the first attempt then
+  spends no second token. Retries after a 429 wait as usual.
+- ``wait`` polls on a plan built from the durations observed so far (``bot.gateway.polling``)
+  and feeds every completion back. Time counts from the real submit: the client remembers
+  when it submitted; a job it did not submit (resumed after a restart) is polled at once and
+  its plan continues from the provider's ``created_at``.
+- Push: with a ``PushChannel`` every submission carries a webhook URL with a per-part token;
+  ``wait`` then sleeps until the callback (or a slow safety poll) and confirms with ONE status
+  GET; only that GET's media URL is ever returned (a callback's body is never trusted).
 - The API key lives in a ``SecretStr`` and is revealed only while building the gateway's
   request headers. It is never logged; text that came back from the network is scrubbed of it
   before it reaches an exception; the repr shows only the base URL. The key is sent to a
@@ -26,6 +38,7 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -35,7 +48,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
@@ -69,9 +82,10 @@ from bot.gateway.models import (
     TTSRequest,
     Webhook,
 )
-from bot.gateway.polling import DurationEstimator, PollPolicy
+from bot.gateway.polling import ObservedDurations, PollPlan, PollPolicy
+from bot.gateway.push import IssuedWebhook, PushChannel, PushWatch
 
-__all__ = ["STATUS_PATH", "SUBMIT_PATH", "ChatterboxClient", "RateLimiter", "StatusCallback"]
+__all__ = ["STATUS_PATH", "SUBMIT_PATH", "ChatterboxClient", "ClientMetrics", "RateLimiter", "StatusCallback"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +103,16 @@ _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-st
 # RIFF (WAV), Ogg, MP3 with an ID3 tag, FLAC: what a TTS service may plausibly send.
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
 _REQUIRED_AMOUNT = re.compile(r"Required:\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
+
+
+class ClientMetrics(Protocol):
+    """What the client reports (``bot.metrics.Metrics`` implements it)."""
+
+    def provider_call(self, kind: str, outcome: str) -> None: ...
+
+    def observe_delivery_lag(self, seconds: float) -> None: ...
+
+    def delivery(self, via: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -112,7 +136,10 @@ class ChatterboxClient:
         api_key: SecretStr,
         clock: Clock,
         limiter: RateLimiter | None = None,
-        estimator: DurationEstimator | None = None,
+        status_limiter: RateLimiter | None = None,
+        durations: ObservedDurations | None = None,
+        push: PushChannel | None = None,
+        metrics: ClientMetrics | None = None,
         max_text_chars: int = 2000,
         allow_http: bool = False,
         http_timeout: float = 30,
@@ -131,7 +158,11 @@ class ChatterboxClient:
         self._api_key = api_key
         self._clock = clock
         self._limiter = limiter
-        self.estimator = estimator or DurationEstimator()
+        self._status_limiter = status_limiter
+        self.durations = durations or ObservedDurations()
+        self.push = push
+        self._metrics = metrics
+        self._submitted_at: dict[str, float] = {}  # request_id -> clock.monotonic() of its 202
         self.max_text_chars = max_text_chars
         self.allow_http = allow_http
         self.max_retry_after = max_retry_after
@@ -151,6 +182,11 @@ class ChatterboxClient:
         settings: Settings,
         clock: Clock,
         limiter: RateLimiter | None = None,
+        *,
+        status_limiter: RateLimiter | None = None,
+        durations: ObservedDurations | None = None,
+        push: PushChannel | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> ChatterboxClient:
         """Build from settings; raises ``ConfigError`` when the key is missing."""
         return cls(
@@ -159,6 +195,10 @@ class ChatterboxClient:
             api_key=settings.require_api_key(),
             clock=clock,
             limiter=limiter,
+            status_limiter=status_limiter,
+            durations=durations,
+            push=push,
+            metrics=metrics,
             max_text_chars=settings.chatterbox_max_text_chars,
             allow_http=settings.chatterbox_allow_http,
             http_timeout=settings.chatterbox_http_timeout,
@@ -212,12 +252,26 @@ class ChatterboxClient:
     # --- submit -----------------------------------------------------------------------
 
     async def submit(
-        self, request: TTSRequest, *, webhook: Webhook | None = None, key: str = "-"
+        self,
+        request: TTSRequest,
+        *,
+        webhook: Webhook | None = None,
+        key: str = "-",
+        slot_held: bool = False,
     ) -> SubmitAccepted:
-        """POST the job once. Retries only a 429 (refused, so not charged)."""
+        """POST the job once. Retries only a 429 (refused, so not charged).
+
+        ``slot_held``: the caller already holds a submission slot of the shared limiter, so
+        the first attempt does not wait for another. Without an explicit ``webhook`` and with
+        a ``PushChannel``, a fresh per-part webhook is issued for this POST.
+        """
         request = self.validate(request)
         headers = self._api_headers()
         headers["Content-Type"] = "application/json"
+        issued: IssuedWebhook | None = None
+        if webhook is None and self.push is not None:
+            issued = await self.push.issue()
+            webhook = issued.webhook if issued is not None else None
         if webhook is not None:
             self._check_webhook(webhook)
             headers["X-Webhook-URL"] = webhook.url.strip()
@@ -226,7 +280,8 @@ class ChatterboxClient:
         url = self._base_url + SUBMIT_PATH
         attempt = 0
         while True:
-            await self._acquire(key)
+            if not (slot_held and attempt == 0):
+                await self._acquire(self._limiter, key)
             try:
                 async with self._session.post(url, data=body, headers=headers, timeout=self._timeout,
                                               allow_redirects=False) as resp:
@@ -234,13 +289,22 @@ class ChatterboxClient:
                     retry_after_header = resp.headers.get("Retry-After")
                     raw = await self._read_document(resp)
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self._count("submit", "network")
                 raise self._unreachable(exc, "submit", accepted=False) from None
+            self._count("submit", str(status))
             if 200 <= status < 300:
                 accepted = SubmitAccepted.parse_json(raw)
+                self._submitted_at[accepted.request_id] = self._clock.monotonic()
+                if issued is not None and self.push is not None:
+                    try:  # never lose an accepted job over push bookkeeping: it is then polled
+                        await self.push.bind(issued, accepted.request_id)
+                    except Exception:
+                        log.warning("could not bind the webhook of %s; polling it", accepted.request_id,
+                                    exc_info=True)
                 log.debug("submit accepted: request_id=%s key=%s", accepted.request_id, key)
                 return accepted
             if status == 429:
-                wait = self._retry_after(retry_after_header)
+                wait = self._retry_after(retry_after_header, self._limiter)
                 if attempt < self.submit_429_retries and wait is not None:
                     attempt += 1
                     log.warning("submit got 429; retrying in %.1fs (%d/%d)", wait, attempt,
@@ -252,73 +316,161 @@ class ChatterboxClient:
     # --- status and wait ---------------------------------------------------------------
 
     async def status(self, request_id: str, *, key: str = "-") -> StatusDocument:
-        """One status document (GET, retried on 5xx, resets, timeouts and 429)."""
+        """One status document (GET from the read budget, retried on 5xx, resets, timeouts, 429)."""
         url = self._base_url + STATUS_PATH.format(request_id=quote(request_id, safe=""))
         raw = await self._get(url, key=key, what="status", headers=self._api_headers(),
-                              read=self._read_document)
+                              read=self._read_document, budget=self._status_limiter)
         doc = StatusDocument.parse_json(raw)
         if doc.request_id != request_id:
             raise ProtocolError("status document is for another request", request_id=request_id)
         log.debug("status %s: %s", request_id, doc.status)
         return doc
 
+    def plan(self, *, push: bool) -> PollPlan:
+        """The poll plan a wait starting now would use (learned durations; push or not)."""
+        if push:
+            return self.poll_policy.fallback_plan(self.durations)
+        return self.poll_policy.plan(self.durations)
+
     async def wait(
         self,
         request_id: str,
         *,
-        text_chars: int,
         max_wait: float,
+        text_chars: int = 0,
         key: str = "-",
         on_status: StatusCallback | None = None,
     ) -> StatusDocument:
-        """Poll until the job is terminal; return the COMPLETED document (with media URLs).
+        """Wait until the job is terminal; return the COMPLETED document (with media URLs).
 
         Raises ``JobFailed`` (charged), ``JobErrored`` (refunded) or ``WaitTimeout`` after
         ``max_wait`` seconds of the injected clock. ``on_status`` is called with the first
         document and then whenever the status changes; an exception in it is logged, not raised.
-        Elapsed time counts from this call, which should follow ``submit`` directly.
+        ``text_chars`` is accepted for callers but not used: the provider's time is queueing.
+        The plan counts from this client's own submit of ``request_id``; a request it did not
+        submit (a resumed job) is polled at once and continues from its ``created_at``.
         """
-        schedule = self.poll_policy.schedule(self.estimator.estimate(text_chars), self.estimator.rel_error)
+        del text_chars
         started = self._clock.monotonic()
-        last_pending = 0.0  # elapsed at the last poll that saw a non-terminal status
+        origin = self._submitted_at.pop(request_id, None)
+        resumed = origin is None
+        watch = self.push.watch(request_id) if self.push is not None else None
+        plan = self.plan(push=watch is not None)
+        rng = self._rng
+        last_pending = 0.0  # seconds since submit at the last poll that saw a non-terminal status
         last_status: JobStatus | None = None
         polls = 0
-        while True:
-            elapsed = self._clock.monotonic() - started
-            if elapsed >= max_wait:
-                raise WaitTimeout(
-                    f"job {request_id} not finished after {elapsed:.1f}s ({polls} polls, last {last_status})",
-                    request_id=request_id,
-                )
-            await self._clock.sleep(min(schedule.next_delay(elapsed, self._rng), max_wait - elapsed))
-            doc = await self.status(request_id, key=key)
-            polls += 1
-            polled = self._clock.monotonic() - started
-            if doc.status != last_status:
-                last_status = doc.status
-                await self._notify(on_status, doc)
-            if doc.status is JobStatus.COMPLETED:
-                if not doc.media_urls:
-                    raise ProtocolError("COMPLETED without a media URL", request_id=request_id)
-                seconds = self._observed_duration(doc, last_pending, polled)
-                self.estimator.record(text_chars, seconds)
-                log.debug("job %s completed in ~%.2fs after %d polls (%r)", request_id, seconds, polls,
-                          self.estimator)
-                return doc
-            if doc.status is JobStatus.FAILED:
-                detail = self._scrub_short(doc.error or "")
-                raise JobFailed(
-                    f"job {request_id} FAILED: {detail or 'no reason given'}",
-                    user_message=f"The TTS service could not make this audio: {detail}" if detail else None,
-                    error=detail or None,
-                    request_id=request_id,
-                )
-            if doc.status is JobStatus.ERROR:
-                raise JobErrored(
-                    f"job {request_id} ERROR: {self._scrub_short(doc.error or '') or 'no reason given'}",
-                    request_id=request_id,
-                )
-            last_pending = polled
+        try:
+            while True:
+                now = self._clock.monotonic()
+                if now - started >= max_wait:
+                    raise WaitTimeout(
+                        f"job {request_id} not finished after {now - started:.1f}s ({polls} polls, "
+                        f"last {last_status})",
+                        request_id=request_id,
+                    )
+                if origin is None:
+                    delay = 0.0
+                else:
+                    delay = plan.next_delay(now - origin, rng)
+                pushed = await self._pause(min(delay, max_wait - (now - started)), watch, on_status,
+                                           last_status)
+                doc = await self.status(request_id, key=key)
+                polls += 1
+                if origin is None:  # resumed: anchor the plan on the provider's submit time
+                    since = (self._clock.now() - doc.created_at).total_seconds() if doc.created_at else 0.0
+                    origin = self._clock.monotonic() - max(0.0, since)
+                polled = self._clock.monotonic() - origin
+                if doc.status != last_status:
+                    last_status = doc.status
+                    await self._notify(on_status, doc)
+                if doc.status is JobStatus.COMPLETED:
+                    if not doc.media_urls:
+                        raise ProtocolError("COMPLETED without a media URL", request_id=request_id)
+                    if not resumed:
+                        self.durations.record(self._observed_duration(doc, last_pending, polled))
+                    self._observe_lag(doc)
+                    if self._metrics is not None:
+                        self._metrics.delivery("push" if pushed else "poll")
+                    log.debug("job %s completed after %d polls (%s)", request_id, polls,
+                              "push" if pushed else "poll")
+                    return doc
+                if doc.status is JobStatus.FAILED:
+                    if not resumed:
+                        self.durations.record(self._observed_duration(doc, last_pending, polled))
+                    detail = self._scrub_short(doc.error or "")
+                    shown = f"The TTS service could not make this audio: {detail}" if detail else None
+                    raise JobFailed(
+                        f"job {request_id} FAILED: {detail or 'no reason given'}",
+                        user_message=shown,
+                        error=detail or None,
+                        request_id=request_id,
+                    )
+                if doc.status is JobStatus.ERROR:
+                    raise JobErrored(
+                        f"job {request_id} ERROR: {self._scrub_short(doc.error or '') or 'no reason given'}",
+                        request_id=request_id,
+                    )
+                last_pending = polled
+                if pushed and watch is not None and self.push is not None:
+                    # The callback said "done", the provider says not: trust polling from now on.
+                    log.warning("a callback for %s was not confirmed (%s); polling it instead",
+                                request_id, doc.status)
+                    self.push.unwatch(watch)
+                    watch = None
+                    plan = self.plan(push=False)
+        finally:
+            if self.push is not None:
+                if watch is not None:
+                    self.push.unwatch(watch)
+                try:
+                    await self.push.settle(request_id)
+                except Exception:
+                    log.warning("could not settle the webhook of %s", request_id, exc_info=True)
+
+    async def _pause(
+        self,
+        delay: float,
+        watch: PushWatch | None,
+        on_status: StatusCallback | None,
+        last_status: JobStatus | None,
+    ) -> bool:
+        """Sleep ``delay`` seconds, or less when a terminal callback arrives: True if it did.
+
+        A ``sync`` callback's non-terminal document only updates progress (``on_status``)."""
+        if watch is None:
+            await self._clock.sleep(delay)
+            return False
+        if watch.event.is_set():
+            watch.event.clear()
+            return True
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        try:
+            while True:
+                pushed = asyncio.ensure_future(watch.event.wait())
+                progress = asyncio.ensure_future(watch.progress_event.wait())
+                try:
+                    await asyncio.wait({sleeper, pushed, progress}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    pushed.cancel()
+                    progress.cancel()
+                if watch.event.is_set():
+                    watch.event.clear()
+                    return True
+                if watch.progress_event.is_set():
+                    watch.progress_event.clear()
+                    doc = watch.progress
+                    if doc is not None and doc.status != last_status and not doc.status.terminal:
+                        await self._notify(on_status, doc)
+                if sleeper.done():
+                    return False
+        finally:
+            sleeper.cancel()
+
+    def _observe_lag(self, doc: StatusDocument) -> None:
+        if self._metrics is not None and doc.completed_at is not None:
+            lag = (self._clock.now() - doc.completed_at).total_seconds()
+            self._metrics.observe_delivery_lag(max(0.0, lag))
 
     @staticmethod
     def _observed_duration(doc: StatusDocument, last_pending: float, polled: float) -> float:
@@ -368,8 +520,7 @@ class ChatterboxClient:
             try:
                 result = await self._get(url, key="-", what="download", headers=headers,
                                          read=self._media_reader(host, max_bytes),
-                                         request_timeout=self._download_timeout, limited=False,
-                                         redirects=True)
+                                         request_timeout=self._download_timeout, redirects=True)
             except DownloadError:
                 raise
             except GatewayError as exc:
@@ -459,22 +610,27 @@ class ChatterboxClient:
         mine, theirs = urlsplit(self._base_url), urlsplit(url)
         return (mine.scheme, mine.hostname, mine.port) == (theirs.scheme, theirs.hostname, theirs.port)
 
-    async def _acquire(self, key: str) -> None:
-        if self._limiter is not None:
-            await self._limiter.acquire(key)
+    @staticmethod
+    async def _acquire(limiter: RateLimiter | None, key: str) -> None:
+        if limiter is not None:
+            await limiter.acquire(key)
 
-    def _retry_after(self, header: str | None, *, hold_everyone: bool = True) -> float | None:
+    def _retry_after(self, header: str | None, limiter: RateLimiter | None) -> float | None:
         """Seconds to wait before retrying a 429, or None when we should not wait (the
         gateway asked for longer than ``max_retry_after``). No header: a short backoff.
 
-        Only the gateway's own 429 holds the shared limiter (``hold_everyone``): a media
-        host's 429 slows that one download, not every member's submissions."""
+        The 429 holds ``limiter``: the submissions' guard for a POST, the read budget for a
+        status read; None (a media host's 429) slows that one download only."""
         seconds = parse_retry_after(header, self._clock.now())
         if seconds is None:
             seconds = backoff_delay(1, self._rng)
-        if hold_everyone and self._limiter is not None:
-            self._limiter.hold(min(seconds, self.max_retry_after))
+        if limiter is not None:
+            limiter.hold(min(seconds, self.max_retry_after))
         return seconds if seconds <= self.max_retry_after else None
+
+    def _count(self, kind: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.provider_call(kind, outcome)
 
     async def _get(
         self,
@@ -485,33 +641,36 @@ class ChatterboxClient:
         headers: dict[str, str],
         read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
         request_timeout: aiohttp.ClientTimeout | None = None,
-        limited: bool = True,
+        budget: RateLimiter | None = None,
         redirects: bool = False,
     ) -> T:
         """GET with retries: 5xx, network failures and timeouts back off with full jitter;
         429 waits ``Retry-After``. Other statuses raise at once (refund False: the job exists).
-        ``read`` gets 2xx answers, and 3xx ones too when ``redirects`` (never followed here)."""
+        ``read`` gets 2xx answers, and 3xx ones too when ``redirects`` (never followed here).
+        Each attempt first waits for ``budget`` (None: unlimited), which a 429 holds."""
         attempt = 0
         request_timeout = request_timeout or self._timeout
         while True:
-            if limited:
-                await self._acquire(key)
+            await self._acquire(budget, key)
             failure: GatewayError
             try:
                 async with self._session.get(url, headers=headers, timeout=request_timeout,
                                              allow_redirects=False) as resp:
+                    self._count(what, str(resp.status))
                     if 200 <= resp.status < 300 or (redirects and 300 <= resp.status < 400):
                         return await read(resp)
                     status = resp.status
                     retry_after_header = resp.headers.get("Retry-After")
                     raw = await self._read_document(resp)
             except (aiohttp.ClientError, TimeoutError) as exc:
+                self._count(what, "network")
                 failure = self._unreachable(exc, what, accepted=True)
                 delay: float | None = backoff_delay(attempt, self._rng)
             else:
                 if status == 429:
-                    delay = self._retry_after(retry_after_header,
-                                              hold_everyone=self._same_origin(url))
+                    # The gateway's own 429 holds the read budget; a media host's, nothing.
+                    hold = self._status_limiter if self._same_origin(url) else None
+                    delay = self._retry_after(retry_after_header, hold)
                 elif status >= 500:
                     delay = backoff_delay(attempt, self._rng)
                 else:

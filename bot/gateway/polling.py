@@ -1,159 +1,203 @@
-"""When to poll a job's status: a duration estimate and an adaptive schedule.
+"""When to poll a job's status: the durations the bot has observed, and a plan built on them.
 
-The provider offers no push we can always rely on (webhooks need a public https endpoint), so
-``ChatterboxClient.wait`` polls. A fixed loop is either slow to notice completion or wasteful;
-instead the schedule knows roughly when the job should finish and spends its polls there:
+The provider's time to a result is mostly queueing, unrelated to text length (DESIGN, "the
+gateway contract"), so the plan does not guess from the text at all. It learns instead what
+the provider has actually been doing:
 
-```
-   start            W0 = E - s       E        W1 = E + s
-     |-- sparse (<= ceiling) --|-- dense --|-- dense --|-- backing off: dense + g * overrun --> ceiling
-```
+- ``ObservedDurations`` is a histogram of submit→terminal durations over log-spaced buckets
+  (4 per doubling, 0.25 s to ~30 min), with exponential forgetting (``half_life`` jobs) so a
+  provider that gets slower or faster is followed. A weak log-uniform prior (1-30 s, worth
+  ``prior_weight`` jobs) lets a fresh bot start sensibly; it fades by ``prior_fade`` per
+  observed job, so after ~20 jobs only what was observed counts.
+  ``bot.store.durations`` keeps the weights in the database, so a restart does not forget.
+- ``PollPolicy.plan`` turns the histogram into a ``PollPlan``, a pure function of (seconds
+  since submit, seeded ``random.Random``):
 
-- ``DurationEstimator`` predicts E from the text length: a prior ``base + per_char * chars``
-  whose per-character rate is refined online (an EWMA over observed completions, so a slower
-  or faster provider is learned within a few jobs). It also tracks how wrong it tends to be
-  (an EWMA of the relative error); that sets the half-width ``s`` of the dense window.
-- ``PollSchedule`` is a pure function of (elapsed seconds, seeded ``random.Random``): before the
-  window it takes as few evenly spaced steps as the ceiling allows and lands just before W0;
-  inside the window it polls every ``dense`` seconds (so a completion there is seen within
-  ``dense``); after it, the interval grows with the overrun (the lag stays a fixed fraction of
-  how late the job is) up to the ceiling. Jitter (on the landing poll and every poll after it)
-  only ever shortens a delay, so no bound above is broken by it, while many concurrent
-  waiters still spread out. Wait times are seconds since ``wait`` started (just after submit).
-- The estimator lives in memory: after a restart it starts again from the prior and
-  re-learns within a few jobs.
+  ```
+  submit      first = q(first_quantile)       last = q(last_quantile)
+    |-- one sleep (<= ceiling steps) --|-- every `dense` s --|-- dense + g * overrun --> ceiling
+  ```
 
-With a learned estimate a typical 5-30 s job takes 3-6 status calls and is seen within
-~0.25 s of completion; ``tests/gateway/test_polling.py`` measures that by simulation.
+  Almost no job finishes before the earliest durations seen, so nothing is spent there; from
+  there to the slow tail every ``dense`` seconds, which bounds the lag (completion → the
+  poll that sees it) by ``dense`` for ~all jobs; a job later than anything seen gets polls
+  that back off with its overrun. Jitter only ever shortens a delay, so no bound is broken,
+  while concurrent waiters spread out.
+- Why a fixed ``dense`` inside the observed range and not a density-shaped spacing: for a
+  percentile lag target the optimal spacing is bang-bang (gap = target where the hazard is
+  high, as long as allowed where it is low), and the gain over a uniform gap is a few percent
+  of calls; the saving that matters is not polling before the earliest completions.
+- With push (webhooks), ``PollPolicy.fallback_plan`` is used instead: the callback wakes the
+  waiter, and polls are a slow safety net only (first after ``push_fallback`` or twice the
+  slow tail, whichever is later), so a job normally costs one status GET (the confirmation).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+#: Bucket i covers [MIN_SECONDS * RATIO**i, MIN_SECONDS * RATIO**(i+1)).
+MIN_SECONDS = 0.25
+RATIO = 2 ** 0.25
+BUCKETS = 52  # up to 0.25 * 2**13 s ≈ 34 minutes
 
-class DurationEstimator:
-    """Predicts how long a job of ``text_chars`` characters takes, learning from completions.
 
-    Thread-unsafe but coroutine-safe: ``record`` and ``estimate`` never await, so one instance
-    can be shared by every concurrent ``wait``.
+def bucket_of(seconds: float) -> int:
+    if seconds <= MIN_SECONDS:
+        return 0
+    return min(BUCKETS - 1, int(math.log(seconds / MIN_SECONDS, RATIO)))
+
+
+def bucket_low(index: int) -> float:
+    return MIN_SECONDS * RATIO ** index
+
+
+class ObservedDurations:
+    """Learned distribution of job durations (seconds from submit to a terminal status).
+
+    Coroutine-safe: ``record`` and ``quantile`` never await, so one instance serves every
+    concurrent ``wait``. ``weights()``/``load()`` move the learned part to and from storage.
     """
 
     def __init__(
         self,
         *,
-        base_seconds: float = 1.0,
-        per_char_seconds: float = 0.025,
-        alpha: float = 0.4,
-        prior_rel_error: float = 0.25,
-        min_seconds: float = 0.5,
-        max_seconds: float = 900.0,
+        prior_low: float = 1.0,
+        prior_high: float = 30.0,
+        prior_weight: float = 2.0,
+        prior_fade: float = 0.8,
+        half_life: float = 500.0,
     ) -> None:
-        if base_seconds < 0 or per_char_seconds <= 0 or not 0 < alpha <= 1:
-            raise ValueError("base_seconds >= 0, per_char_seconds > 0 and 0 < alpha <= 1 are required")
-        self.base_seconds = base_seconds
-        self.per_char_seconds = per_char_seconds
-        self.rel_error = prior_rel_error
-        self.alpha = alpha
-        self.min_seconds = min_seconds
-        self.max_seconds = max_seconds
+        if not 0 < prior_low < prior_high or prior_weight < 0 or half_life <= 0 or not 0 < prior_fade <= 1:
+            raise ValueError("need 0 < prior_low < prior_high, prior_weight >= 0, half_life > 0, "
+                             "0 < prior_fade <= 1")
+        self._decay = 0.5 ** (1.0 / half_life)
+        self._prior_fade = prior_fade
+        self._prior = [0.0] * BUCKETS
+        low, high = bucket_of(prior_low), bucket_of(prior_high)
+        for i in range(low, high + 1):
+            self._prior[i] = prior_weight / (high - low + 1)
+        self._observed = [0.0] * BUCKETS
         self.samples = 0
+        self.dirty = False
 
     def __repr__(self) -> str:
-        return (
-            f"DurationEstimator(base={self.base_seconds:.2f}s, per_char={self.per_char_seconds:.4f}s, "
-            f"rel_error={self.rel_error:.3f}, samples={self.samples})"
-        )
+        return (f"ObservedDurations(samples={self.samples}, p5={self.quantile(0.05):.2f}s, "
+                f"p50={self.quantile(0.5):.2f}s, p95={self.quantile(0.95):.2f}s)")
 
-    def estimate(self, text_chars: int) -> float:
-        """Expected seconds from submit to a terminal status."""
-        raw = self.base_seconds + self.per_char_seconds * max(1, text_chars)
-        return min(self.max_seconds, max(self.min_seconds, raw))
-
-    def record(self, text_chars: int, seconds: float) -> None:
-        """Learn from a job of ``text_chars`` characters that completed after ``seconds``.
-
-        The prior is only a guess, so the first observation replaces it and the next ones are
-        averaged (weights 1, 1/2, 1/3, ...) until the EWMA's ``alpha`` takes over. One
-        observation moves the rate by at most 4x, so a job that sat in a long queue cannot wreck
-        the estimate. The prior's own miss is not counted in ``rel_error``: it says nothing
-        about how well the learned rate predicts.
-        """
+    def record(self, seconds: float) -> None:
+        """Learn from one job that took ``seconds``; older observations fade."""
         if not math.isfinite(seconds) or seconds <= 0:
             return
-        chars = max(1, text_chars)
-        predicted = self.estimate(chars)
-        weight = max(self.alpha, 1.0 / (self.samples + 1))
-        if self.samples > 0:
-            error = min(2.0, abs(seconds - predicted) / predicted)
-            self.rel_error += weight * (error - self.rel_error)
-        observed_rate = max(0.0, seconds - self.base_seconds) / chars
-        observed_rate = min(4 * self.per_char_seconds, max(self.per_char_seconds / 4, observed_rate))
-        self.per_char_seconds += weight * (observed_rate - self.per_char_seconds)
+        self._observed = [w * self._decay for w in self._observed]
+        self._prior = [w * self._prior_fade for w in self._prior]
+        self._observed[bucket_of(seconds)] += 1.0
         self.samples += 1
+        self.dirty = True
+
+    def quantile(self, q: float) -> float:
+        """The duration below which a fraction ``q`` of jobs finish (geometric within a bucket)."""
+        weights = [a + b for a, b in zip(self._prior, self._observed, strict=True)]
+        total = sum(weights)
+        if total <= 0:
+            return 1.0
+        target = min(max(q, 0.0), 1.0) * total
+        running = 0.0
+        for i, w in enumerate(weights):
+            if w > 0 and running + w >= target:
+                fraction = (target - running) / w
+                return bucket_low(i) * RATIO ** fraction
+            running += w
+        return bucket_low(BUCKETS)
+
+    def weights(self) -> dict[int, float]:
+        """The learned weights (prior excluded), by bucket, for storage."""
+        return {i: w for i, w in enumerate(self._observed) if w > 1e-6}
+
+    def load(self, weights: Mapping[int, float], samples: int) -> None:
+        """Restore what ``weights`` returned; the prior fades as if those jobs were recorded."""
+        self._observed = [0.0] * BUCKETS
+        for index, weight in weights.items():
+            if 0 <= index < BUCKETS and math.isfinite(weight) and weight > 0:
+                self._observed[index] = weight
+        self.samples = max(0, samples)
+        fade = self._prior_fade ** min(self.samples, 10_000)
+        self._prior = [w * fade for w in self._prior]
+        self.dirty = False
 
 
 @dataclass(frozen=True)
 class PollPolicy:
-    """Tunable bounds of every schedule (seconds)."""
+    """Tunable bounds of every plan (seconds)."""
 
     floor: float = 0.2  # never poll more often than this
-    dense: float = 0.25  # interval inside the window: the lag bound when the estimate is right
+    dense: float = 0.9  # interval inside the observed range: the lag bound there
     ceiling: float = 15.0  # never wait longer than this between polls
-    jitter: float = 0.1  # each delay is shortened by up to this fraction (up to dense/2 when landing)
-    spread_factor: float = 1.5  # window half-width = factor * relative error * estimate ...
-    min_spread: float = 0.3  # ... but at least this
-    max_spread: float = 1.5  # ... and at most this (past it, the overrun backoff takes over)
-    overrun_growth: float = 0.25  # after the window: interval = dense + growth * overrun
+    jitter: float = 0.05  # each delay is shortened by up to this fraction
+    first_quantile: float = 0.02  # the first poll: this early in the observed distribution
+    last_quantile: float = 0.995  # dense until here, then back off
+    overrun_growth: float = 0.25  # after ``last``: interval = dense + growth * overrun
+    push_fallback: float = 30.0  # with push: the first safety poll, and the interval after it
 
     def __post_init__(self) -> None:
         if not 0 < self.floor <= self.dense <= self.ceiling:
             raise ValueError("need 0 < floor <= dense <= ceiling")
         if not 0 <= self.jitter < 1:
             raise ValueError("jitter must be in [0, 1)")
+        if not 0 <= self.first_quantile < self.last_quantile <= 1:
+            raise ValueError("need 0 <= first_quantile < last_quantile <= 1")
 
-    def schedule(self, estimate: float, rel_error: float) -> PollSchedule:
-        spread = min(self.max_spread, max(self.min_spread, self.spread_factor * rel_error * estimate))
-        return PollSchedule(self, estimate=estimate, spread=spread)
+    def plan(self, durations: ObservedDurations) -> PollPlan:
+        first = max(self.floor, durations.quantile(self.first_quantile))
+        last = max(first, durations.quantile(self.last_quantile))
+        return PollPlan(self, first=first, last=last)
+
+    def fallback_plan(self, durations: ObservedDurations) -> PollPlan:
+        """With push: polls are a slow safety net for a callback that never comes."""
+        first = max(self.push_fallback, 2 * durations.quantile(self.last_quantile))
+        return PollPlan(self, first=first, last=first, dense_override=self.push_fallback,
+                        growth_override=0.0, ceiling_override=first)
 
 
 @dataclass(frozen=True)
-class PollSchedule:
+class PollPlan:
     """The delays between status polls of one job; pure given the ``random.Random`` passed in."""
 
     policy: PollPolicy
-    estimate: float
-    spread: float
+    first: float  # seconds after submit of the first poll
+    last: float  # end of the dense range
+    dense_override: float | None = None
+    growth_override: float | None = None
+    ceiling_override: float | None = None
 
     @property
-    def window(self) -> tuple[float, float]:
-        """(W0, W1): where polls are dense, in seconds since the job started."""
-        return max(0.0, self.estimate - self.spread), self.estimate + self.spread
+    def dense(self) -> float:
+        return self.dense_override if self.dense_override is not None else self.policy.dense
 
     def next_delay(self, elapsed: float, rng: random.Random) -> float:
-        """Seconds to sleep before the next poll, given seconds elapsed since the job started."""
+        """Seconds to sleep before the next poll, given seconds elapsed since the submit."""
         p = self.policy
-        start, end = self.window
-        if elapsed < start - p.dense:
-            remaining = start - elapsed
-            steps = math.ceil(remaining / p.ceiling - 1e-9)
-            if steps <= 1:  # land just before the window opens (jittered)
-                delay = remaining - rng.random() * min(p.jitter * remaining, p.dense / 2)
-            else:  # equal steps, unjittered so the count cannot creep up; the landing is jittered
-                delay = remaining / steps
-        elif elapsed < end:
-            delay = p.dense * (1 - p.jitter * rng.random())
+        growth = self.growth_override if self.growth_override is not None else p.overrun_growth
+        ceiling = self.ceiling_override if self.ceiling_override is not None else p.ceiling
+        ceiling = max(ceiling, self.dense)
+        if elapsed < self.first - p.floor:
+            remaining = self.first - elapsed
+            steps = math.ceil(remaining / ceiling - 1e-9)
+            return remaining / max(1, steps)  # unjittered: it is one (or few) sleeps anyway
+        if elapsed < self.last:
+            delay = self.dense
         else:
-            delay = min(p.ceiling, p.dense + p.overrun_growth * (elapsed - end))
-            delay *= 1 - p.jitter * rng.random()
-        return min(p.ceiling, max(p.floor, delay))
+            delay = min(ceiling, self.dense + growth * (elapsed - self.last))
+        delay *= 1 - p.jitter * rng.random()
+        return min(ceiling, max(p.floor, delay))
 
-    def poll_times(self, until: float, rng: random.Random) -> list[float]:
-        """Every poll instant up to ``until`` (for tests, benchmarks and reasoning)."""
+    def poll_times(self, until: float, rng: random.Random, *, start: float = 0.0) -> list[float]:
+        """Every poll instant in (start, until] (for tests, benchmarks and reasoning)."""
         times: list[float] = []
-        elapsed = 0.0
+        elapsed = start
         while True:
             elapsed += self.next_delay(elapsed, rng)
             if elapsed > until:

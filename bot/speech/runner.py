@@ -15,17 +15,20 @@ Design decisions:
 - Before each POST the shared ``RateGuard`` is awaited here (not inside the client) so the
   member sees their place in line (``WaitingForSlot``) and so a cancel can tell "still
   waiting, nothing sent" from "posting, maybe charged". The slot is handed to the client
-  with ``prepaid_slot`` (see ``bot.speech.slots``).
-- Crash safety: right before a POST the part is marked in the database (``job_parts.error =
-  SUBMITTING_MARKER`` while its status stays ``pending``; the store has no "submitting"
-  status, and the error column of a pending part is otherwise unused). A restart that finds a
-  pending part with the marker cannot know whether the POST reached the gateway, so it
-  commits that part's quota (DESIGN rule 2: it may have been charged); a pending part without
-  the marker was provably never sent and is refunded. After a 202 the part becomes
-  ``submitted`` with its ``request_id`` (the marker cleared), so a restart polls it again.
+  with ``submit(..., slot_held=True)``.
+- Crash safety: right before a POST the part moves ``pending → submitting`` in a committed
+  transaction. A later run that finds a ``submitting`` part cannot know whether the POST
+  reached the gateway, so it commits that part's quota (DESIGN rule 2: it may have been
+  charged) and tells the member so; a ``pending`` part was provably never sent. After a 202
+  the part becomes ``submitted`` with its ``request_id`` AND the job leaves ``reserved`` in
+  the same transaction (``JobsRepository.advance``), so a later run polls it again.
+- Every write is a compare-and-set whose result is checked. One that finds nothing means
+  the job is no longer this run's (another process took it over, see ``bot.speech.service``):
+  the run stops at once without settling or delivering (``SpeechInterrupted``); the owner
+  finishes the job.
 - Settlement (DESIGN rule 3) is derived from the parts' states, as running totals, once at
   the end (``QuotaService.settle`` is idempotent, so a resume may settle again):
-  committed = submitted + completed + failed parts (+ marked pending ones), refunded =
+  committed = submitting + submitted + completed + failed parts, refunded =
   error + cancelled parts. A refused POST (``error.refund``: 400/401/402/403/429, connection
   refused) makes its part ``error``; a POST that may have reached the gateway (reset after
   sending, timeout, 5xx) makes it ``failed`` and is never retried.
@@ -48,6 +51,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NoReturn
 
 from bot.audio import AudioError, join_wavs, wav_info
 from bot.clock import Clock
@@ -59,7 +63,7 @@ from bot.gateway.models import StatusDocument, TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import SubmitPermit, WalletGuard
-from bot.speech.errors import SpeechCancelled, SpeechError, SpeechFailed
+from bot.speech.errors import SpeechCancelled, SpeechError, SpeechFailed, SpeechInterrupted
 from bot.speech.events import (
     Cancelled,
     ChunkReady,
@@ -71,19 +75,26 @@ from bot.speech.events import (
     WaitingForSlot,
 )
 from bot.speech.progress import EventSink
-from bot.speech.slots import prepaid_slot
-from bot.store.jobs import JobRecord, JobsRepository, JobState, PartState
+from bot.store.jobs import JobRecord, JobsRepository, JobState, PartChange, PartState
 
 log = logging.getLogger(__name__)
 
-#: Written to a pending part's ``error`` column right before its POST (see the module doc).
-SUBMITTING_MARKER = "submitting: POST sent, answer not recorded"
-#: Why a marked part is committed on resume.
+#: Why a part left ``submitting`` by an interruption is committed.
 MAYBE_CHARGED = "interrupted while submitting; it may have been charged"
+#: What the member is told about such a job.
+MAYBE_CHARGED_USER_MESSAGE = (
+    "The bot was interrupted while sending this request: it may have been charged; "
+    "the audio could not be recovered."
+)
 NOT_SENT = "not submitted"
+#: A gateway ERROR on one chunk after others were charged: the quota WAS partly used.
+PARTLY_CHARGED_ERROR = (
+    "The TTS service had a system error on part of this text; the parts it made were charged. "
+    "Please try again."
+)
 ERROR_TEXT_MAX = 500
 
-_CHARGED = frozenset({PartState.SUBMITTED, PartState.COMPLETED, PartState.FAILED})
+_CHARGED = frozenset({PartState.SUBMITTING, PartState.SUBMITTED, PartState.COMPLETED, PartState.FAILED})
 _NOT_CHARGED = frozenset({PartState.ERROR, PartState.CANCELLED})
 _OPEN = (JobState.RESERVED, JobState.SUBMITTED)
 
@@ -118,17 +129,16 @@ class PartRun:
     state: PartState = PartState.PENDING
     request_id: str | None = None
     media_url: str | None = None
-    marked: bool = False  # a POST may have been sent (SUBMITTING_MARKER)
     audio: bytes | None = None
     phase: _Phase = _Phase.IDLE
 
     @property
     def charged(self) -> bool:
-        return self.state in _CHARGED or (self.state is PartState.PENDING and self.marked)
+        return self.state in _CHARGED
 
     @property
     def unsent(self) -> bool:
-        return self.state is PartState.PENDING and not self.marked
+        return self.state is PartState.PENDING
 
 
 def parts_from_record(record: JobRecord) -> list[PartRun]:
@@ -139,7 +149,6 @@ def parts_from_record(record: JobRecord) -> list[PartRun]:
             state=p.status,
             request_id=p.request_id,
             media_url=p.media_url,
-            marked=p.status is PartState.PENDING and p.error == SUBMITTING_MARKER,
         )
         for p in record.parts
     ]
@@ -175,6 +184,7 @@ class JobRun:
         sink: EventSink,
         permit: SubmitPermit | None = None,
         submit: bool = True,
+        job_state: JobState = JobState.RESERVED,
     ) -> None:
         if not parts:
             raise ValueError("a job has at least one part")
@@ -189,6 +199,7 @@ class JobRun:
         self._sink = sink
         self._permit = permit
         self._may_submit = submit
+        self._job_state = job_state  # the job's state when this run began
         self._slots = asyncio.Semaphore(pipeline.settings.chatterbox_chunk_concurrency)
         self._submitter: asyncio.Task[None] | None = None
         self._submitter_phase = _Phase.IDLE
@@ -196,7 +207,7 @@ class JobRun:
         self._submitted = sum(1 for p in self._parts if p.state is not PartState.PENDING)
         self._next_ready = 0
         self._started = pipeline.clock.monotonic()
-        self._stop: str | None = None  # None, "failed" or "cancelled"
+        self._stop: str | None = None  # None, "failed", "cancelled" or "lost" (not ours any more)
         self._failure: BaseException | None = None
         self._finalizing = False
 
@@ -227,8 +238,9 @@ class JobRun:
         for part in self._parts:
             if part.state in _NOT_CHARGED or part.state is PartState.FAILED:
                 self._fail(SpeechFailed(f"part {part.index} ended {part.state.value}"))
-            elif part.state is PartState.PENDING and part.marked:
-                self._fail(SpeechFailed(f"part {part.index} was interrupted while being submitted"))
+            elif part.state is PartState.SUBMITTING:
+                self._fail(SpeechFailed(f"part {part.index} was interrupted while being submitted",
+                                        user_message=MAYBE_CHARGED_USER_MESSAGE))
             elif part.unsent and not self._may_submit:
                 self._fail(SpeechFailed("interrupted before every part was submitted"))
 
@@ -238,6 +250,13 @@ class JobRun:
         self._stop = "failed"
         self._failure = exc
         self._interrupt()
+
+    def _lose(self, what: str) -> None:
+        """A compare-and-set found nothing: the job is not this run's any more (module doc)."""
+        log.warning("job %s: %s: the job changed under this run; leaving it to its owner", self.job_id, what)
+        if self._stop != "lost":
+            self._stop = "lost"
+            self._interrupt()
 
     def _interrupt(self) -> None:
         """Cancel whatever is safe to cancel (see the module doc, "Stopping")."""
@@ -315,24 +334,20 @@ class JobRun:
 
     async def _post(self, part: PartRun) -> bool:
         """POST one part; record the answer. False (and the job stopped) when it failed."""
-        jobs = self._p.jobs
         try:
-            await jobs.update_part(
-                self.job_id, part.index, error=SUBMITTING_MARKER, expect=PartState.PENDING
-            )
+            moved = await self._record(part, PartState.SUBMITTING, expect=PartState.PENDING)
         except Exception as exc:  # nothing was sent: the part stays unsent and is refunded
             log.exception("job %s: could not record part %d before its POST", self.job_id, part.index)
             self._fail(SpeechFailed(f"could not record part {part.index}: {type(exc).__name__}"))
             return False
-        part.marked = True
+        if not moved:
+            return False
         if self._stop is not None:  # stopped during that write: nothing was sent after all
-            await jobs.update_part(self.job_id, part.index, error=None, expect=PartState.PENDING)
-            part.marked = False
+            await self._record(part, PartState.PENDING, expect=PartState.SUBMITTING)
             return False
         request = TTSRequest(text=part.text, audio_url=self._voice_url, params=self._params)
         try:
-            with prepaid_slot():
-                accepted = await self._p.client.submit(request, key=self._key)
+            accepted = await self._p.client.submit(request, key=self._key, slot_held=True)
         except GatewayError as exc:
             self._submitter_phase = _Phase.RECORDING
             await self._refused(part, exc)
@@ -340,14 +355,16 @@ class JobRun:
         except Exception as exc:  # a bug: the POST may have gone out, so keep the charge
             log.exception("job %s: submitting part %d failed unexpectedly", self.job_id, part.index)
             self._submitter_phase = _Phase.RECORDING
-            await self._record(part, PartState.FAILED, error=f"{type(exc).__name__} while submitting")
+            await self._record(part, PartState.FAILED, expect=PartState.SUBMITTING,
+                               error=f"{type(exc).__name__} while submitting")
             self._fail(SpeechFailed(f"submitting part {part.index}: {type(exc).__name__}"))
             return False
         self._submitter_phase = _Phase.RECORDING
         part.request_id = accepted.request_id
-        await self._record(part, PartState.SUBMITTED, request_id=accepted.request_id, error=None)
-        if self._submitted == 0:
-            await jobs.transition(self.job_id, JobState.RESERVED, JobState.SUBMITTED)
+        # The part and its job move together: never "job reserved, part submitted".
+        if not await self._record(part, PartState.SUBMITTED, expect=PartState.SUBMITTING,
+                                  job_to=JobState.SUBMITTED, request_id=accepted.request_id, error=None):
+            return False
         self._submitted += 1
         if self._permit is not None and self._permit.probe:
             await self._p.wallet.record_success(self._permit)
@@ -362,16 +379,33 @@ class JobRun:
         state = PartState.ERROR if exc.refund else PartState.FAILED
         log.warning("job %s: part %d not accepted (%s; %s)", self.job_id, part.index, exc.message,
                     "refunded" if exc.refund else "may have been charged")
-        await self._record(part, state, error=exc.message)
+        await self._record(part, state, expect=PartState.SUBMITTING, error=exc.message)
         if isinstance(exc, InsufficientBalance):
             await self._p.wallet.record_insufficient_balance(exc.message)
         self._fail(exc)
 
-    async def _record(self, part: PartRun, state: PartState, **fields: str | None) -> None:
-        part.state = state
+    async def _record(
+        self,
+        part: PartRun,
+        state: PartState,
+        *,
+        expect: PartState,
+        job_to: JobState | None = None,
+        **fields: str | None,
+    ) -> bool:
+        """Move ``part`` from ``expect`` to ``state`` while its job is open (one transaction,
+        see ``JobsRepository.advance``). False when the compare-and-set lost: the run stops."""
         if "error" in fields and fields["error"] is not None:
             fields["error"] = fields["error"][:ERROR_TEXT_MAX]
-        await self._p.jobs.update_part(self.job_id, part.index, status=state, **fields)  # type: ignore[arg-type]
+        moved = await self._p.jobs.advance(
+            self.job_id, job_from=_OPEN, job_to=job_to,
+            part=PartChange.of(part.index, expect, state, **fields),
+        )
+        if not moved:
+            self._lose(f"part {part.index} {expect.value} -> {state.value}")
+            return False
+        part.state = state
+        return True
 
     # --- waiting and downloading -----------------------------------------------------------
 
@@ -400,7 +434,9 @@ class JobRun:
                 )
                 part.phase = _Phase.RECORDING
                 part.media_url = doc.media_urls[0]
-                await self._record(part, PartState.COMPLETED, media_url=part.media_url, error=None)
+                if not await self._record(part, PartState.COMPLETED, expect=PartState.SUBMITTED,
+                                          media_url=part.media_url, error=None):
+                    return
                 if self._stop is not None:
                     return
             assert part.media_url is not None
@@ -416,8 +452,8 @@ class JobRun:
         except (JobFailed, JobErrored) as exc:
             part.phase = _Phase.RECORDING
             state = PartState.FAILED if isinstance(exc, JobFailed) else PartState.ERROR
-            await self._record(part, state, error=exc.message)
-            self._fail(exc)
+            if await self._record(part, state, expect=PartState.SUBMITTED, error=exc.message):
+                self._fail(exc)
         except GatewayError as exc:  # timeout, unreadable status, download: charged, kept
             log.warning("job %s: part %d: %s", self.job_id, part.index, exc.message)
             self._fail(exc)
@@ -452,6 +488,13 @@ class JobRun:
                     "The TTS service sent audio the bot could not read."))
             else:
                 return await self._complete(audio, duration)
+        if self._stop == "lost":
+            await self._give_up()
+        if self._job_state is JobState.COMPLETED:
+            # Its audio could not be fetched again: it stays completed (and charged) for the
+            # next try, until its deadline closes it (``bot.speech.service``).
+            await self._sink.close()
+            raise self._failure or SpeechFailed()
         committed = await self._settle_stopped()
         refunded = committed == 0
         if self._permit is not None:
@@ -461,34 +504,47 @@ class JobRun:
             await self._p.wallet.release_probe(self._permit)
             self._permit = None
         if self._stop == "cancelled":
-            await self._p.jobs.transition(self.job_id, _OPEN, JobState.CANCELLED)
+            if not await self._p.jobs.transition(self.job_id, _OPEN, JobState.CANCELLED):
+                self._lose("cancel")
+                await self._give_up()
             log.info("job %s cancelled (%s)", self.job_id, "refunded" if refunded else "charged parts kept")
             self._sink.post(Cancelled(self.job_id, refunded=refunded))
             await self._sink.close()
             raise SpeechCancelled()
         failure = self._failure or SpeechFailed()
         message = user_message(failure)
-        await self._p.jobs.transition(
+        if isinstance(failure, JobErrored) and not refunded:
+            message = PARTLY_CHARGED_ERROR  # never "your quota was not used" when some was
+        if self._job_state is not JobState.FAILED and not await self._p.jobs.transition(
             self.job_id, _OPEN, JobState.FAILED, error=message[:ERROR_TEXT_MAX]
-        )
+        ):
+            self._lose("fail")
+            await self._give_up()
         log.info("job %s failed: %s", self.job_id, failure)
         self._sink.post(Failed(self.job_id, user_message=message, refunded=refunded))
         await self._sink.close()
-        # A failure has no audio to hand over: the Failed event is its delivery. (A completed
-        # job whose re-download failed on resume stays completed, to be tried again.)
-        await self._p.jobs.transition(self.job_id, JobState.FAILED, JobState.DELIVERED)
+        # A failure has no audio to hand over: the Failed event is its delivery.
+        if not await self._p.jobs.transition(self.job_id, JobState.FAILED, JobState.DELIVERED):
+            log.warning("job %s: closed by someone else already", self.job_id)
         raise failure
 
     async def _settle_stopped(self) -> int:
-        """Close unsent parts (refund) and marked ones (commit); settle; return committed."""
+        """Close unsent parts (refund) and interrupted POSTs (commit); settle; return committed."""
         for part in self._parts:
             if part.unsent:
-                await self._record(part, PartState.CANCELLED, error=NOT_SENT)
-            elif part.state is PartState.PENDING and part.marked:
-                await self._record(part, PartState.FAILED, error=MAYBE_CHARGED)
+                await self._record(part, PartState.CANCELLED, expect=PartState.PENDING, error=NOT_SENT)
+            elif part.state is PartState.SUBMITTING:
+                await self._record(part, PartState.FAILED, expect=PartState.SUBMITTING, error=MAYBE_CHARGED)
+            if self._stop == "lost":
+                await self._give_up()
         committed, refunded = settlement_totals(self._parts)
         await self._settle(committed, refunded)
         return committed
+
+    async def _give_up(self) -> NoReturn:
+        """The job is not this run's any more: no settlement, no events beyond those sent."""
+        await self._sink.close()
+        raise SpeechInterrupted("the job was taken over by another run")
 
     async def _settle(self, committed: int, refunded: int) -> Decimal:
         price = self._p.quotas.price_per_request
@@ -501,7 +557,11 @@ class JobRun:
 
     async def _complete(self, audio: bytes, duration: float) -> SpeechResult:
         cost = await self._settle(self.chunks, 0)
-        await self._p.jobs.transition(self.job_id, JobState.SUBMITTED, JobState.COMPLETED)
+        if self._job_state is not JobState.COMPLETED and not await self._p.jobs.transition(
+            self.job_id, JobState.SUBMITTED, JobState.COMPLETED
+        ):
+            self._lose("complete")
+            await self._give_up()
         result = SpeechResult(
             job_id=self.job_id,
             audio=audio,

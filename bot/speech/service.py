@@ -339,6 +339,7 @@ class SpeechService:
                 parts=parts_from_record(record),
                 sink=EventSink(None),
                 submit=False,
+                job_state=record.status,
             )
             if record.status is JobState.FAILED:
                 run.fail(SpeechFailed(record.error or "failed before the restart"))

@@ -14,6 +14,7 @@ from bot.store.jobs import (
     JobsRepository,
     JobState,
     NewJob,
+    PartChange,
     PartRecord,
     PartState,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "JobState",
     "JobsRepository",
     "NewJob",
+    "PartChange",
     "PartRecord",
     "PartState",
     "current_revision",

@@ -14,7 +14,15 @@ racing to deliver (or resume) the same job cannot both win, so each step happens
 
 A job of several chunks has one ``job_parts`` row per chunk, carrying the gateway's
 ``request_id`` (saved right after the POST is accepted, so a restart can poll it again), its
-own status, and the media URL or error. Records come out as frozen dataclasses.
+own status, and the media URL or error. A part moves
+``pending → submitting → submitted → completed | failed | error`` (or ``cancelled`` while
+pending): ``submitting`` is written and committed BEFORE its POST leaves, so a part found
+``pending`` was provably never sent and one found ``submitting`` may have been charged.
+
+``advance`` is how the pipeline moves a part: the part's compare-and-set and its job's
+compare-and-set run in ONE transaction, and either both happen or neither does (a lost race
+on either side rolls the other back and returns False). So the database never holds a
+submitted part under a ``reserved`` job. Records come out as frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ class JobState(StrEnum):
 
 
 class PartState(StrEnum):
-    PENDING = "pending"  # not POSTed yet
+    PENDING = "pending"  # not POSTed yet: provably never sent (refunded if the job stops)
+    SUBMITTING = "submitting"  # its POST may be on the wire: maybe charged (committed if it stops)
     SUBMITTED = "submitted"  # the gateway accepted it; request_id is set
     COMPLETED = "completed"  # media_url is set (charged)
     FAILED = "failed"  # the gateway's FAILED (charged)
@@ -76,6 +85,33 @@ class _Keep(Enum):
 
 
 KEEP = _Keep.KEEP
+
+
+class _LostRace(Exception):
+    """Raised inside a transaction to roll it back: a compare-and-set found nothing."""
+
+
+@dataclass(frozen=True)
+class PartChange:
+    """One part's move for ``JobsRepository.advance``: from any of ``expect`` to ``to``."""
+
+    index: int
+    to: PartState
+    expect: frozenset[PartState]
+    request_id: str | _Keep | None = KEEP
+    media_url: str | _Keep | None = KEEP
+    error: str | _Keep | None = KEEP
+
+    @classmethod
+    def of(
+        cls,
+        index: int,
+        expect: PartState | Iterable[PartState],
+        to: PartState,
+        **fields: str | None,
+    ) -> PartChange:
+        expected = frozenset({expect}) if isinstance(expect, PartState) else frozenset(expect)
+        return cls(index=index, to=to, expect=expected, **fields)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -304,6 +340,72 @@ class JobsRepository:
             return (await conn.execute(statement.values(**values))).rowcount == 1
 
         return await self._db.write(write)
+
+    async def advance(
+        self,
+        job_id: str,
+        *,
+        job_from: JobState | Iterable[JobState],
+        job_to: JobState | None = None,
+        part: PartChange | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a part and its job together, in one transaction; True if both moved.
+
+        The job must be in one of ``job_from``; it moves to ``job_to`` (or keeps its state
+        when ``job_to`` is None or already its state). ``part`` must be in one of its
+        ``expect`` states. If either compare-and-set finds nothing, nothing is written.
+        ``fields`` are job columns, as for ``transition``.
+        """
+        sources = _states(job_from)
+        if job_to is not None:
+            illegal = sorted(
+                s.value for s in sources if s is not job_to and job_to not in ALLOWED_TRANSITIONS[s]
+            )
+            if illegal:
+                raise InvalidTransition(f"no transition from {illegal} to {job_to.value}")
+        unknown = set(fields) - TRANSITION_FIELDS
+        if unknown:
+            raise ValueError(f"advance cannot set {sorted(unknown)}")
+        now = self._clock.now()
+        job_values: dict[str, Any] = {"updated_at": now, **fields}
+        if job_to is not None:
+            job_values["status"] = job_to.value
+            if job_to in _FINISHED:
+                job_values["completed_at"] = now
+        job_statement = (
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in sources]))
+            .values(**job_values)
+        )
+        part_statement = None
+        if part is not None:
+            part_values: dict[str, Any] = {"updated_at": now, "status": part.to.value}
+            for name in ("request_id", "media_url", "error"):
+                value = getattr(part, name)
+                if value is not KEEP:
+                    part_values[name] = value
+            part_statement = (
+                update(job_parts)
+                .where(
+                    job_parts.c.job_id == job_id,
+                    job_parts.c.idx == part.index,
+                    job_parts.c.status.in_([s.value for s in part.expect]),
+                )
+                .values(**part_values)
+            )
+
+        async def write(conn: AsyncConnection) -> bool:
+            if (await conn.execute(job_statement)).rowcount != 1:
+                raise _LostRace()
+            if part_statement is not None and (await conn.execute(part_statement)).rowcount != 1:
+                raise _LostRace()  # rolls the job's UPDATE back too
+            return True
+
+        try:
+            return await self._db.write(write)
+        except _LostRace:
+            return False
 
     async def resumable(self) -> list[JobRecord]:
         """Jobs a starting bot must pick up again: submitted (keep waiting) or finished but not

@@ -186,6 +186,31 @@ audit_log = Table(
     Index("ix_audit_log_guild_at", "guild_id", "at"),
 )
 
+# Push delivery (migration 0006; see bot.push): one row per part submitted with a webhook.
+push_callbacks = Table(
+    "push_callbacks",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("request_id", String(100), nullable=True),
+    Column("early_request_id", String(100), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("callback_at", UTCDateTime, nullable=True),
+    Column("callback_status", String(10), nullable=True),
+    Column("settled_at", UTCDateTime, nullable=True),
+    Index("ix_push_callbacks_request_id", "request_id"),
+    Index("ix_push_callbacks_created_at", "created_at"),
+)
+
+# The learned duration histogram of bot.gateway.polling (migration 0006): one row, id 1.
+poll_durations = Table(
+    "poll_durations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("weights", JSON, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Hands-free reading (bot.autoread): one row per server that set it up, one per opted-in member.
 autoread_settings = Table(
     "autoread_settings",

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.clock import ScaledClock
-from bot.gateway import ChatterboxClient, DurationEstimator
+from bot.gateway import ChatterboxClient, ObservedDurations
 from bot.gateway.emulator import EmulatorConfig, GatewayEmulator
 from tests.gateway.client_support import RecordingClock, RecordingLimiter
 
@@ -66,11 +66,18 @@ def limiter() -> RecordingLimiter:
 
 
 @pytest.fixture
+def status_limiter() -> RecordingLimiter:
+    """The read budget (status GETs), separate from the submissions' ``limiter``."""
+    return RecordingLimiter()
+
+
+@pytest.fixture
 def make_client(
     session: aiohttp.ClientSession,
     emulator: GatewayEmulator,
     recording_clock: RecordingClock,
     limiter: RecordingLimiter,
+    status_limiter: RecordingLimiter,
 ) -> ClientFactory:
     """``make_client(**overrides)``: a client for the emulator (http allowed, seeded jitter)."""
 
@@ -80,7 +87,8 @@ def make_client(
             "api_key": SecretStr(emulator.api_key),
             "clock": recording_clock,
             "limiter": limiter,
-            "estimator": DurationEstimator(base_seconds=1.0, per_char_seconds=0.02),
+            "status_limiter": status_limiter,
+            "durations": ObservedDurations(),
             "allow_http": True,
             "http_timeout": 10,
             "rng": random.Random(0),

@@ -199,15 +199,16 @@ async def test_status_recovers_from_dropped_connections(
     assert emulator.counts["status:dropped"] == 2
 
 
-async def test_status_429_waits_retry_after_and_holds_the_limiter(
+async def test_status_429_waits_retry_after_and_holds_the_read_budget_only(
     client: ChatterboxClient, emulator: GatewayEmulator, recording_clock: RecordingClock,
-    limiter: RecordingLimiter,
+    limiter: RecordingLimiter, status_limiter: RecordingLimiter,
 ) -> None:
     emulator.script_submit(Outcome("complete", duration=0.5))
     accepted = await client.submit(HELLO)
     emulator.script_status(Outcome("http_429", retry_after=2), "ok")
     await client.status(accepted.request_id)
-    assert recording_clock.sleeps == [2.0] and limiter.holds == [2.0]
+    assert recording_clock.sleeps == [2.0] and status_limiter.holds == [2.0]
+    assert limiter.holds == []  # members' submissions are not slowed by a read 429
     assert emulator.counts["status:429"] == 1
 
 

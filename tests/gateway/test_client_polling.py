@@ -15,9 +15,10 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from bot.gateway import ChatterboxClient, DurationEstimator, JobStatus, PollPolicy, TTSRequest
+from bot.gateway import ChatterboxClient, JobStatus, ObservedDurations, PollPolicy, TTSRequest
 from bot.gateway.emulator import EmulatorJob, GatewayEmulator, Outcome
-from tests.gateway.client_support import DrivenClock, drive
+from bot.gateway.ratelimit import RateGuard
+from tests.gateway.client_support import DrivenClock, RecordingLimiter, drive
 from tests.gateway.conftest import emulator_config
 
 DENSE = PollPolicy().dense
@@ -38,10 +39,12 @@ def make_client(
     session: aiohttp.ClientSession,
     emulator: GatewayEmulator,
     clock: DrivenClock,
-    estimator: DurationEstimator,
+    durations: ObservedDurations,
+    **options: object,
 ) -> ChatterboxClient:
-    return ChatterboxClient(session, base_url=emulator.base_url, api_key=SecretStr(emulator.api_key),
-                            clock=clock, estimator=estimator, allow_http=True, rng=random.Random(0))
+    return ChatterboxClient(session, base_url=emulator.base_url, api_key=SecretStr(emulator.api_key),  # type: ignore[arg-type]
+                            clock=clock, durations=durations, allow_http=True, rng=random.Random(0),
+                            **options)
 
 
 def polls_and_lag(job: EmulatorJob) -> tuple[int, float]:
@@ -59,7 +62,7 @@ async def run_job(
     async def submit_and_wait() -> EmulatorJob:
         emulator.script_submit(Outcome("complete", duration=duration))
         accepted = await client.submit(TTSRequest(text=text))
-        doc = await client.wait(accepted.request_id, text_chars=len(text), max_wait=120)
+        doc = await client.wait(accepted.request_id, max_wait=120)
         assert doc.status is JobStatus.COMPLETED
         return emulator.jobs[accepted.request_id]
 
@@ -69,36 +72,112 @@ async def run_job(
     return await drive(clock, submit_and_wait(), asleep)
 
 
-async def test_a_job_of_known_duration_is_seen_soon_with_few_polls(
+async def test_a_fresh_bot_sees_a_one_second_job_at_once(
     session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
 ) -> None:
-    text = "x" * 250  # the estimator predicts 1.0 + 0.02 * 250 = 6.0 s
-    estimator = DurationEstimator(base_seconds=1.0, per_char_seconds=0.02, prior_rel_error=0.05)
-    client = make_client(session, driven_emulator, driven_clock, estimator)
-    job = await run_job(client, driven_emulator, driven_clock, text, duration=6.0)
+    client = make_client(session, driven_emulator, driven_clock, ObservedDurations())
+    job = await run_job(client, driven_emulator, driven_clock, "Hi there.", duration=1.0)
     polls, lag = polls_and_lag(job)
-    assert polls <= 5
-    assert 0 <= lag <= DENSE
     first_poll = job.status_polls[0][0] - job.created_mono
-    assert first_poll >= 3.0  # sparse before the estimate: no poll in the first half
+    assert first_poll <= 1.3  # the prior's earliest durations, not a guess from the text
+    assert lag <= DENSE and polls <= 3
 
 
-async def test_the_estimate_is_learned_across_jobs(
+async def test_the_plan_learns_the_providers_durations_whatever_the_text(
     session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
 ) -> None:
-    text = "y" * 120  # the prior predicts 3.4 s; the gateway takes 6 s
-    estimator = DurationEstimator(base_seconds=1.0, per_char_seconds=0.02)
-    client = make_client(session, driven_emulator, driven_clock, estimator)
+    durations = ObservedDurations()
+    client = make_client(session, driven_emulator, driven_clock, durations)
     results = [
-        polls_and_lag(await run_job(client, driven_emulator, driven_clock, text, duration=6.0))
-        for _ in range(5)
+        polls_and_lag(await run_job(client, driven_emulator, driven_clock, text, duration=12.0))
+        for text in ["short", "a much longer text " * 10] * 8
     ]
-    for polls, lag in results:
-        assert polls <= 25  # bounded even while the prior is wrong
-        assert 0 <= lag <= 1.5
-    (first_polls, _), (last_polls, last_lag) = results[0], results[-1]
-    assert last_polls < first_polls  # the first job overran the wrong estimate; the last did not
-    assert last_polls <= 5
-    assert last_lag <= DENSE
-    assert abs(estimator.estimate(len(text)) - 6.0) <= 0.15 * 6.0
-    assert estimator.samples == 5
+    for _, lag in results:
+        assert 0 <= lag <= DENSE
+    (first_polls, _), (last_polls, _) = results[0], results[-1]
+    assert last_polls < first_polls
+    assert last_polls <= 3  # no poll spent before the durations seen
+    assert durations.samples == 16
+    assert durations.quantile(0.5) == pytest.approx(12.0, rel=0.2)
+
+
+async def test_status_reads_never_wait_behind_submissions(
+    session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
+) -> None:
+    submits = RateGuard(1.0, 1, driven_clock)  # type: ignore[arg-type]
+    reads = RateGuard(20.0, 20, driven_clock)  # type: ignore[arg-type]
+    client = make_client(session, driven_emulator, driven_clock, ObservedDurations(),
+                         limiter=submits, status_limiter=reads)
+    driven_emulator.script_submit(Outcome("complete", duration=2.0))
+    accepted = await client.submit(TTSRequest(text="first"), key="a")
+    submits.hold(1000.0)  # e.g. a 429 on submissions: members wait a long time
+    job = driven_emulator.jobs[accepted.request_id]
+
+    async def waiting() -> float:
+        await client.wait(accepted.request_id, max_wait=60)
+        return driven_clock.monotonic()
+
+    waiter_done = await drive(driven_clock, waiting(), lambda: 1 + (not job.terminal))
+    assert waiter_done < 10.0  # the job was followed while every submission was held
+    assert submits.held_until is not None and submits.held_until > waiter_done
+
+
+async def test_a_429_on_status_reads_holds_the_reads_not_the_submissions(
+    session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
+) -> None:
+    submits, reads = RecordingLimiter(), RecordingLimiter()
+    client = make_client(session, driven_emulator, driven_clock, ObservedDurations(),
+                         limiter=submits, status_limiter=reads)
+    driven_emulator.script_submit(Outcome("complete", duration=0.5))
+    accepted = await client.submit(TTSRequest(text="hello"))
+    driven_emulator.script_status(Outcome("http_429", retry_after=4.0))
+
+    async def waiting() -> float:
+        before = driven_clock.monotonic()
+        await client.status(accepted.request_id)
+        return driven_clock.monotonic() - before
+
+    took = await drive(driven_clock, waiting(), lambda: 1)
+    assert took >= 4.0  # Retry-After respected
+    assert reads.holds == [4.0] and len(reads.acquired) == 2  # the read budget, twice
+    assert submits.holds == [] and len(submits.acquired) == 1  # only the submit itself
+
+
+async def test_a_held_slot_spends_no_second_token(
+    session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
+) -> None:
+    submits = RecordingLimiter()
+    client = make_client(session, driven_emulator, driven_clock, ObservedDurations(), limiter=submits)
+    await client.submit(TTSRequest(text="one"), key="member", slot_held=True)
+    assert submits.acquired == []
+    await client.submit(TTSRequest(text="two"), key="member")
+    assert submits.acquired == ["member"]
+
+
+async def test_a_resumed_job_continues_its_plan_from_the_real_submit(
+    session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
+) -> None:
+    durations = ObservedDurations()
+    for _ in range(50):
+        durations.record(20.0)
+    before_restart = make_client(session, driven_emulator, driven_clock, durations)
+    driven_emulator.script_submit(Outcome("complete", duration=20.0))
+    accepted = await before_restart.submit(TTSRequest(text="resume me"))
+    job = driven_emulator.jobs[accepted.request_id]
+
+    async def restart_at(seconds: float) -> None:
+        await driven_clock.sleep(seconds)
+
+    await drive(driven_clock, restart_at(15.0), lambda: 2)  # the bot was down for 15 s
+    after_restart = make_client(session, driven_emulator, driven_clock, durations)
+
+    async def waiting() -> None:
+        await after_restart.wait(accepted.request_id, max_wait=120)
+
+    await drive(driven_clock, waiting(), lambda: 1 + (not job.terminal))
+    first = job.status_polls[0][0] - job.created_mono
+    second = job.status_polls[1][0] - job.created_mono
+    assert first == pytest.approx(15.0)  # polled at once: it may have finished meanwhile
+    assert second < 20.0  # then its plan from the real submit: waiting for ~20 s, not 20 s more
+    polls, lag = polls_and_lag(job)
+    assert lag <= DENSE and polls <= 4

@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.clock import ScaledClock
-from bot.gateway import ChatterboxClient, DurationEstimator, GatewayError, TTSRequest, Webhook
+from bot.gateway import ChatterboxClient, GatewayError, ObservedDurations, TTSRequest, Webhook
 from bot.gateway.emulator import GatewayEmulator, Outcome
 from tests.gateway.client_support import MediaServer, closed_port_base_url
 from tests.gateway.conftest import emulator_config
@@ -41,7 +41,7 @@ async def test_the_key_is_absent_from_logs_reprs_and_errors(
             options: dict[str, object] = {
                 "base_url": emulator.base_url, "api_key": SecretStr(key), "clock": scaled_clock,
                 "allow_http": True, "rng": random.Random(1), "get_retries": 1,
-                "estimator": DurationEstimator(base_seconds=0.5, per_char_seconds=0.01),
+                "durations": ObservedDurations(prior_low=0.5, prior_high=5.0),
             }
             options.update(overrides)
             return ChatterboxClient(session, **options)  # type: ignore[arg-type]
@@ -92,7 +92,7 @@ async def test_the_key_is_absent_from_logs_reprs_and_errors(
         await expect_error(client.download(media.url("/missing"), max_bytes=1000))
         await expect_error(client.download(emulator.base_url + "/_media/none.wav", max_bytes=1000))
 
-        reprs = [repr(client), repr(client_with(WRONG_CANARY)), repr(client.estimator)]
+        reprs = [repr(client), repr(client_with(WRONG_CANARY)), repr(client.durations)]
 
     assert len(errors) == 24
     assert {type(e).__name__ for e in errors} >= {

@@ -1,24 +1,24 @@
-"""The adaptive poll schedule and the duration estimator, tested as pure functions.
+"""The learned duration distribution and the poll plan, tested as pure functions.
 
 "Lag" is the time from a job's completion to the first poll at or after it; "polls" counts
-status calls up to and including that poll. Completions are simulated around the estimate.
+status calls up to and including that poll.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
-import statistics
 
 import pytest
 
-from bot.gateway import DurationEstimator, PollPolicy, PollSchedule
+from bot.gateway import ObservedDurations, PollPlan, PollPolicy
 
 POLICY = PollPolicy()
 
 
-def polls_and_lag(schedule: PollSchedule, completion: float, rng: random.Random) -> tuple[int, float]:
-    times = schedule.poll_times(completion + 120, rng)
+def polls_and_lag(plan: PollPlan, completion: float, rng: random.Random) -> tuple[int, float]:
+    times = plan.poll_times(completion + 300, rng)
     index, first = next((i, t) for i, t in enumerate(times) if t >= completion)
     return index + 1, first - completion
 
@@ -28,167 +28,129 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def test_schedule_is_deterministic_given_a_seeded_random() -> None:
-    schedule = POLICY.schedule(12.0, 0.1)
-    assert schedule.poll_times(40, random.Random(5)) == schedule.poll_times(40, random.Random(5))
-    assert schedule.poll_times(40, random.Random(5)) != schedule.poll_times(40, random.Random(6))
+def log_uniform(rng: random.Random, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
 
 
-@pytest.mark.parametrize("estimate", [0.5, 2.0, 5.0, 12.0, 30.0, 95.0])
-def test_every_delay_respects_floor_and_ceiling(estimate: float) -> None:
-    schedule = POLICY.schedule(estimate, 0.2)
+def learned(samples: list[float]) -> ObservedDurations:
+    durations = ObservedDurations()
+    for seconds in samples:
+        durations.record(seconds)
+    return durations
+
+
+def test_quantiles_follow_what_was_observed() -> None:
     rng = random.Random(1)
+    durations = learned([log_uniform(rng, 2, 30) for _ in range(2000)])
+    # log-uniform 2..30: q(p) = 2 * 15**p; bucket width is 19 %, so allow that.
+    for p in (0.05, 0.5, 0.95):
+        assert durations.quantile(p) == pytest.approx(2 * 15 ** p, rel=0.2)
+    assert durations.samples == 2000
+
+
+def test_a_fresh_distribution_starts_from_a_weak_prior_and_forgets_it() -> None:
+    fresh = ObservedDurations()
+    assert 1.0 <= fresh.quantile(0.02) <= 1.3  # a one-second job is seen at once, not after 4.8 s
+    durations = learned([8.0] * 50)
+    assert durations.quantile(0.02) == pytest.approx(8.0, rel=0.2)  # the prior no longer matters
+
+
+def test_a_provider_that_slows_down_is_followed() -> None:
+    durations = ObservedDurations(half_life=50)
+    for _ in range(300):
+        durations.record(3.0)
+    for _ in range(300):
+        durations.record(20.0)
+    assert durations.quantile(0.5) == pytest.approx(20.0, rel=0.2)
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, math.inf, math.nan])
+def test_nonsense_durations_are_ignored(seconds: float) -> None:
+    durations = ObservedDurations()
+    durations.record(seconds)
+    assert durations.samples == 0 and not durations.dirty
+
+
+def test_weights_round_trip_through_storage() -> None:
+    rng = random.Random(2)
+    original = learned([log_uniform(rng, 2, 30) for _ in range(300)])
+    restored = ObservedDurations()
+    restored.load(original.weights(), original.samples)
+    for p in (0.02, 0.5, 0.99):
+        assert restored.quantile(p) == pytest.approx(original.quantile(p), rel=0.01)
+    assert not restored.dirty and restored.samples == 300
+
+
+def test_nothing_is_spent_before_the_earliest_durations() -> None:
+    plan = POLICY.plan(learned([10.0 + i * 0.01 for i in range(100)]))
+    times = plan.poll_times(plan.first, random.Random(3))
+    assert len(times) == 1 and times[0] == pytest.approx(plan.first)
+    assert plan.first >= 9.0
+
+
+def test_every_delay_respects_floor_and_ceiling() -> None:
+    plan = POLICY.plan(learned([3.0, 5.0, 9.0]))
+    rng = random.Random(4)
     elapsed = 0.0
-    while elapsed < estimate + 300:
-        delay = schedule.next_delay(elapsed, rng)
+    while elapsed < 600:
+        delay = plan.next_delay(elapsed, rng)
         assert POLICY.floor <= delay <= POLICY.ceiling
         elapsed += delay
 
 
-@pytest.mark.parametrize("estimate", [5.0, 10.0, 20.0, 30.0, 60.0])
-def test_sparse_before_the_window_and_landing_just_before_it(estimate: float) -> None:
-    schedule = POLICY.schedule(estimate, 0.05)
-    start, _ = schedule.window
-    times = schedule.poll_times(start, random.Random(2))
-    assert len(times) <= -(-start // POLICY.ceiling)  # ceil(start / ceiling): as few as the ceiling allows
-    assert start - POLICY.dense / 2 <= times[-1] <= start
-
-
-def test_dense_inside_the_window() -> None:
-    schedule = POLICY.schedule(10.0, 0.1)
-    start, end = schedule.window
-    rng = random.Random(3)
-    times = [t for t in schedule.poll_times(end, rng) if t >= start - POLICY.dense]
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(gaps) >= 4
-    assert all(POLICY.dense * (1 - POLICY.jitter) <= g <= POLICY.dense for g in gaps)
-
-
-def test_overrun_backs_off_gradually_to_the_ceiling() -> None:
-    schedule = POLICY.schedule(10.0, 0.05)
-    _, end = schedule.window
-    no_jitter = PollPolicy(jitter=0.0).schedule(10.0, 0.05)
-    rng = random.Random(4)
-    delays = []
-    elapsed = end
-    while elapsed < end + 200:
-        delay = no_jitter.next_delay(elapsed, rng)
+def test_a_job_later_than_anything_seen_backs_off_gradually() -> None:
+    plan = PollPolicy(jitter=0.0).plan(learned([5.0] * 50))
+    rng = random.Random(5)
+    delays, elapsed = [], plan.last
+    while elapsed < plan.last + 300:
+        delay = plan.next_delay(elapsed, rng)
         delays.append(delay)
         elapsed += delay
-    assert delays == sorted(delays)  # never denser again while the job is late
-    assert delays[0] < 0.5 and delays[1] < 0.5  # gradual, not a jump
-    assert delays[-1] == POLICY.ceiling
-    # the lag stays a bounded fraction of how late the job is
-    for overrun in (2.0, 5.0, 20.0):
-        _, lag = polls_and_lag(schedule, end + overrun, random.Random(9))
-        assert lag <= POLICY.dense + POLICY.overrun_growth * (overrun + lag) + 1e-9
+    assert delays == sorted(delays)
+    assert delays[0] < 1.0 and delays[-1] == POLICY.ceiling
 
 
-def test_typical_jobs_seen_within_a_quarter_second_with_about_five_polls() -> None:
-    """Jobs of 5-30 s, completing around a learned estimate (2% spread)."""
-    rng = random.Random(11)
-    polls: list[int] = []
-    lags: list[float] = []
-    for estimate in (5.0, 10.0, 15.0, 20.0, 30.0):
-        schedule = POLICY.schedule(estimate, rel_error=0.016)
-        for _ in range(300):
-            count, lag = polls_and_lag(schedule, estimate * (1 + rng.gauss(0, 0.02)), rng)
-            polls.append(count)
-            lags.append(lag)
-    assert statistics.median(polls) <= 5
-    assert statistics.mean(polls) <= 5.5
-    assert quantile(lags, 0.9) <= 0.25
-    assert statistics.mean(lags) <= 0.15
+def test_lag_and_calls_on_a_realistic_mix_beat_a_one_second_poller() -> None:
+    """Log-uniform 2-30 s: p95 lag under a second with fewer calls than polling every second."""
+    rng = random.Random(6)
+    durations = learned([log_uniform(rng, 2, 30) for _ in range(500)])
+    plan = POLICY.plan(durations)
+    lags, calls, naive_calls = [], [], []
+    for _ in range(2000):
+        completion = log_uniform(rng, 2, 30)
+        polls, lag = polls_and_lag(plan, completion, rng)
+        lags.append(lag)
+        calls.append(polls)
+        naive_calls.append(math.floor(completion) + 1)
+    assert quantile(lags, 0.95) <= POLICY.dense
+    assert sum(calls) < sum(naive_calls)
 
 
-@pytest.mark.parametrize("estimate", [5.0, 10.0, 20.0, 30.0])
-def test_any_completion_inside_the_window_is_seen_within_dense(estimate: float) -> None:
-    schedule = POLICY.schedule(estimate, 0.03)
-    start, end = schedule.window
-    rng = random.Random(12)
-    for i in range(101):
-        completion = start + (end - start) * i / 100
-        _, lag = polls_and_lag(schedule, completion, rng)
-        assert lag <= POLICY.dense + 1e-9
+def test_with_push_the_safety_poll_comes_after_the_slow_tail() -> None:
+    durations = learned([5.0, 12.0, 28.0] * 20)
+    plan = POLICY.fallback_plan(durations)
+    assert plan.first >= max(POLICY.push_fallback, 2 * durations.quantile(0.99))
+    times = plan.poll_times(plan.first + 100, random.Random(7))
+    assert times[0] == pytest.approx(plan.first)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(g >= POLICY.push_fallback * (1 - POLICY.jitter) for g in gaps)
 
 
-def test_early_completion_is_seen_at_the_next_sparse_poll() -> None:
-    schedule = POLICY.schedule(40.0, 0.05)
-    count, lag = polls_and_lag(schedule, 3.0, random.Random(13))
-    assert count == 1 and lag <= POLICY.ceiling
+def test_resuming_continues_the_plan_where_it_stands() -> None:
+    plan = POLICY.plan(learned([8.0, 10.0, 12.0] * 10))
+    rng = random.Random(8)
+    assert plan.first < 10.0 < plan.last
+    later = plan.poll_times(40, rng, start=10.0)
+    assert later and all(t > 10.0 for t in later)
+    assert later[0] - 10.0 <= POLICY.dense  # already in the dense range: no long sleep first
 
 
-# --- the estimator ---------------------------------------------------------------------
-
-
-def test_prior_is_base_plus_per_char() -> None:
-    estimator = DurationEstimator(base_seconds=1.0, per_char_seconds=0.02)
-    assert estimator.estimate(200) == pytest.approx(5.0)
-    assert estimator.estimate(0) == pytest.approx(1.02)  # at least one character
-    assert DurationEstimator(max_seconds=60).estimate(10**6) == 60
-
-
-def test_learns_a_slower_provider_within_a_few_jobs() -> None:
-    estimator = DurationEstimator(base_seconds=1.0, per_char_seconds=0.02)
-    truth = DurationEstimator(base_seconds=1.0, per_char_seconds=0.05)
-    rng = random.Random(14)
-    for _ in range(6):
-        chars = rng.randint(100, 300)
-        estimator.record(chars, truth.estimate(chars))
-    for chars in (80, 250, 400):
-        assert estimator.estimate(chars) == pytest.approx(truth.estimate(chars), rel=0.1)
-    assert estimator.samples == 6
-
-
-def test_relative_error_tracks_how_predictable_jobs_are() -> None:
-    steady = DurationEstimator(prior_rel_error=0.25)
-    noisy = DurationEstimator(prior_rel_error=0.25)
-    rng = random.Random(15)
-    for _ in range(20):
-        steady.record(200, steady.estimate(200) * (1 + rng.gauss(0, 0.01)))
-        noisy.record(200, 6.0 * (1 + rng.gauss(0, 0.3)))
-    assert steady.rel_error < 0.05
-    assert noisy.rel_error > 0.1
-    assert POLICY.schedule(10, steady.rel_error).spread < POLICY.schedule(10, noisy.rel_error).spread
-
-
-def test_one_outlier_cannot_wreck_the_estimate() -> None:
-    estimator = DurationEstimator(base_seconds=1.0, per_char_seconds=0.02)
-    for _ in range(10):
-        estimator.record(200, 5.0)
-    estimator.record(200, 500.0)  # sat in a queue for minutes
-    assert estimator.estimate(200) < 5.0 * 2
-
-
-@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf")])
-def test_nonsense_observations_are_ignored(seconds: float) -> None:
-    estimator = DurationEstimator()
-    before = (estimator.per_char_seconds, estimator.rel_error)
-    estimator.record(100, seconds)
-    assert (estimator.per_char_seconds, estimator.rel_error, estimator.samples) == (*before, 0)
-
-
-def test_learning_shrinks_polls_and_lag() -> None:
-    """A provider 2x slower than the prior: the first job costs extra polls, later ones do not."""
-    estimator = DurationEstimator(base_seconds=1.0, per_char_seconds=0.025)
-    rng = random.Random(16)
-    history: list[tuple[int, float]] = []
-    for _ in range(12):
-        chars = rng.randint(150, 300)
-        completion = (1.0 + 0.05 * chars) * (1 + rng.gauss(0, 0.02))
-        schedule = POLICY.schedule(estimator.estimate(chars), estimator.rel_error)
-        history.append(polls_and_lag(schedule, completion, rng))
-        estimator.record(chars, completion)
-    first_polls, first_lag = history[0]
-    late = history[-5:]
-    assert first_lag > 0.25  # overrun: the prior was too optimistic
-    assert all(lag <= 0.3 for _, lag in late)
-    assert statistics.mean(count for count, _ in late) <= min(8, first_polls / 2)
-    assert repr(estimator).startswith("DurationEstimator(")
-
-
-def test_policy_rejects_inconsistent_bounds() -> None:
+def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         PollPolicy(floor=1.0, dense=0.5)
     with pytest.raises(ValueError):
         PollPolicy(jitter=1.0)
+    with pytest.raises(ValueError):
+        PollPolicy(first_quantile=0.9, last_quantile=0.5)
+    with pytest.raises(ValueError):
+        ObservedDurations(prior_low=5, prior_high=1)

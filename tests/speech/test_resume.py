@@ -15,7 +15,6 @@ from bot.quotas import ReservationState
 from bot.services import Services
 from bot.speech.errors import SpeechInterrupted
 from bot.speech.events import DeliveryTarget, Requester, ResumedJob, SpeechResult, Submitted
-from bot.speech.runner import SUBMITTING_MARKER
 from bot.speech.service import SpeechService
 from bot.store import JobsRepository, JobState, NewJob, PartState
 from tests.speech.support import EventLog, speech_settings
@@ -138,13 +137,13 @@ async def test_jobs_left_reserved_are_settled_by_whether_a_post_may_have_left(
 ) -> None:
     settings = speech_settings(emulator, database_url)
     async with await Services.open(settings, clock=scaled_clock) as first:
-        # What a crash leaves: part 0 was being POSTed (marker), part 1 never was.
+        # What a crash leaves: part 0 was being POSTed (submitting), part 1 never was.
         job = NewJob(user_id=ALICE.user_id, user_display="alice", guild_id=ALICE.guild_id,
                      channel_id=7001, text="One. Two.", parts=["One.", "Two."],
                      delivery={"kind": "file", "channel_id": 7001})
         await first.quotas.reserve(guild_id=ALICE.guild_id, user_id=ALICE.user_id, requests=2,
                                    characters=9, job=job)
-        await JobsRepository(first.db, scaled_clock).update_part(job.id, 0, error=SUBMITTING_MARKER)
+        await JobsRepository(first.db, scaled_clock).update_part(job.id, 0, status=PartState.SUBMITTING)
         cli_job = NewJob(user_id=0, user_display="cli", guild_id=None, channel_id=None, text="Hi.",
                          parts=["Hi."], delivery={"kind": "file"})
         await first.quotas.reserve(guild_id=None, user_id=0, requests=1, characters=3, job=cli_job)

@@ -11,7 +11,6 @@ from bot.clock import ScaledClock
 from bot.config import ConfigError
 from bot.gateway.emulator import GatewayEmulator
 from bot.services import Services
-from bot.speech.slots import PrepaidLimiter
 from bot.store import open_database
 from tests.speech.support import speech_settings
 
@@ -56,4 +55,5 @@ async def test_one_rate_guard_is_shared_by_the_client_and_the_pipeline(
     services: Services, emulator: GatewayEmulator
 ) -> None:
     limiter = services.client._limiter  # the wiring itself is under test
-    assert isinstance(limiter, PrepaidLimiter) and limiter.guard is services.limiter
+    assert limiter is services.limiter
+    assert services.client._status_limiter is services.status_limiter is not services.limiter

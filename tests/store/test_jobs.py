@@ -15,6 +15,7 @@ from bot.store import (
     JobsRepository,
     JobState,
     NewJob,
+    PartChange,
     PartState,
 )
 
@@ -135,3 +136,31 @@ async def test_resumable_lists_unfinished_and_undelivered_jobs(
 async def test_new_job_needs_a_part() -> None:
     with pytest.raises(ValueError, match="at least one part"):
         new_job(parts=[])
+
+
+async def test_advance_moves_a_part_and_its_job_together_or_not_at_all(jobs: JobsRepository) -> None:
+    job = await jobs.create(new_job())
+    open_states = (JobState.RESERVED, JobState.SUBMITTED)
+    assert await jobs.advance(job.id, job_from=open_states,
+                              part=PartChange.of(0, PartState.PENDING, PartState.SUBMITTING))
+    # The part is not pending any more: the job's move is rolled back with the part's.
+    assert not await jobs.advance(job.id, job_from=open_states, job_to=JobState.SUBMITTED,
+                                  part=PartChange.of(0, PartState.PENDING, PartState.SUBMITTED))
+    record = await jobs.get(job.id)
+    assert record is not None and record.status is JobState.RESERVED
+    assert record.parts[0].status is PartState.SUBMITTING
+    # Both sides match: part submitted AND job submitted, in one transaction.
+    assert await jobs.advance(job.id, job_from=open_states, job_to=JobState.SUBMITTED,
+                              part=PartChange.of(0, PartState.SUBMITTING, PartState.SUBMITTED,
+                                                 request_id="req-0"))
+    record = await jobs.get(job.id)
+    assert record is not None and record.status is JobState.SUBMITTED
+    assert (record.parts[0].status, record.parts[0].request_id) == (PartState.SUBMITTED, "req-0")
+    # The job is no longer open: a part move fails and the part is untouched.
+    assert await jobs.transition(job.id, JobState.SUBMITTED, JobState.CANCELLED)
+    assert not await jobs.advance(job.id, job_from=open_states,
+                                  part=PartChange.of(1, PartState.PENDING, PartState.SUBMITTING))
+    record = await jobs.get(job.id)
+    assert record is not None and record.parts[1].status is PartState.PENDING
+    with pytest.raises(InvalidTransition):
+        await jobs.advance(job.id, job_from=JobState.RESERVED, job_to=JobState.DELIVERED)

@@ -21,6 +21,7 @@ from bot.store import (
     DatabaseUrlError,
     JobsRepository,
     JobState,
+    PartState,
     current_revision,
     head_revision,
     open_database,
@@ -179,3 +180,62 @@ def test_quota_policies_has_a_column_per_policy_field() -> None:
     from bot.store.tables import quota_policies
 
     assert set(POLICY_FIELDS) <= set(quota_policies.c.keys())
+
+
+async def test_0003_turns_the_submitting_marker_into_a_part_state(db_target: DbTarget) -> None:
+    """Rows written by 0002's pipeline: a pending part with the marker string (POST maybe
+    sent) becomes ``submitting``; a plain pending part and other errors stay as they were."""
+    assert await upgrade(db_target.url, schema=db_target.schema, revision="0002") == "0002"
+    stamp = T0 if db_target.kind == "postgres" else "2026-01-01 12:00:00.000000"
+    engine = create_engine(db_target.url, schema=db_target.schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO jobs (id, user_id, user_display, guild_id, text, params, chunk_count, "
+                    "status, delivery, delivered, created_at, updated_at) VALUES "
+                    "(:id, 222, 'Ann', 111, 'One. Two. Three.', '{}', 3, 'reserved', '{}', :d, :t, :t)"
+                ),
+                {"id": "c" * 32, "d": False, "t": stamp},
+            )
+            for idx, status, error in (
+                (0, "pending", "submitting: POST sent, answer not recorded"),
+                (1, "pending", None),
+                (2, "error", "system error"),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO job_parts (job_id, idx, text, status, error, updated_at) "
+                        "VALUES (:id, :i, 'x', :s, :e, :t)"
+                    ),
+                    {"id": "c" * 32, "i": idx, "s": status, "e": error, "t": stamp},
+                )
+    finally:
+        await engine.dispose()
+
+    db = await db_target.open()
+    try:
+        job = await JobsRepository(db, ManualClock(T0)).get("c" * 32)
+        assert job is not None
+        assert [(p.status, p.error) for p in job.parts] == [
+            (PartState.SUBMITTING, None), (PartState.PENDING, None), (PartState.ERROR, "system error"),
+        ]
+    finally:
+        await db.close()
+
+    def down_to_0002(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+
+    engine = create_engine(db_target.url, schema=db_target.schema)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(down_to_0002)
+            rows = (await conn.execute(text("SELECT idx, status, error FROM job_parts ORDER BY idx"))).all()
+        assert [tuple(r) for r in rows] == [
+            (0, "pending", "submitting: POST sent, answer not recorded"), (1, "pending", None),
+            (2, "error", "system error"),
+        ]
+    finally:
+        await engine.dispose()

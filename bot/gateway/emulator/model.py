@@ -249,6 +249,7 @@ class EmulatorJob:
     media_bytes: bytes | None = field(default=None, repr=False)  # the WAV, once COMPLETED
     reference_bytes: int | None = None
     status_polls: list[tuple[float, str]] = field(default_factory=list)
+    media_requests: list[float] = field(default_factory=list)  # clock.monotonic() of each media GET
     transitions: list[tuple[float, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

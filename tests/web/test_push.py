@@ -1,0 +1,128 @@
+"""Push delivery through the real emulator: its webhook reaches the bot's HTTP server, one
+status GET confirms it, and the audio is fetched from the confirmed document only.
+
+The emulator and the bot share a ``ScaledClock`` (20x): assertions read the emulator's own
+records (status GETs, webhook deliveries), never wall time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import aiohttp
+from sqlalchemy import select
+
+from bot.clock import ScaledClock
+from bot.gateway.emulator import GatewayEmulator, Outcome
+from bot.gateway.models import TTSParams
+from bot.services import Services
+from bot.speech.events import DeliveryTarget, Processing, Requester
+from bot.store.tables import push_callbacks
+from tests.gateway.client_support import closed_port_base_url
+from tests.speech.support import EventLog
+from tests.web.conftest import open_services
+
+ALICE = Requester(user_id=101, display_name="alice", guild_id=5001)
+TARGET = DeliveryTarget(kind="file", channel_id=7001)
+PUSH = {"public_base_url": "http://127.0.0.1:9", "quota_max_in_flight": 20, "quota_requests_per_day": 100}
+
+
+async def speak(services: Services, text: str, events: EventLog | None = None) -> bytes:
+    job = await services.speech.start(ALICE, text, voice_url=None, params=TTSParams(), target=TARGET,
+                                      on_event=events)
+    return (await job.result()).audio
+
+
+def token_of(url: str | None) -> str:
+    assert url is not None and "/callbacks/chatterbox/" in url
+    return url.rsplit("/", 1)[1]
+
+
+async def test_a_callback_delivers_the_job_with_one_status_get(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    async with await open_services(emulator, database_url, scaled_clock, **PUSH) as services:
+        emulator.script_submit(Outcome("complete", duration=8.0))
+        audio = await speak(services, "Pushed, not polled.")
+        assert audio.startswith(b"RIFF")
+        (job,) = emulator.jobs.values()
+        assert job.webhook_mode == "terminal"
+        assert [status for _, status in job.status_polls] == ["COMPLETED"]  # the confirmation only
+        assert any(d.ok for d in emulator.webhook_deliveries)
+        token = token_of(job.webhook_url)
+        assert len(token) >= 22  # >= 128 random bits, url-safe base64
+        async with services.db.read() as conn:
+            rows = (await conn.execute(select(push_callbacks))).all()
+        assert [r.token_hash for r in rows] == [hashlib.sha256(token.encode()).hexdigest()]
+        assert rows[0].request_id == job.request_id and rows[0].settled_at is not None
+        assert token not in repr([tuple(r) for r in rows])  # stored hashed only
+
+
+async def test_sync_mode_drives_progress_and_still_confirms_once(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    opened = await open_services(emulator, database_url, scaled_clock, chatterbox_webhook_mode="sync", **PUSH)
+    async with opened as services:
+        emulator.script_submit(Outcome("complete", duration=6.0))
+        events = EventLog()
+        await speak(services, "Show me the progress.", events)
+        (job,) = emulator.jobs.values()
+        assert job.webhook_mode == "sync"
+        assert [status for _, status in job.status_polls] == ["COMPLETED"]
+        assert "PROCESSING" in [e.status for e in events.of(Processing)]  # from a callback
+
+
+async def test_a_callback_that_never_comes_is_covered_by_the_safety_poll(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    opened = await open_services(emulator, database_url, scaled_clock, chatterbox_push_fallback_seconds=5.0,
+                                 **PUSH)
+    async with opened as services:
+        assert services.push is not None
+        services.push.base_url = await closed_port_base_url()  # the provider cannot reach us
+        for _ in range(30):  # jobs have been taking ~2 s, so the safety poll is due after 5 s
+            services.client.durations.record(2.0)
+        emulator.script_submit(Outcome("complete", duration=3.0))
+        audio = await speak(services, "Nobody calls back.")
+        assert audio.startswith(b"RIFF")
+        (job,) = emulator.jobs.values()
+        assert not any(d.ok for d in emulator.webhook_deliveries)
+        first_poll = job.status_polls[0][0] - job.created_mono
+        assert first_poll >= 5.0  # a slow safety net, not the dense polling plan
+        assert job.status_polls[-1][1] == "COMPLETED"
+
+
+async def test_duplicates_and_late_callbacks_change_nothing(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock, http: aiohttp.ClientSession
+) -> None:
+    emulator.config.webhook_duplicate_rate = 1.0  # every document is delivered twice
+    async with await open_services(emulator, database_url, scaled_clock, **PUSH) as services:
+        emulator.script_submit(Outcome("complete", duration=4.0))
+        await speak(services, "Said twice.")
+        (job,) = emulator.jobs.values()
+        await emulator.wait_until(lambda: any(d.duplicate for d in emulator.webhook_deliveries))
+        assert len(job.status_polls) == 1
+        # The same document again, long after: acknowledged (so the sender stops), ignored.
+        assert job.webhook_url is not None
+        async with http.post(job.webhook_url, json=emulator.status_document(job.request_id)) as resp:
+            assert resp.status == 200
+        assert len(job.status_polls) == 1
+        assert len(job.media_requests) == 1
+
+
+async def test_a_callback_reaching_another_process_is_picked_up_by_the_owner(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    """Two processes on one database: the provider calls back the one that did not submit."""
+    async with await open_services(emulator, database_url, scaled_clock, **PUSH) as other, \
+            await open_services(emulator, database_url, scaled_clock, **PUSH) as owner:
+        assert owner.push is not None and other.web is not None
+        owner.push.base_url = other.web.base_url  # the proxy routed the callback elsewhere
+        emulator.script_submit(Outcome("complete", duration=4.0))
+        audio = await speak(owner, "Across processes.")
+        assert audio.startswith(b"RIFF")
+        (job,) = emulator.jobs.values()
+        assert [status for _, status in job.status_polls] == ["COMPLETED"]
+        async with owner.db.read() as conn:
+            row = (await conn.execute(select(push_callbacks))).one()
+        assert row.callback_status == "COMPLETED" and row.callback_at is not None
