@@ -30,6 +30,7 @@ sync: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
+	$(BIN)/python bench/cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ Every field here is listed, with its default, in ``.env.example`` and the README
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
 
     # --- storage --------------------------------------------------------------------
     database_url: str = DEFAULT_DATABASE_URL
+    cache_dir: Path = Path("./data/cache")
+    cache_max_mb: int = Field(1024, ge=0, description="Audio cache size cap in MiB; 0 turns the cache off.")
 
     # --- quotas (built-in defaults; moderators override per guild, role and user) --------
     quota_reset_hour_utc: int = Field(0, ge=0, le=23)

@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from bot.autoread.store import AutoreadStore
+from bot.cache import AudioCache
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
 from bot.gateway.client import ChatterboxClient
@@ -42,6 +43,7 @@ from bot.push import PushHub
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.cached import CacheSeam
 from bot.speech.service import SpeechService
 from bot.store.database import Database, open_database
 from bot.store.durations import DurationsStore
@@ -85,6 +87,7 @@ class Services:
         durations: DurationsStore,
         client: ChatterboxClient,
         speech: SpeechService,
+        cache: AudioCache,
         owns_session: bool,
         owns_db: bool,
         metrics: Metrics | None = None,
@@ -105,6 +108,7 @@ class Services:
         self.metrics = metrics or Metrics()
         self.push = push
         self.web = web
+        self.cache = cache
         #: Hands-free reading's settings and opt-ins (``bot.autoread``).
         self.autoread = AutoreadStore(db, clock)
         self._owns_session = owns_session
@@ -166,8 +170,10 @@ class Services:
             client.poll_policy = replace(client.poll_policy,
                                          push_fallback=settings.chatterbox_push_fallback_seconds)
             await durations.load(client.durations)
+            cache = AudioCache.from_settings(db, settings, clock)
             speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
-                                   settings=settings, clock=clock)
+                                   settings=settings, clock=clock,
+                                   cache=CacheSeam(cache, quotas, settings, clock))
             port = settings.http_port if http_port is None else http_port
             if serve_http and (http_port is not None or settings.http_port != 0):
                 server = WebServer(host=settings.http_host, port=port, db=db, wallet=wallet, metrics=metrics,
@@ -194,7 +200,7 @@ class Services:
         services = cls(settings=settings, clock=clock, session=http, db=db, quotas=quotas, wallet=wallet,
                        limiter=limiter, status_limiter=status_limiter, durations=durations, client=client,
                        speech=speech, owns_session=owns_session, owns_db=database is None,
-                       metrics=metrics, push=push, web=web)
+                       metrics=metrics, push=push, web=web, cache=cache)
         services._start_background()
         return services
 

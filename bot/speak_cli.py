@@ -68,7 +68,10 @@ class Progress:
 
     async def __call__(self, event: SpeechEvent) -> None:
         if isinstance(event, QuotaReserved):
-            self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
+            if event.plan.cached:
+                self.line(f"from cache, $0 ({plural(event.plan.requests, 'chunk')})")
+            else:
+                self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
         elif isinstance(event, WaitingForSlot):
             self.line(f"waiting for a free slot (place {event.position})…")
         elif isinstance(event, Submitted) and event.chunks > 1:
@@ -135,9 +138,10 @@ def _failure_message(exc: BaseException) -> str:
     return exc.user_message if isinstance(exc, UserFacingError) else str(exc)
 
 
-async def _check_voice_url(services: Services, url: str) -> None:
+async def _check_voice_url(services: Services, url: str) -> bytes:
     """The same clip rules as ``/speak clip:`` (``bot.speech.reference``): fetched once with
-    the process's session (never with the API key), then checked; ``InvalidTTSRequest``."""
+    the process's session (never with the API key), then checked; ``InvalidTTSRequest``.
+    Returns the clip's bytes (the audio cache keys on their hash)."""
     from bot.audio import find_ffmpeg
     from bot.gateway.errors import DownloadError, InvalidTTSRequest
     from bot.speech import reference
@@ -153,6 +157,7 @@ async def _check_voice_url(services: Services, url: str) -> None:
         data, content_type="audio/*", filename=url.rsplit("/", 1)[-1] or "clip",
         max_bytes=settings.voice_ref_max_bytes, max_seconds=settings.voice_ref_max_seconds, ffmpeg=ffmpeg,
     )
+    return data
 
 
 async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,10 +165,12 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
     _quiet_logs(settings)
     # Imported only now: importing the store (Alembic) logs at INFO level.
 
+    from bot.cache import clip_sha256
     from bot.gateway.errors import GatewayError, InvalidTTSRequest
     from bot.gateway.models import TTSParams
     from bot.quotas.errors import QuotaExceeded
     from bot.quotas.wallet import SubmissionsPaused
+    from bot.speech.cleanup import NOTHING_TO_SAY, clean_text
     from bot.speech.errors import SpeechError
     from bot.store.engine import DatabaseUrlError
 
@@ -173,12 +180,16 @@ async def speak_to_file(args: argparse.Namespace, settings: Settings) -> int:
         output = Path(args.output)
         await asyncio.to_thread(_check_output, output)
         params = TTSParams(exaggeration=args.exaggeration, temperature=args.temperature, cfg=args.cfg)
+        spoken = clean_text(args.text)  # the text as it is spoken and billed (bot.speech.cleanup)
+        if args.text.strip() and not spoken:
+            raise UsageError(NOTHING_TO_SAY)
         async with await _open_services(settings) as services:
+            clip = None
             if args.voice_url:
-                await _check_voice_url(services, args.voice_url)
+                clip = clip_sha256(await _check_voice_url(services, args.voice_url))
             job = await services.speech.start(
-                CLI_REQUESTER, args.text, voice_url=args.voice_url, params=params,
-                target=DeliveryTarget(kind="file"), on_event=progress,
+                CLI_REQUESTER, spoken, voice_url=args.voice_url, params=params,
+                target=DeliveryTarget(kind="file"), on_event=progress, clip_sha256=clip,
             )
             try:
                 result = await job.result()

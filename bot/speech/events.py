@@ -12,7 +12,7 @@ from typing import Literal
 
 from bot.gateway.models import TTSParams
 
-OutputKind = Literal["file", "voice", "both"]
+OutputKind = Literal["file", "voice", "both", "voice_message"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ class CostPlan:
     cost: Decimal
     #: The text as planned (stripped); ``SpeechService.start`` speaks exactly this.
     text: str = ""
+    #: Every chunk is in the audio cache: no request, no quota, $0 (``bot.cache``).
+    cached: bool = False
 
     @property
     def requests(self) -> int:
@@ -90,6 +92,8 @@ class SpeechResult:
     temperature: float
     cfg: float
     voice_url: str | None = None
+    #: Served from the audio cache (``cost`` is 0; no request was made).
+    cached: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class ChunkReady(SpeechEvent):
     index: int
     chunks: int
     audio: bytes = field(repr=False)
+    #: The provider's model id for this chunk (from its status), for the audio cache's key.
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)

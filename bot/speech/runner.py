@@ -131,6 +131,7 @@ class PartRun:
     media_url: str | None = None
     audio: bytes | None = None
     phase: _Phase = _Phase.IDLE
+    model_id: str | None = None  # from the completed status (the audio cache's key)
 
     @property
     def charged(self) -> bool:
@@ -434,6 +435,7 @@ class JobRun:
                 )
                 part.phase = _Phase.RECORDING
                 part.media_url = doc.media_urls[0]
+                part.model_id = doc.model_id
                 if not await self._record(part, PartState.COMPLETED, expect=PartState.SUBMITTED,
                                           media_url=part.media_url, error=None):
                     return
@@ -470,7 +472,7 @@ class JobRun:
             part = self._parts[self._next_ready]
             assert part.audio is not None
             self._next_ready += 1
-            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio))
+            self._sink.post(ChunkReady(self.job_id, part.index, self.chunks, part.audio, part.model_id))
 
     # --- the end -----------------------------------------------------------------------------
 

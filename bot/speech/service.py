@@ -29,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from bot.cache import BUILTIN_VOICE
 from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
@@ -37,6 +38,7 @@ from bot.gateway.models import TTSParams, TTSRequest
 from bot.gateway.ratelimit import RateGuard
 from bot.quotas.service import QuotaService
 from bot.quotas.wallet import WalletGuard
+from bot.speech.cached import CacheSeam, Replay
 from bot.speech.chunking import split_text
 from bot.speech.errors import SpeechFailed, SpeechInterrupted
 from bot.speech.events import (
@@ -90,7 +92,7 @@ def resumed_job(record: JobRecord, *, refunded: bool = False) -> ResumedJob:
 class SpeechJob:
     """A handle on one running job."""
 
-    def __init__(self, job_id: str, plan: CostPlan, requester: Requester, run: JobRun,
+    def __init__(self, job_id: str, plan: CostPlan, requester: Requester, run: JobRun | Replay,
                  task: asyncio.Task[SpeechResult]) -> None:
         self.job_id = job_id
         self.plan = plan
@@ -138,8 +140,10 @@ class SpeechService:
         limiter: RateGuard,
         settings: Settings,
         clock: Clock,
+        cache: CacheSeam | None = None,
     ) -> None:
         self._client = client
+        self._cache = cache
         self._quotas = quotas
         self._wallet = wallet
         self._settings = settings
@@ -188,11 +192,18 @@ class SpeechService:
         target: DeliveryTarget,
         on_event: EventCallback | None = None,
         plan: CostPlan | None = None,
+        clip_sha256: str | None = None,
+        voice_name: str | None = None,
+        fresh: bool = False,
     ) -> SpeechJob:
         """Validate, reserve and persist, then run in the background (see the module doc).
 
         ``plan`` is ``plan(text)`` when the caller already made it (the /speak cog plans once,
-        in its checks before deferring); otherwise it is made here. Raises before anything is
+        in its checks before deferring); otherwise it is made here. ``text`` is the spoken text
+        (``bot.speech.cleanup`` ran before). Audio cache (``bot.speech.cached``): when every
+        chunk is cached for this voice (``clip_sha256``: the reference clip's bytes; without
+        ``voice_url`` the built-in voice) the job is served from it, free; ``fresh`` (Re-roll)
+        skips the lookup and the new take replaces the cached one. Raises before anything is
         written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._closed:
@@ -206,6 +217,13 @@ class SpeechService:
         voice_url = self._client.validate(
             TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
         ).audio_url
+        clip = BUILTIN_VOICE if voice_url is None else clip_sha256
+        if self._cache is not None and not fresh:
+            hit = await self._cache.replay(requester, plan.text, plan, voice_url, clip, voice_name, params,
+                                           on_event)
+            if hit is not None:
+                task = self._spawn(hit.run(), name=f"speech-cached-{hit.job_id}")
+                return SpeechJob(hit.job_id, hit.plan, requester, hit, task)
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -234,7 +252,11 @@ class SpeechService:
             self._claimed.discard(job.id)
             await self._wallet.release_probe(permit)  # refused before any POST: not a probe
             raise
-        sink = EventSink(on_event)
+        if self._cache is None:
+            sink = EventSink(on_event)
+        else:  # the cache holds the audio before the listener hears of the completion
+            take = self._cache.take(job.id, requester, job.text, plan, voice_url, clip, voice_name, params)
+            sink = EventSink(self._cache.collector(take, on_event))
         sink.post(QuotaReserved(job.id, plan))
         run = JobRun(
             self._pipeline,

@@ -211,6 +211,40 @@ poll_durations = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# The audio cache's index (``bot.cache``): one row per cached chunk. ``key`` is the SHA-256 of
+# the spoken text, the reference clip's SHA-256 (``clip_sha256``, "" for the built-in voice),
+# the tuning values and the model id; ``path`` is the file under CACHE_DIR (unique per row
+# version, so no process ever deletes a file another row points to).
+audio_cache = Table(
+    "audio_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("clip_sha256", String(64), nullable=False, index=True),
+    Column("model_id", String(200), nullable=False),
+    Column("path", String(200), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("last_used_at", UTCDateTime, nullable=False, index=True),
+)
+
+# One row per result a member got (its id is the job id, or a new id for a cache hit): what
+# the result's Re-roll and Play in voice buttons need after a restart.
+speech_takes = Table(
+    "speech_takes",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("user_id", BigInteger, nullable=False),
+    Column("guild_id", BigInteger, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("chunks", JSON, nullable=False),
+    Column("voice_url", Text, nullable=True),
+    Column("voice_name", String(200), nullable=True),
+    Column("clip_sha256", String(64), nullable=True, index=True),
+    Column("params", JSON, nullable=False),
+    Column("model_id", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
 # Hands-free reading (bot.autoread): one row per server that set it up, one per opted-in member.
 autoread_settings = Table(
     "autoread_settings",

@@ -36,6 +36,7 @@ from bot.autoread.service import AutoreadService
 from bot.autoread.store import AutoreadSettings
 from cogs.autoread.outlet import DiscordOutlet
 from cogs.common.guards import role_ids
+from cogs.speak.names import GuildNames
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -54,25 +55,6 @@ def is_moderator(user: discord.Member | discord.User) -> bool:
         return False
     perms = user.guild_permissions
     return perms.administrator or perms.manage_guild
-
-
-class GuildNames:
-    """Display names for mentions, from discord.py's cache of one server."""
-
-    def __init__(self, guild: discord.Guild) -> None:
-        self.guild = guild
-
-    def user(self, user_id: int) -> str | None:
-        member = self.guild.get_member(user_id)
-        return member.display_name if member is not None else None
-
-    def role(self, role_id: int) -> str | None:
-        role = self.guild.get_role(role_id)
-        return role.name if role is not None else None
-
-    def channel(self, channel_id: int) -> str | None:
-        channel = self.guild.get_channel(channel_id)
-        return channel.name if channel is not None else None
 
 
 def _voice_channel_id(member: discord.Member | None) -> int | None:
@@ -309,7 +291,7 @@ class AutoreadCog(
 
         read: Read | None = None
         try:
-            read = await self._service.on_message(incoming, GuildNames(guild), voice_check)
+            read = await self._service.on_message(incoming, GuildNames.for_message(guild, message), voice_check)
         finally:
             self._done("message", message.id, read)
 

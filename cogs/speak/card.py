@@ -71,8 +71,15 @@ def status_processing(elapsed: float, done_chunks: int = 0, chunks: int = 1) -> 
     return f"processing… {seconds(elapsed)}{parts}"
 
 
-def status_done(duration: float, *, where: str | None = None) -> str:
+def status_from_cache() -> str:
+    """Every chunk was in the audio cache: no request, no quota."""
+    return "from cache, $0"
+
+
+def status_done(duration: float, *, where: str | None = None, cached: bool = False) -> str:
     text = f"done: {seconds(duration)} of audio"
+    if cached:
+        text += f" ({status_from_cache()})"
     return f"{text}, {where}" if where else text
 
 

@@ -9,13 +9,15 @@ checked again here; each failure is one sentence naming the option and what is a
 from __future__ import annotations
 
 import math
+from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
 
 import discord
 from discord import app_commands
 
 from bot.gateway.models import PARAM_RANGES
 
-OUTPUTS = ("file", "voice", "both")
+OUTPUTS = ("file", "voice", "both", "voice_message")
 
 
 
@@ -57,6 +59,18 @@ def missing_channel_permissions(*, view: bool, send: bool, attach: bool) -> str 
         f"permission{'s' if len(missing) > 1 else ''} here. Ask a moderator, or use another channel. "
         "Nothing was charged."
     )
+
+
+def link_expired(url: str, now: datetime) -> bool:
+    """Whether a signed Discord CDN link is past its ``ex`` time (hex Unix seconds); links
+    without one never expire here."""
+    values = parse_qs(urlsplit(url).query).get("ex")
+    if not values:
+        return False
+    try:
+        return int(values[0], 16) <= now.timestamp()
+    except ValueError:
+        return False
 
 
 def require_resolved_options(interaction: discord.Interaction) -> bool:

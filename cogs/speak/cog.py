@@ -1,12 +1,16 @@
-"""``/speak``: text in, speech out — with a live job card, a Cancel button and safe delivery.
+"""``/speak``: text in, speech out — with a live job card, a Cancel button and safe delivery;
+also Apps → "Speak this message" / "Speak in voice chat" and the result buttons.
 
 The cog is thin: it parses and checks the options, calls ``SpeechService.start`` and renders
 what comes back. The card's wording lives in ``cogs.speak.card``, the option checks in
 ``cogs.speak.checks``, the per-job event handling and delivery in ``cogs.speak.session``, and the
 "interaction token or channel" choice in ``cogs.speak.reply``.
 
-Flow and decisions:
+Flow and decisions (every request — /speak, a context menu, Re-roll — goes through ``_speak``):
 
+0. The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
+   checked, priced, cached, shown on the card and spoken is the spoken form. A text with
+   nothing left to say is refused privately and costs nothing.
 1. Checks that need no I/O (text, ranges, output, the attachment's type and size, the bot's
    Send Messages / Attach Files permissions in the channel, the chunk plan) run first and a
    refusal is the ephemeral *initial* response: the member sees only a private message and
@@ -26,7 +30,12 @@ Flow and decisions:
    ``resume_pending`` a deliverer that posts resumed jobs' audio as channel messages and
    closes their old cards; a resumed job that ends without audio gets its old card closed
    with the reason, so no card is left saying "queued" with a Cancel button forever.
-6. When the server's daily request budget or cost cap refuses a /speak, the moderators'
+6. Results carry Re-roll and Play in voice (``cogs.speak.buttons``: persistent DynamicItems
+   naming the result's take). Re-roll is the requester's, a new paid take (``fresh=True``,
+   refused when the clip's Discord link has expired); Play in voice plays the cached
+   chunks in the clicker's voice channel, free. The context menus speak the target message
+   (its mentions named from the message Discord resolved) with the invoker's defaults.
+7. When the server's daily request budget or cost cap refuses a /speak, the moderators'
    alert channel hears of it once per server and quota day (``/quota alerts`` promises it).
    The "once" is kept in memory: a restart may repeat that day's alert once.
 """
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,17 +53,22 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.audio import AudioError, TooLargeForUpload, fit_upload
+from bot.cache import Take, clip_sha256
 from bot.errors import UserFacingError
 from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
+from bot.playback.clip import VoiceClip
 from bot.quotas.errors import QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
 from bot.speech import reference
+from bot.speech.cleanup import NOTHING_TO_SAY, Names, clean_text
 from bot.speech.events import CostPlan, DeliveryTarget, Requester, ResumedJob, SpeechResult
 from cogs.common.alerts import alert_moderators
 from cogs.common.guards import role_ids
 from cogs.speak import card as _card
 from cogs.speak import checks as _checks
+from cogs.speak.buttons import DYNAMIC_ITEMS, result_view
+from cogs.speak.names import GuildNames
 from cogs.speak.reply import Reply
 from cogs.speak.session import SpeakSession, out_of_credit
 
@@ -70,10 +85,31 @@ OUTPUT_CHOICES = [
     app_commands.Choice(name="file in this channel", value="file"),
     app_commands.Choice(name="play in my voice channel", value="voice"),
     app_commands.Choice(name="both", value="both"),
+    app_commands.Choice(name="voice message in this channel", value="voice_message"),
 ]
 
 
 CANCEL_TEMPLATE = r"speak:cancel:(?P<job>[\w-]{1,80})"
+
+SPEAK_MESSAGE = "Speak this message"
+SPEAK_MESSAGE_IN_VOICE = "Speak in voice chat"
+
+
+@dataclass(frozen=True)
+class SpeakRequest:
+    """What one request asks for, whichever way it came (/speak, a context menu, Re-roll)."""
+
+    text: str  # as written; cleaned by ``_speak``
+    kind: str
+    params: tuple[float, float, float]  # exaggeration, temperature, cfg
+    names: Names
+    attachment: discord.Attachment | None = None  # a clip to download and check (/speak)
+    voice_url: str | None = None  # a clip already known (Re-roll)
+    voice_name: str | None = None
+    clip_sha256: str | None = None
+    fresh: bool = False  # a new take even if cached (Re-roll)
+    note: str | None = None  # a line on the card
+
 
 #: ``QuotaExceeded.code`` of the refusals that concern the whole server (moderators are told).
 BUDGET_CODES = frozenset({"guild_budget", "cost_cap"})
@@ -117,17 +153,29 @@ class SpeakCog(commands.Cog, name="Speak"):
         self.resume_task: asyncio.Task[int] | None = None
         #: (guild, quota day's reset time) pairs whose budget alert went out.
         self._budget_alerted: set[tuple[int, datetime | None]] = set()
+        #: Apps → "Speak this message" / "Speak in voice chat" (context menus cannot be
+        #: declared with a decorator inside a cog; they are added to the tree at load).
+        self.menus = (
+            app_commands.ContextMenu(name=SPEAK_MESSAGE, callback=self.speak_message_menu),
+            app_commands.ContextMenu(name=SPEAK_MESSAGE_IN_VOICE, callback=self.speak_message_in_voice_menu),
+        )
+        for menu in self.menus:
+            menu.guild_only = True
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return _checks.require_resolved_options(interaction)
 
     async def cog_load(self) -> None:
-        self.bot.add_dynamic_items(CancelButton)
+        self.bot.add_dynamic_items(CancelButton, *DYNAMIC_ITEMS)
+        for menu in self.menus:
+            self.bot.tree.add_command(menu)
         self.resume_task = asyncio.create_task(self._resume(), name="speak-resume-pending")
 
     async def cog_unload(self) -> None:
         """Stop what the cog started (the bot is closing): nothing of it may outlive the bot."""
-        self.bot.remove_dynamic_items(CancelButton)
+        self.bot.remove_dynamic_items(CancelButton, *DYNAMIC_ITEMS)
+        for menu in self.menus:
+            self.bot.tree.remove_command(menu.name, type=menu.type)
         if self.resume_task is not None:
             # Await the cancellation: the task may be inside a database query, and the engine
             # is disposed right after the cogs unload; closing it under a half-cancelled
@@ -162,8 +210,22 @@ class SpeakCog(commands.Cog, name="Speak"):
     ) -> None:
         # A plain ``str`` (not ``Choice[str]``): discord.py would reject an unknown value with
         # a bare TransformerError; ``_checks.check_output`` explains it to the member instead.
-        kind = output
-        plan = self._quick_checks(interaction, text, voice, exaggeration, temperature, cfg, kind)
+        await self._speak(interaction, SpeakRequest(
+            text=text, kind=output, params=(exaggeration, temperature, cfg), attachment=voice,
+            names=GuildNames(interaction.guild),
+        ))
+
+    async def _speak(self, interaction: discord.Interaction[Any], request: SpeakRequest) -> None:
+        """The one path of every request (/speak, the context menus, Re-roll): clean the
+        text, check, defer, start the job and hand its events to a ``SpeakSession``."""
+        kind = request.kind
+        exaggeration, temperature, cfg = request.params
+        voice = request.attachment
+        spoken = clean_text(request.text, request.names)
+        if request.text.strip() and not spoken:
+            plan: CostPlan | str = NOTHING_TO_SAY
+        else:
+            plan = self._quick_checks(interaction, spoken, voice, exaggeration, temperature, cfg, kind)
         if isinstance(plan, str):
             await interaction.response.send_message(plan, ephemeral=True)
             return
@@ -173,20 +235,20 @@ class SpeakCog(commands.Cog, name="Speak"):
                       card_id=card_id)
         card_started = False
         try:
-            voice_url: str | None = None
+            voice_url, voice_name, sha = request.voice_url, request.voice_name, request.clip_sha256
             if voice is not None:
-                problem = await self._check_voice_clip(voice)
+                problem, data = await self._check_voice_clip(voice)
                 if problem is not None:
                     await reply.refuse(problem)
                     return
-                voice_url = voice.url
+                voice_url, voice_name, sha = voice.url, voice.filename, clip_sha256(data)
             member = interaction.user
             session = SpeakSession(
                 bot=self.bot,
                 reply=reply,
                 card=_card.Card(
-                    requester=member.mention, text=text, output=kind, exaggeration=exaggeration,
-                    temperature=temperature, cfg=cfg, voice_name=voice.filename if voice else None,
+                    requester=member.mention, text=spoken, output=kind, exaggeration=exaggeration,
+                    temperature=temperature, cfg=cfg, voice_name=voice_name, note=request.note,
                 ),
                 requester_id=member.id,
                 requester_name=member.display_name,
@@ -195,17 +257,21 @@ class SpeakCog(commands.Cog, name="Speak"):
                 upload_limit=interaction.filesize_limit,
                 make_view=card_view,
                 on_finished=self._forget,
+                make_result_view=result_view,
             )
             target = _delivery_target(interaction, kind, card_id)
             try:
                 job = await self.bot.core.speech.start(
                     Requester(member.id, member.display_name, interaction.guild_id, role_ids(member)),
-                    text,
+                    spoken,
                     voice_url=voice_url,
                     params=TTSParams(exaggeration=exaggeration, temperature=temperature, cfg=cfg),
                     target=target,
                     on_event=session.on_event,
                     plan=plan,
+                    clip_sha256=sha,
+                    voice_name=voice_name,
+                    fresh=request.fresh,
                 )
             except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
                 await reply.refuse(_refusal_text(exc))
@@ -219,7 +285,7 @@ class SpeakCog(commands.Cog, name="Speak"):
             if not session.finished.is_set():
                 self.sessions[job.job_id] = session
             if kind in ("voice", "both") and isinstance(member, discord.Member):
-                await session.start_voice(member, text, interaction.channel_id)
+                await session.start_voice(member, spoken, interaction.channel_id)
         except Exception:
             if not card_started:  # let the tree's apology be a private message, not the card
                 try:
@@ -270,12 +336,13 @@ class SpeakCog(commands.Cog, name="Speak"):
             view=perms.view_channel, send=perms.send_messages, attach=perms.attach_files
         )
 
-    async def _check_voice_clip(self, voice: discord.Attachment) -> str | None:
+    async def _check_voice_clip(self, voice: discord.Attachment) -> tuple[str | None, bytes]:
+        """(the problem or None, the clip's bytes: the audio cache keys on their hash)."""
         settings = self.bot.settings
         try:
             data = await voice.read()
         except discord.HTTPException:
-            return "I couldn't download the voice clip from Discord; please try again."
+            return "I couldn't download the voice clip from Discord; please try again.", b""
         try:
             await reference.check_clip(
                 data, content_type=voice.content_type, filename=voice.filename,
@@ -283,8 +350,8 @@ class SpeakCog(commands.Cog, name="Speak"):
                 ffmpeg=self.bot.ffmpeg,
             )
         except InvalidTTSRequest as exc:
-            return exc.user_message
-        return None
+            return exc.user_message, data
+        return None, data
 
     async def _budget_reached(self, guild_id: int | None, exc: QuotaExceeded, requester: str) -> None:
         """Tell the moderators once per server and quota day that the budget refused a /speak."""
@@ -303,6 +370,120 @@ class SpeakCog(commands.Cog, name="Speak"):
     def _forget(self, session: SpeakSession) -> None:
         if session.job_id is not None:
             self.sessions.pop(session.job_id, None)
+
+    # -- Apps → Speak this message ---------------------------------------------------------
+
+    async def speak_message_menu(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        await self._speak_message(interaction, message, "file")
+
+    async def speak_message_in_voice_menu(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
+        await self._speak_message(interaction, message, "voice")
+
+    async def _speak_message(self, interaction: discord.Interaction[Any], message: discord.Message,
+                             kind: str) -> None:
+        """Speak another message's text with the invoker's defaults (the built-in voice and
+        the default tuning), through the same quotas, card and delivery as /speak."""
+        if not message.content.strip():
+            await interaction.response.send_message(
+                "That message has no text to speak (only attachments, embeds or stickers).", ephemeral=True
+            )
+            return
+        defaults = TTSParams()
+        author = discord.utils.escape_markdown(message.author.display_name)
+        await self._speak(interaction, SpeakRequest(
+            text=message.content, kind=kind,
+            params=(defaults.exaggeration, defaults.temperature, defaults.cfg),
+            names=GuildNames.for_message(interaction.guild, message),
+            note=f"(Speaking a message by {author}.)",
+        ))
+
+    # -- result buttons ---------------------------------------------------------------------
+
+    async def reroll_clicked(self, interaction: discord.Interaction[Any], take_id: str) -> None:
+        """A new paid take of the same text, voice and tuning; it replaces the cached one."""
+        take = await self.bot.core.cache.get_take(take_id)
+        if take is None:
+            await interaction.response.send_message(
+                "This result can't be re-rolled any more (it is too old, or its voice was deleted).",
+                ephemeral=True,
+            )
+            return
+        if interaction.user.id != take.user_id:
+            await interaction.response.send_message(
+                f"Only <@{take.user_id}> (who asked for it) can re-roll this.", ephemeral=True
+            )
+            return
+        if take.voice_url and _checks.link_expired(take.voice_url, self.bot.clock.now()):
+            await interaction.response.send_message(
+                "The voice clip's Discord link has expired; run /speak again with the clip.", ephemeral=True
+            )
+            return
+        params = take.params
+        await self._speak(interaction, SpeakRequest(
+            text=take.text, kind="file", params=(params.exaggeration, params.temperature, params.cfg),
+            names=GuildNames(interaction.guild), voice_url=take.voice_url, voice_name=take.voice_name,
+            clip_sha256=take.clip_sha256, fresh=True, note="(Re-roll: a new take.)",
+        ))
+
+    async def play_clicked(self, interaction: discord.Interaction[Any], take_id: str) -> None:
+        """Play a result's audio in the clicker's voice channel, from the cache: free."""
+        member = interaction.user
+        channel = getattr(getattr(member, "voice", None), "channel", None)
+        if not isinstance(member, discord.Member) or channel is None:
+            await interaction.response.send_message("Join a voice channel first, then press Play in voice.",
+                                                    ephemeral=True)
+            return
+        voice = self.bot.voice_output
+        if voice is None:
+            await interaction.response.send_message("Voice chat is not available right now.", ephemeral=True)
+            return
+        take = await self.bot.core.cache.get_take(take_id)
+        audio = await self.bot.core.cache.take_audio(take) if take is not None else None
+        if take is None or audio is None:
+            await interaction.response.send_message(
+                "That audio is no longer in the cache, so it can't be replayed for free; "
+                "whoever asked for it can Re-roll it.", ephemeral=True,
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self._play_take(interaction, member, take, audio)
+
+    async def _play_take(self, interaction: discord.Interaction[Any], member: discord.Member, take: Take,
+                         audio: list[bytes]) -> None:
+        async def tell(text: str) -> None:
+            try:
+                await interaction.followup.send(text, ephemeral=True)
+            except discord.HTTPException as exc:
+                log.info("could not tell %s about their replay: %s", member.id, exc)
+
+        async def fell_back(reason: str) -> None:
+            await tell(f"The replay stopped: {reason.rstrip('.')}.")
+
+        clip = VoiceClip(job_id=f"replay-{take.id}-{interaction.id}", requester_id=member.id,
+                         requester_name=member.display_name, label=take.text[:40],
+                         text_channel_id=interaction.channel_id, fallback=fell_back)
+        for chunk in audio:
+            clip.push(chunk)
+        clip.finish()
+        voice = self.bot.voice_output
+        assert voice is not None
+        try:
+            placement = await voice.enqueue(member, clip)
+        except Exception:
+            log.exception("the voice player failed to take a replay of %s", take.id)
+            await tell("The voice player had an error; please try again.")
+            return
+        if placement.kind == "refused":
+            reason = (placement.reason or "voice playback was refused").rstrip(".")
+            await tell(f"I can't play it in voice: {reason}.")
+        elif placement.kind == "queued":
+            await tell(f"Queued in voice (position {placement.position}); from cache, free.")
+        else:
+            await tell("Playing it in your voice channel; from cache, free.")
 
     # -- Cancel -----------------------------------------------------------------------------
 
@@ -366,6 +547,21 @@ class SpeakCog(commands.Cog, name="Speak"):
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
 
+    async def _resumed_buttons(self, job: ResumedJob, result: SpeechResult,
+                               guild_id: int | None) -> discord.ui.View | None:
+        """Record a resumed job's take so its result has buttons too (None if that fails)."""
+        try:
+            chunks = self.bot.core.speech.plan(result.text).chunks
+        except InvalidTTSRequest:
+            chunks = (result.text,)
+        try:
+            await self.bot.core.cache.record_take(
+                _resumed_take(job, result, guild_id, chunks, self.bot.clock.now()))
+        except Exception:
+            log.exception("could not record the take of resumed job %s", job.job_id)
+            return None
+        return result_view(job.job_id)
+
     async def deliver_resumed(self, job: ResumedJob, result: SpeechResult) -> None:
         """Post a resumed job's audio by channel message (the old token may be dead)."""
         channel = await self._resumed_channel(job)
@@ -389,8 +585,9 @@ class SpeakCog(commands.Cog, name="Speak"):
             voice_name=voice_name,
             note=" ".join(n for n in (upload.note, "(Delivered after a restart.)") if n),
         )
+        view = await self._resumed_buttons(job, result, guild.id if guild is not None else None)
         try:
-            await reply.post(content, data=upload.data, filename=upload.filename)
+            await reply.post(content, data=upload.data, filename=upload.filename, view=view)
         except (discord.Forbidden, discord.NotFound) as exc:
             log.warning("resumed job %s: cannot post in channel %s (%s)", job.job_id, channel_id, exc)
             return
@@ -401,6 +598,15 @@ class SpeakCog(commands.Cog, name="Speak"):
             status=_card.status_done(result.duration, where="posted below after a restart"),
         )
         await _quietly(reply.edit_card(card.render(), view=None))
+
+
+def _resumed_take(job: ResumedJob, result: SpeechResult, guild_id: int | None, chunks: tuple[str, ...],
+                  now: datetime) -> Take:
+    """A resumed job's take: enough for Re-roll (its chunks' audio was never cached here, and
+    its clip is known only by URL, so Play in voice says it is not cached)."""
+    return Take(id=job.job_id, user_id=job.user_id, guild_id=guild_id, text=result.text, chunks=chunks,
+                voice_url=job.voice_url, voice_name=_voice_name(job.voice_url), clip_sha256=None,
+                params=job.params, model_id=None, created_at=now)
 
 
 def _delivery_target(interaction: discord.Interaction[Any], kind: str, card_id: int | None) -> DeliveryTarget:

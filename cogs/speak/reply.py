@@ -87,13 +87,17 @@ class Reply:
         message = partial_message(self.card_id)
         await message.edit(content=content, view=view)
 
-    async def post(self, content: str, *, data: bytes | None = None, filename: str | None = None) -> None:
-        """A public message (with a file): a follow-up, else a channel message."""
+    async def post(
+        self, content: str, *, data: bytes | None = None, filename: str | None = None,
+        view: discord.ui.View | None = None,
+    ) -> None:
+        """A public message (with a file and buttons): a follow-up, else a channel message."""
+        views: dict[str, Any] = {} if view is None else {"view": view}
         if self.token_alive():
             assert self.interaction is not None
             try:
                 await self.interaction.followup.send(
-                    content, file=_file(data, filename), wait=True
+                    content, file=_file(data, filename), wait=True, **views
                 )
                 return
             except discord.HTTPException as exc:
@@ -101,9 +105,9 @@ class Reply:
                     raise
                 self._token_died(exc)
         if data is None:
-            await self.channel.send(content)
+            await self.channel.send(content, **views)
         else:
-            await self.channel.send(content, file=_file(data, filename))
+            await self.channel.send(content, file=_file(data, filename), **views)
 
     async def tell(self, content: str) -> None:
         """An ephemeral note to the member; logged instead once the token is dead."""

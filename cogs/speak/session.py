@@ -15,6 +15,11 @@ Decisions:
   well inside Discord's rate limit for webhook edits (5 per ~2 s per token).
 - A failure to edit or post is logged and never fails the job: the job's money is settled by
   the service, not by whether Discord took a message.
+- ``output`` voice_message: the audio goes out as a Discord voice message
+  (``cogs.speak.voice_message``); where Discord refuses it, as a file with the reason. A
+  voice message carries nothing else, so its result buttons go on the final card (as for
+  voice-only output); otherwise they sit on the audio message.
+- A request served from the audio cache reads "from cache, $0" instead of the quota line.
 - Voice (``output`` voice/both) goes through the Voice cog's ``enqueue`` (its contract is in
   ``cogs/voice.py``: ``VoiceClip``, ``Placement``). Chunks that arrive before the clip is
   placed are buffered and pushed in order. When voice is refused, unavailable or fails later,
@@ -48,6 +53,7 @@ from bot.speech.events import (
 from cogs.common.alerts import alert_moderators
 from cogs.speak import card as _card
 from cogs.speak.reply import Reply
+from cogs.speak.voice_message import VoiceMessageRefused, post_voice_message
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -74,6 +80,7 @@ class SpeakSession:
         upload_limit: int,
         make_view: ViewFactory,
         on_finished: Callable[[SpeakSession], None] | None = None,
+        make_result_view: ViewFactory | None = None,
     ) -> None:
         self.bot = bot
         self.reply = reply
@@ -86,6 +93,9 @@ class SpeakSession:
         self.job_id: str | None = None
         self.job: SpeechJob | None = None  # once start() returned
         self._make_view = make_view
+        self._make_result_view = make_result_view
+        #: The result's buttons go on the final card (no file message carries them).
+        self._buttons_on_card = False
         self._on_finished = on_finished
         self.finished = asyncio.Event()
         self._edit_lock = asyncio.Lock()
@@ -114,7 +124,12 @@ class SpeakSession:
 
     @property
     def posts_file(self) -> bool:
-        return self.output in ("file", "both") or self._fallback_reason is not None
+        return self.output in ("file", "both", "voice_message") or self._fallback_reason is not None
+
+    def _result_buttons(self) -> discord.ui.View | None:
+        if self._make_result_view is None or self._result is None:
+            return None
+        return self._make_result_view(self._result.job_id)
 
     # -- card -------------------------------------------------------------------------------
 
@@ -151,7 +166,10 @@ class SpeakSession:
         self._kinds_shown.add(kind)
         self._held_back = False
         self._last_edit = self.bot.clock.monotonic()
-        view = None if final or self.job_id is None else self._make_view(self.job_id)
+        if final:
+            view = self._result_buttons() if self._buttons_on_card else None
+        else:
+            view = None if self.job_id is None else self._make_view(self.job_id)
         try:
             await self.reply.edit_card(self.card.render(), view=view)
             self._card_shown = True
@@ -164,7 +182,10 @@ class SpeakSession:
         self.job_id = self.job_id or event.job_id
         card = self.card
         if isinstance(event, QuotaReserved):
-            card.status = _card.status_quota_ok(event.plan.requests, event.plan.cost)
+            if event.plan.cached:
+                card.status = _card.status_from_cache()
+            else:
+                card.status = _card.status_quota_ok(event.plan.requests, event.plan.cost)
             await self.show("quota")
         elif isinstance(event, WaitingForSlot):
             card.status = _card.status_waiting(event.position)
@@ -191,9 +212,10 @@ class SpeakSession:
         if self._clip is not None:
             self._clip.finish()
         where = None
+        self._buttons_on_card = True
         if self.posts_file:
             where = await self._post_audio(result)
-        self.card.status = _card.status_done(result.duration, where=where)
+        self.card.status = _card.status_done(result.duration, where=where, cached=result.cached)
         # Recorded before the card says "done", so whoever sees "done" sees it delivered.
         await self._mark_delivered(result.job_id)
         await self._finish()
@@ -238,6 +260,11 @@ class SpeakSession:
             # exist first, so this edit is never held back by the throttle.
             async with self._edit_lock:
                 await self._edit(self._last_kind or "quota", final=False)
+        refused = None
+        if self.output == "voice_message" and self._fallback_reason is None:
+            refused = await self._post_voice_message(result)
+            if refused is None:
+                return "posted below as a voice message"
         try:
             upload = await fit_upload(
                 result.audio, limit_bytes=self.upload_limit, ffmpeg=self.bot.ffmpeg, base_name=result.text
@@ -247,7 +274,7 @@ class SpeakSession:
         except AudioError as exc:
             log.warning("could not prepare the audio of job %s: %s", result.job_id, exc)
             return f"but it could not be prepared for upload: {exc}"
-        notes = [n for n in (upload.note, self._fallback_note()) if n]
+        notes = [n for n in (upload.note, self._fallback_note(), refused) if n]
         content = _card.audio_message(
             requester=f"<@{self.requester_id}>",
             text=result.text,
@@ -258,14 +285,27 @@ class SpeakSession:
             voice_name=self.card.voice_name,
             note=" ".join(notes),
         )
+        buttons = self._result_buttons()
         try:
-            await self.reply.post(content, data=upload.data, filename=upload.filename)
+            await self.reply.post(content, data=upload.data, filename=upload.filename, view=buttons)
+            self._buttons_on_card = buttons is None
         except discord.HTTPException as exc:
             log.warning("could not post the audio of job %s: %s", result.job_id, exc)
             if exc.status == 413:
                 return "but it is too large for this server's upload limit"
             return "but Discord refused the upload (check my permissions in this channel)"
         return "posted below"
+
+    async def _post_voice_message(self, result: SpeechResult) -> str | None:
+        """Post the audio as a voice message; None when it went out, else the file's note."""
+        channel_id = getattr(self.reply.channel, "id", None)
+        if channel_id is None:
+            return "(Posted as a file: this is not a channel for voice messages.)"
+        try:
+            await post_voice_message(self.bot, channel_id, result.audio)
+        except VoiceMessageRefused as exc:
+            return f"(Posted as a file: {exc.reason}.)"
+        return None
 
     def _fallback_note(self) -> str:
         if self._fallback_reason is None:
@@ -337,7 +377,8 @@ class SpeakSession:
             self.card.voice = _card.voice_fallback_note(reason)
         if self._result is not None and not self._file_posted:
             where = await self._post_audio(self._result)
-            self.card.status = _card.status_done(self._result.duration, where=where)
+            self.card.status = _card.status_done(self._result.duration, where=where,
+                                                 cached=self._result.cached)
         await self.show(f"voice-fallback:{reason}", final=self._terminal is not None)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.autoread.cleaning import basic_clean
 from bot.autoread.reader import NoteThrottle
 from bot.autoread.rules import AND_MORE, IncomingMessage, cut, skip_reason, spoken_text, voice_problem
 from bot.clock import ManualClock
+from bot.speech.cleanup import clean_text
 
 
 class Names:
@@ -59,16 +59,16 @@ def test_spoken_text_cleans_then_cuts_then_announces() -> None:
     text = spoken_text(
         "hi <@1> in <#3>, see https://example.com/x <:party_parrot:99> @everyone",
         names=Names(),
-        cleaner=basic_clean,
+        cleaner=clean_text,
         max_chars=300,
         speaker=None,
     )
-    assert text == "hi Alice in general, see a link party parrot everyone"
-    announced = spoken_text("hello " * 100, names=Names(), cleaner=basic_clean, max_chars=40, speaker="bob")
+    assert text == "hi Alice in general, see a link to example.com party parrot everyone"
+    announced = spoken_text("hello " * 100, names=Names(), cleaner=clean_text, max_chars=40, speaker="bob")
     assert announced.startswith("bob said: hello")
     assert announced.endswith(AND_MORE)
-    assert spoken_text("<@99>", names=Names(), cleaner=basic_clean, max_chars=300, speaker=None) == "someone"
-    assert spoken_text("  ", names=Names(), cleaner=basic_clean, max_chars=300, speaker="bob") == ""
+    assert spoken_text("<@99>", names=Names(), cleaner=clean_text, max_chars=300, speaker=None) == "someone"
+    assert spoken_text("  ", names=Names(), cleaner=clean_text, max_chars=300, speaker="bob") == ""
 
 
 @pytest.mark.parametrize(

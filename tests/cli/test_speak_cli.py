@@ -125,8 +125,9 @@ async def test_empty_balance_prints_one_line_and_fails(tmp_path: Path, emulator:
         (["Hello", "-o", "out.wav"], {"CHATTERBOX_API_KEY": None}, "CHATTERBOX_API_KEY is not set"),
         (["   ", "-o", "out.wav"], {}, "The text is empty"),
         (["Hello", "-o", "missing/out.wav"], {}, "does not exist"),
+        (["[laugh] [sigh] ~~~~", "-o", "out.wav"], {}, "nothing to speak"),
     ],
-    ids=["bad-option", "missing-key", "empty-text", "bad-output"],
+    ids=["bad-option", "missing-key", "empty-text", "bad-output", "nothing-left-after-cleanup"],
 )
 async def test_usage_errors_exit_2_with_one_line_and_spend_nothing(
     tmp_path: Path, emulator: GatewayEmulator, args: list[str], env: dict[str, str | None], needle: str

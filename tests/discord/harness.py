@@ -287,6 +287,7 @@ async def open_harness(
             "chatterbox_api_key": gateway.api_key,
             "chatterbox_allow_http": True,
             "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "cache_dir": str(tmp_path / "cache"),
             "quota_cooldown_seconds": 0,
             **(settings or {}),
         }

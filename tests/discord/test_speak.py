@@ -20,8 +20,9 @@ from tests.discord.speak_support import (
 
 async def test_a_member_gets_the_wav_the_emulator_made(harness: Harness) -> None:
     h = harness
-    text = "Hello @everyone and <@1>, this is the emulator speaking."
-    handle = await h.speak(text=text, exaggeration=0.7, temperature=0.4, cfg=1.2)
+    typed = "Hello @everyone and <@1>, this is the emulator speaking."
+    text = "Hello everyone and someone, this is the emulator speaking."  # as cleaned up to be spoken
+    handle = await h.speak(text=typed, exaggeration=0.7, temperature=0.4, cfg=1.2)
 
     card = await card_with(handle, "done")
     [audio] = h.audio_messages()
@@ -84,7 +85,8 @@ async def test_bad_options_are_refused_privately_and_nothing_is_charged(make_har
             ({"text": "hi", "temperature": 0.05}, "`temperature` must be between 0.1 and 1"),
             ({"text": "hi", "cfg": 2.5}, "`cfg` must be between 0 and 2"),
             ({"text": "   "}, "The text is empty"),
-            ({"text": "x" * 61}, "the limit is 60"),
+            ({"text": "ab" * 31}, "the limit is 60"),
+            ({"text": "[laugh] ~~~~"}, "nothing to speak"),
             ({"text": "hi", "output": "loudly"}, "`output` must be one of file, voice, both"),
             ({"text": "hi", "voice": sandbox.attachment(b"just some notes", "notes.txt", "text/plain")},
              "must be an audio file"),

@@ -150,6 +150,12 @@ async def test_a_restarted_bot_delivers_the_audio_once(make_harness) -> None:
         assert await bot.get_cog("Speak").resume_task == 0
         assert len(h.audio_messages()) == 1
 
+        # The resumed result has its buttons too: Re-roll makes a new (paid) take.
+        assert {b["label"] for b in audio.buttons} == {"Re-roll", "Play in voice"}
+        reroll = next(b["custom_id"] for b in audio.buttons if b["label"] == "Re-roll")
+        await card_with(await h.sandbox.click(audio, reroll, user=h.alice), "Status:** queued")
+        assert emulator_submissions(h) == 2
+
 
 async def test_a_job_that_fails_while_the_bot_is_down_closes_its_card_after_the_restart(
     make_harness,

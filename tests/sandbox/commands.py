@@ -32,6 +32,8 @@ NUMBER = 10
 ATTACHMENT = 11
 
 CHAT_INPUT = 1
+USER_COMMAND = 2
+MESSAGE_COMMAND = 3
 
 _NAME = re.compile(r"^[-_'\w]{1,32}$", re.UNICODE)
 _TYPE_NAMES = {
@@ -163,11 +165,12 @@ class CommandRegistry:
     def list(self, guild_id: int | None = None) -> list[dict[str, Any]]:
         return list(self._scopes.get(guild_id, {}).values())
 
-    def find(self, name: str, guild_id: int | None) -> dict[str, Any] | None:
-        """A chat-input command visible in ``guild_id``: the guild's own first, then global."""
+    def find(self, name: str, guild_id: int | None, kind: int = CHAT_INPUT) -> dict[str, Any] | None:
+        """A command of ``kind`` (chat input by default) visible in ``guild_id``: the guild's
+        own first, then global."""
         scopes = (None,) if guild_id is None else (guild_id, None)
         for scope in scopes:
-            command = self._scopes.get(scope, {}).get((CHAT_INPUT, name))
+            command = self._scopes.get(scope, {}).get((kind, name))
             if command is not None:
                 return command
         return None

@@ -56,6 +56,9 @@ class StoredFile:
     proxy_url: str
     description: str | None = None
     ephemeral: bool = False
+    #: A voice message's audio: its length in seconds and its base64 waveform.
+    duration_secs: float | None = None
+    waveform: str | None = None
 
     @property
     def size(self) -> int:
@@ -75,6 +78,10 @@ class StoredFile:
             data["description"] = self.description
         if self.ephemeral:
             data["ephemeral"] = True
+        if self.duration_secs is not None:
+            data["duration_secs"] = self.duration_secs
+        if self.waveform is not None:
+            data["waveform"] = self.waveform
         return data
 
 

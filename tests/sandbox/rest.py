@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from tests.sandbox import errors
+from tests.sandbox import errors, voice_messages
 from tests.sandbox.errors import DiscordAPIError
 from tests.sandbox.interactions import (
     APPLICATION_COMMAND,
@@ -317,6 +317,10 @@ class RestApi:
             self._require(channel, Permission.ATTACH_FILES)
         if body.fields.get("embeds"):
             self._require(channel, Permission.EMBED_LINKS)
+        if voice_messages.is_voice_message(body.fields):
+            if not has(channel.guild.bot_member.permissions_in(channel), Permission.SEND_VOICE_MESSAGES):
+                raise voice_messages.cannot_send_here()
+            voice_messages.check(body.fields, {i: u.filename for i, u in body.uploads.items()})
         message = self.state.create_message(
             channel, self.state.bot_user, body, limit=channel.guild.upload_limit
         )
@@ -348,6 +352,8 @@ class RestApi:
         message = self._channel_message(request, channel)
         if message.author.id != self.state.bot_user.id:
             raise errors.cannot_edit_other_users_message()
+        if message.flags & voice_messages.IS_VOICE_MESSAGE:
+            raise voice_messages.cannot_edit()
         body = await read_body(request)
         self.state.edit_message(message, body, limit=channel.guild.upload_limit)
         return json_response(message.payload())
@@ -529,6 +535,8 @@ class RestApi:
         with self._recorded(handle, "followup"):
             self._check_token(handle)
             body = await read_body(request)
+            if voice_messages.is_voice_message(body.fields):
+                voice_messages.check(body.fields, {i: u.filename for i, u in body.uploads.items()})
             original = handle.original
             assert handle.callback is not None
             if (

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from bot.clock import Clock, SystemClock
-from tests.sandbox.commands import OptionEncoder, leaf_schema, nest_options, split_path
+from tests.sandbox.commands import MESSAGE_COMMAND, OptionEncoder, leaf_schema, nest_options, split_path
 from tests.sandbox.errors import SandboxError
 from tests.sandbox.gateway import GatewaySession
 from tests.sandbox.interactions import (
@@ -35,7 +35,7 @@ from tests.sandbox.interactions import (
     MODAL_SUBMIT,
     InteractionHandle,
 )
-from tests.sandbox.messages import Message, StoredFile, guess_content_type
+from tests.sandbox.messages import _ROLE_MENTION, _USER_MENTION, Message, StoredFile, guess_content_type
 from tests.sandbox.models import Channel, Guild, Member, User
 from tests.sandbox.permissions import DEFAULT_BOT, Permission, has, to_bits
 from tests.sandbox.rest import RestApi, discord_errors
@@ -293,6 +293,52 @@ class DiscordSandbox:
         if resolved:
             data["resolved"] = resolved
         return self._dispatch(APPLICATION_COMMAND, user, channel, data, attachment_size_limit, locale)
+
+    def post_as(self, member: Member, channel: Channel, content: str) -> Message:
+        """A member's own message in ``channel`` (announced with MESSAGE_CREATE), e.g. the
+        target of a message context-menu command."""
+        state = self.state
+        message = Message(id=state.new_id(), channel_id=channel.id, guild_id=channel.guild.id,
+                          author=member.user, created_at=state.clock.now(), content=content)
+        message.snapshot()
+        state.message_by_id[message.id] = message
+        state.channel_messages.setdefault(channel.id, []).append(message)
+        state._announce("MESSAGE_CREATE", message, channel)
+        state.notifier.notify()
+        return message
+
+    async def message_command(
+        self, name: str, target: Message, *, user: Member, validate: bool = True
+    ) -> InteractionHandle:
+        """Invoke the message context-menu command ``name`` (Apps → name) on ``target`` as
+        ``user``. As Discord does, ``data`` carries ``target_id`` and the message in
+        ``resolved.messages``, with its user mentions resolved (user objects with ``member``)."""
+        guild = user.guild
+        channel = self.state.find_channel(target.channel_id)
+        if channel is None or channel.guild is not guild:
+            raise SandboxError(f"{target!r} is not in {user.name}'s guild")
+        registered = self.state.commands.find(name, guild.id, kind=MESSAGE_COMMAND)
+        if registered is None:
+            raise SandboxError(f"message command {name!r} is not registered; sync the bot's tree")
+        if validate:
+            self._check_can_use(user, channel, registered)
+        resolved = target.payload()
+        mentioned = [guild.members[int(i)] for i in dict.fromkeys(_USER_MENTION.findall(target.content))
+                     if int(i) in guild.members]
+        resolved["mentions"] = [{**m.user.payload(), "member": m.payload(with_user=False)} for m in mentioned]
+        resolved["mention_roles"] = [
+            i for i in dict.fromkeys(_ROLE_MENTION.findall(target.content)) if int(i) in guild.roles
+        ]
+        data: dict[str, Any] = {
+            "id": registered["id"],
+            "name": registered["name"],
+            "type": MESSAGE_COMMAND,
+            "target_id": str(target.id),
+            "resolved": {"messages": {str(target.id): resolved}},
+        }
+        if "guild_id" in registered:
+            data["guild_id"] = registered["guild_id"]
+        return self._dispatch(APPLICATION_COMMAND, user, channel, data, None, "en-US")
 
     async def autocomplete(
         self,

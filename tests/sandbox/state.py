@@ -130,6 +130,8 @@ class SandboxState:
         channel_id: int,
         ephemeral: bool = False,
         description: str | None = None,
+        duration_secs: float | None = None,
+        waveform: str | None = None,
     ) -> StoredFile:
         """Put bytes on the CDN and describe them as Discord's attachment object does."""
         file_id = self.new_id()
@@ -149,6 +151,8 @@ class SandboxState:
             proxy_url=f"{self.base_url}/media/{url_path}{query}",
             description=description,
             ephemeral=ephemeral,
+            duration_secs=duration_secs,
+            waveform=waveform,
         )
 
     # -- messages -------------------------------------------------------------------------
@@ -351,6 +355,11 @@ class SandboxState:
                 channel_id=message.channel_id,
                 ephemeral=message.ephemeral,
                 description=entry.get("description"),
+                **(
+                    {"duration_secs": float(entry["duration_secs"]), "waveform": entry["waveform"]}
+                    if message.flags & IS_VOICE_MESSAGE and "duration_secs" in entry
+                    else {}
+                ),
             )
 
         if listed is None:

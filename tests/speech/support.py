@@ -4,7 +4,9 @@ direct reads of the rows a job leaves behind (jobs, parts, ledger)."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
@@ -25,6 +27,7 @@ def speech_settings(emulator: GatewayEmulator, database_url: str, **overrides: A
         "chatterbox_api_key": emulator.api_key,
         "chatterbox_allow_http": True,
         "database_url": database_url,
+        "cache_dir": _cache_dir(database_url),
         "quota_cooldown_seconds": 0,
         "quota_max_in_flight": 5,
         "chatterbox_chunk_chars": 60,
@@ -32,6 +35,14 @@ def speech_settings(emulator: GatewayEmulator, database_url: str, **overrides: A
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _cache_dir(database_url: str) -> str:
+    """Next to a SQLite file, else a fresh temporary folder: never the working directory."""
+    prefix = "sqlite+aiosqlite:///"
+    if database_url.startswith(prefix):
+        return str(Path(database_url.removeprefix(prefix)).parent / "cache")
+    return tempfile.mkdtemp(prefix="chatterbox-cache-")
 
 
 class EventLog:
