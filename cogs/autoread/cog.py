@@ -289,9 +289,10 @@ class AutoreadCog(
                 join_on_first_speaker=settings.join_on_first_speaker,
             )
 
+        names = GuildNames.for_message(guild, message)
         read: Read | None = None
         try:
-            read = await self._service.on_message(incoming, GuildNames.for_message(guild, message), voice_check)
+            read = await self._service.on_message(incoming, names, voice_check)
         finally:
             self._done("message", message.id, read)
 
