@@ -22,6 +22,10 @@ Decisions:
   that is deleted is dropped. A started read that is not playing yet is cancelled
   (``SpeechJob.cancel``: refunded when nothing was submitted) and, after an edit, started
   again with the new text in the same place. Deleting a message that is playing stops it.
+* **Announcing** ("Alice said"): a second job in the bot's built-in voice, started after the
+  message's own job was accepted; its audio goes first into the same clip while the message's
+  chunks wait. The audio cache answers every later announcement of the same name for free.
+  If it is refused or fails, the message is read without it.
 * **Refusal notes** are throttled by ``NoteThrottle``: one per member per hour
   (``NOTE_INTERVAL``), however many messages are refused; the last reason is kept for
   ``/autoread me status``.
@@ -42,6 +46,7 @@ from bot.autoread.rules import IncomingMessage
 from bot.autoread.voices import VoiceLookup
 from bot.clock import Clock
 from bot.errors import UserFacingError
+from bot.gateway.models import TTSParams
 from bot.playback.clip import VoiceClip
 from bot.playback.queue import FairQueue, Placement, QueueFull
 from bot.quotas.errors import QuotaExceeded
@@ -75,6 +80,33 @@ class Attempt:
     clip: VoiceClip
     text: str = ""
     handed: bool = False
+    #: The "<name> said" job, played first; the message's chunks wait in ``held`` meanwhile.
+    announce_job: SpeechJob | None = None
+    announcing: bool = False
+    held: list[bytes] = field(default_factory=list)
+    message_complete: bool = False
+
+    def push(self, audio: bytes) -> None:
+        if self.announcing:
+            self.held.append(audio)
+        else:
+            self.clip.push(audio)
+
+    def complete(self) -> None:
+        self.message_complete = True
+        if not self.announcing:
+            self.clip.finish()
+
+    def announced(self) -> None:
+        """The announcement played its part (or could not): the message's audio follows."""
+        if not self.announcing:
+            return
+        self.announcing = False
+        for audio in self.held:
+            self.clip.push(audio)
+        self.held.clear()
+        if self.message_complete:
+            self.clip.finish()
 
 
 @dataclass(eq=False)
@@ -83,6 +115,8 @@ class Read:
 
     message: IncomingMessage
     text: str
+    #: "<name> said", spoken first in the bot's voice (None: the server does not announce).
+    announce: str | None = None
     state: ReadState = ReadState.QUEUED
     attempt: Attempt | None = None
     #: Why it was refused or failed (shown in ``/autoread me status``).
@@ -160,10 +194,10 @@ class GuildReader:
 
     # -- entry points -------------------------------------------------------------------
 
-    def add(self, message: IncomingMessage, text: str) -> Read | None:
-        """Queue ``message`` to be read as ``text``; None if it was refused (queue full).
-        Call ``pump`` afterwards to start it."""
-        read = Read(message, text, texts=[text])
+    def add(self, message: IncomingMessage, text: str, *, announce: str | None = None) -> Read | None:
+        """Queue ``message`` to be read as ``text`` (after ``announce``, if given); None if it
+        was refused (queue full). Call ``pump`` afterwards to start it."""
+        read = Read(message, text, announce=announce, texts=[text])
         try:
             self.queue.add(message.author_id, read)
         except QueueFull as exc:
@@ -294,7 +328,29 @@ class GuildReader:
             return
         attempt.job = job
         clip.job_id = job.job_id
+        if read.announce:
+            await self._start_announcement(read, attempt)
         log.info("reading message %s of user %s as job %s", message.message_id, message.author_id, job.job_id)
+
+    async def _start_announcement(self, read: Read, attempt: Attempt) -> None:
+        """Start "<name> said" in the bot's voice, after the message itself was accepted (the
+        message has the first claim on the member's quota). Refused or failed: the message is
+        read without it. Cached after the first time, so it costs once per name."""
+        assert read.announce is not None
+        message = read.message
+        attempt.announcing = True
+        try:
+            attempt.announce_job = await self._speech.start(
+                Requester(message.author_id, message.author_name, message.guild_id, message.role_ids),
+                read.announce,
+                voice_url=None,
+                params=TTSParams(),
+                target=DeliveryTarget(kind="voice", channel_id=message.channel_id),
+                on_event=lambda event: self._on_announce_event(read, attempt, event),
+            )
+        except Exception as exc:
+            log.info("message %s is read without its announcement: %s", message.message_id, exc)
+            attempt.announced()
 
     def _wait(self, read: Read, exc: QuotaExceeded) -> None:
         """A "not yet" refusal: keep the read's place and retry later."""
@@ -337,8 +393,9 @@ class GuildReader:
         if attempt is None:
             return
         attempt.clip.abort(reason)
-        if attempt.job is not None:
-            await attempt.job.cancel()
+        for job in (attempt.job, attempt.announce_job):
+            if job is not None and not job.done():
+                await job.cancel()
 
     # -- events ---------------------------------------------------------------------------
 
@@ -346,20 +403,34 @@ class GuildReader:
         if read.attempt is not attempt:
             return  # an attempt replaced by an edit, or the message was deleted
         if isinstance(event, ChunkReady):
-            attempt.clip.push(event.audio)
+            attempt.push(event.audio)
         elif isinstance(event, Completed):
-            attempt.clip.finish()
+            attempt.complete()
             try:
                 await self._speech.mark_delivered(event.result.job_id)
             except Exception:
                 log.exception("could not mark job %s delivered", event.result.job_id)
         elif isinstance(event, Failed):
-            attempt.clip.abort(event.user_message)
             read.attempt = None
+            await self._stop(attempt, event.user_message)
             self._drop_active(read)
             self._refuse(read, event.user_message)
         elif isinstance(event, Cancelled):
             attempt.clip.abort("cancelled")
+
+    async def _on_announce_event(self, read: Read, attempt: Attempt, event: SpeechEvent) -> None:
+        if read.attempt is not attempt:
+            return
+        if isinstance(event, ChunkReady) and attempt.announcing:
+            attempt.clip.push(event.audio)
+        elif isinstance(event, Completed):
+            attempt.announced()
+            try:
+                await self._speech.mark_delivered(event.result.job_id)
+            except Exception:
+                log.exception("could not mark job %s delivered", event.result.job_id)
+        elif isinstance(event, Failed | Cancelled):
+            attempt.announced()  # the message is read without it
 
     async def _on_voice_state(self, read: Read, attempt: Attempt, text: str) -> None:
         if read.attempt is not attempt:

@@ -9,6 +9,9 @@ Decisions:
 * **Cut, not refused**: a text longer than ``AUTOREAD_MAX_CHARS`` (default 300) is cut at the
   last word boundary before the limit and ends with "and more", so a wall of text costs one
   short read instead of many chunks.
+* **Announcing**: with ``announce`` on, "<name> said" is spoken before the message, as its own
+  request in the bot's built-in voice, so the audio cache serves every later announcement of
+  the same member for free (``bot.autoread.reader``).
 * **Cleaning** goes through a ``Cleaner`` (``bot.autoread.cleaning``) before the cut, so the
   cap counts what is spoken, not the markup.
 * **Where the author must be** (``voice_problem``): in a voice channel; in the configured
@@ -80,14 +83,19 @@ def cut(text: str, max_chars: int) -> str:
     return f"{head} {AND_MORE}" if head else AND_MORE
 
 
-def spoken_text(content: str, *, names: Names, cleaner: Cleaner, max_chars: int, speaker: str | None) -> str:
-    """What is spoken for a message: cleaned, cut, and prefixed with "<speaker> said" when the
-    server announces speakers. Empty when nothing is left to say."""
+def spoken_text(content: str, *, names: Names, cleaner: Cleaner, max_chars: int) -> str:
+    """What is spoken for a message: cleaned, then cut. Empty when nothing is left to say."""
     cleaned = " ".join(cleaner(content, names).split())
     if not cleaned:
         return ""
-    text = cut(cleaned, max_chars)
-    return f"{speaker} said: {text}" if speaker else text
+    return cut(cleaned, max_chars)
+
+
+def announcement(speaker: str, *, names: Names, cleaner: Cleaner) -> str | None:
+    """"<speaker> said", spoken before a message when the server announces speakers (a
+    display name may hold markdown or emoji, so it is cleaned too); None if nothing is left."""
+    name = " ".join(cleaner(speaker, names).split())
+    return f"{name} said" if name else None
 
 
 def voice_problem(

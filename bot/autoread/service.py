@@ -7,7 +7,7 @@ check and the text cleanup happen here, the queueing and the money in ``GuildRea
 Decisions: a server's settings are cached in memory after the first read and refreshed by
 ``save_settings``/``turn_off`` in this process (one bot process per token, see DESIGN); the
 opt-in is read from the database for every candidate message of the reading channel, so an
-opt-out takes effect at once. A member's display name is used for the "… said" prefix.
+opt-out takes effect at once. A member's display name is used for the "… said" announcement.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bot.autoread.cleaning import default_cleaner
 from bot.autoread.reader import GuildReader, NoteThrottle, Read, ReadOutlet
-from bot.autoread.rules import Cleaner, IncomingMessage, Names, skip_reason, spoken_text
+from bot.autoread.rules import Cleaner, IncomingMessage, Names, announcement, skip_reason, spoken_text
 from bot.autoread.store import AutoreadSettings, AutoreadStore
 from bot.autoread.voices import VoiceLookup, builtin_voice
 from bot.clock import Clock
@@ -96,11 +96,8 @@ class AutoreadService:
         them in the order Discord sent them, whatever database reads each one waits for."""
         return self._intake.setdefault(guild_id, asyncio.Lock())
 
-    def _text(self, settings: AutoreadSettings, message: IncomingMessage, content: str, names: Names) -> str:
-        speaker = message.author_name if settings.announce else None
-        return spoken_text(
-            content, names=names, cleaner=self._cleaner, max_chars=self._max_chars, speaker=speaker
-        )
+    def _text(self, content: str, names: Names) -> str:
+        return spoken_text(content, names=names, cleaner=self._cleaner, max_chars=self._max_chars)
 
     async def on_message(
         self, message: IncomingMessage, names: Names, voice_check: VoiceCheck
@@ -122,10 +119,13 @@ class AutoreadService:
             return None
         if voice_check(settings) is not None:
             return None
-        text = self._text(settings, message, message.content, names)
+        text = self._text(message.content, names)
         if not text:
             return None
-        return self.reader(message.guild_id).add(message, text)
+        announce = None
+        if settings.announce:
+            announce = announcement(message.author_name, names=names, cleaner=self._cleaner)
+        return self.reader(message.guild_id).add(message, text, announce=announce)
 
     async def on_edit(self, guild_id: int, message_id: int, content: str, names: Names) -> None:
         async with self._lock(guild_id):
@@ -134,7 +134,7 @@ class AutoreadService:
             settings = await self.settings(guild_id)
             if reader is None or read is None or settings is None:
                 return
-            await reader.edit(message_id, self._text(settings, read.message, content, names))
+            await reader.edit(message_id, self._text(content, names))
 
     async def on_delete(self, guild_id: int, message_id: int) -> None:
         async with self._lock(guild_id):

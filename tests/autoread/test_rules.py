@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from bot.autoread.reader import NoteThrottle
-from bot.autoread.rules import AND_MORE, IncomingMessage, cut, skip_reason, spoken_text, voice_problem
+from bot.autoread.rules import (
+    AND_MORE,
+    IncomingMessage,
+    announcement,
+    cut,
+    skip_reason,
+    spoken_text,
+    voice_problem,
+)
 from bot.clock import ManualClock
 from bot.speech.cleanup import clean_text
 
@@ -55,20 +63,24 @@ def test_cut_keeps_short_text_and_cuts_long_text_at_a_word() -> None:
     assert cut("x" * 80, 30) == "x" * 21 + " and more"
 
 
-def test_spoken_text_cleans_then_cuts_then_announces() -> None:
+def test_spoken_text_cleans_then_cuts() -> None:
     text = spoken_text(
         "hi <@1> in <#3>, see https://example.com/x <:party_parrot:99> @everyone",
         names=Names(),
         cleaner=clean_text,
         max_chars=300,
-        speaker=None,
     )
     assert text == "hi Alice in general, see a link to example.com party parrot everyone"
-    announced = spoken_text("hello " * 100, names=Names(), cleaner=clean_text, max_chars=40, speaker="bob")
-    assert announced.startswith("bob said: hello")
-    assert announced.endswith(AND_MORE)
-    assert spoken_text("<@99>", names=Names(), cleaner=clean_text, max_chars=300, speaker=None) == "someone"
-    assert spoken_text("  ", names=Names(), cleaner=clean_text, max_chars=300, speaker="bob") == ""
+    long = spoken_text("**hello** " * 100, names=Names(), cleaner=clean_text, max_chars=40)
+    assert long == "hello hello hello hello hello and more"  # markup is gone before the cut
+    assert spoken_text("<@99>", names=Names(), cleaner=clean_text, max_chars=300) == "someone"
+    assert spoken_text("  ", names=Names(), cleaner=clean_text, max_chars=300) == ""
+
+
+def test_announcement_reads_the_display_name() -> None:
+    assert announcement("bob", names=Names(), cleaner=clean_text) == "bob said"
+    assert announcement("**Bo**b", names=Names(), cleaner=clean_text) == "Bob said"
+    assert announcement("[laugh]", names=Names(), cleaner=clean_text) is None
 
 
 @pytest.mark.parametrize(

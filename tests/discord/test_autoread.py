@@ -99,9 +99,22 @@ async def test_members_opt_in_and_out_and_moderators_set_up(make_harness) -> Non
         assert "(1 so far)" in await r.command("show", h.mo)
 
         await r.w.join(h.alice)
-        message = await r.say(h.alice, "I am speaking now.")
-        await r.wait_marks(message, ["✅"])
-        assert r.played() == ["alice said: I am speaking now."]
+        first = await r.say(h.alice, "I am speaking now.")
+        await r.wait_marks(first, ["✅"])
+        second = await r.say(h.alice, "And once more.")
+        await r.wait_marks(second, ["✅"])
+        assert r.played() == ["I am speaking now.", "And once more."]
+        # "alice said" is its own request in the bot's built-in voice, played first in the
+        # same clip; the second time it comes from the audio cache: free, nothing sent.
+        jobs = [(j["text"], j["voice_url"]) for j in await h.job_rows()]
+        assert jobs == [("I am speaking now.", None), ("alice said", None), ("And once more.", None)]
+        assert h.emulator.counts["submit"] == 3
+        assert [row["requests"] for row in await h.ledger_rows()] == [1, 1, 1]
+        said = seconds_of(emulator_wav("alice said"))
+        for playback, text in zip(r.w.lab.playbacks, ["I am speaking now.", "And once more."], strict=True):
+            await r.w.lab.wait_finished(playback)
+            expected = said + PAUSE + seconds_of(emulator_wav(text))
+            assert expected - TOLERANCE < playback.seconds < expected + PAUSE + TOLERANCE
 
         assert await r.command("me", h.alice, choice="off") == "Your messages are no longer read aloud."
         assert await r.handled("message", await h.sandbox.post(h.alice, h.general, "Not any more.")) is None
