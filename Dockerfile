@@ -1,28 +1,49 @@
 # Chatterbox TTS for Discord — the bot in one image.
-# FFmpeg comes from the distribution (transcoding to fit upload limits, Opus for voice chat);
-# libopus0 and libsodium23 are what discord.py's voice stack (PyNaCl, DAVE via davey) loads.
+#
+# Layers, from least to most often changed: Debian packages, the locked dependencies (rebuilt
+# only when requirements.lock changes), then the project's own code.
+# FFmpeg is Debian's (transcoding to fit upload limits, Opus for voice chat); the pip-packaged
+# FFmpeg (the `ffmpeg` extra) is not installed here. libopus0 and libsodium23 are what
+# discord.py's voice stack (PyNaCl, DAVE via davey) loads; tini is PID 1, so SIGTERM from
+# `docker stop` reaches the bot and zombie processes (FFmpeg) are reaped.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    DATABASE_URL=sqlite+aiosqlite:////data/chatterbox.db \
-    FFMPEG_PATH=/usr/bin/ffmpeg
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HTTP_HOST=0.0.0.0
 
+# Versions are not pinned: bookworm's stable archive only takes security fixes, which we want.
+# hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg libopus0 libsodium23 ca-certificates \
+    && apt-get install -y --no-install-recommends ffmpeg libopus0 libsodium23 ca-certificates tini \
     && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --create-home --uid 10001 chatterbox \
-    && mkdir -p /data && chown chatterbox:chatterbox /data
+# The working directory holds nothing but data: the default DATABASE_URL
+# (sqlite+aiosqlite:///./data/chatterbox.db) lands in the /app/data volume without any setting,
+# so no line of an --env-file can point the bot at a directory it cannot write.
+RUN groupadd --gid 10001 chatterbox \
+    && useradd --create-home --uid 10001 --gid 10001 chatterbox \
+    && mkdir -p /app/data \
+    && chown 10001:10001 /app/data
+
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements.lock \
+    && rm /tmp/requirements.lock
+
+COPY pyproject.toml README.md LICENSE /tmp/src/
+COPY bot /tmp/src/bot
+COPY cogs /tmp/src/cogs
+RUN pip install --no-cache-dir --no-deps /tmp/src \
+    && pip check \
+    && rm -rf /tmp/src
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY bot ./bot
-COPY cogs ./cogs
-RUN pip install .
-
-USER chatterbox
-VOLUME ["/data"]
-ENTRYPOINT ["chatterbox-bot"]
+USER 10001:10001
+VOLUME ["/app/data"]
+# The bot's HTTP server (provider callbacks, /healthz, /metrics); HTTP_PORT=0 turns it off.
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-m", "bot.healthcheck"]
+ENTRYPOINT ["/usr/bin/tini", "--", "chatterbox-bot"]
 CMD ["run"]

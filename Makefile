@@ -1,20 +1,39 @@
-# Everything runs from the project's own virtualenv in .venv, created on first use.
+# Everything runs from the project's own virtualenv in .venv, created on first use and filled
+# from the lock file (exact versions, checked by hash): every install gets the same packages.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# requirements.lock: what the bot runs on (the Docker image installs exactly this).
+# requirements-dev.lock: the same pins plus the test and lint tools and FFmpeg as a pip package.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# The one tool used only to write the lock files (never to install): pinned here.
+UV_VERSION := 0.13.8
+UV := $(VENV)/tools/bin/uv
+COMPILE = $(UV) pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes
+GUILD ?=
 
-.PHONY: test lint run emulator bench sync clean
+.PHONY: install test lint run emulator bench sync lock upgrade clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@$(BIN)/python -m pip check || { \
+	  echo "pyproject.toml asks for packages that $(DEV_LOCK) does not pin: run 'make lock'" >&2; exit 1; }
 	touch $(STAMP)
+
+install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pyright
+	$(BIN)/hadolint Dockerfile
+	$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).with_name("docker-compose"))') \
+	  --project-directory . -f docker-compose.yml config --quiet
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
@@ -26,11 +45,27 @@ emulator: $(STAMP)
 	$(BIN)/chatterbox-bot emulator
 
 sync: $(STAMP)
-	$(BIN)/chatterbox-bot sync
+	$(BIN)/chatterbox-bot sync $(if $(GUILD),--guild $(GUILD))
 
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
 	$(BIN)/python bench/cache.py
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)/tools
+	$(VENV)/tools/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+# Re-resolve after a change to pyproject.toml's dependencies, keeping every pin that still fits.
+lock: $(UV)
+	$(COMPILE) -o $(LOCK)
+	$(COMPILE) --extra dev --extra ffmpeg -c $(LOCK) -o $(DEV_LOCK)
+
+# Move every package (or only PACKAGE=name) to its newest release that pyproject.toml allows;
+# then run `make test` and commit both lock files.
+UPGRADE = $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
+upgrade: $(UV)
+	$(COMPILE) $(UPGRADE) -o $(LOCK)
+	$(COMPILE) --extra dev --extra ffmpeg $(UPGRADE) -c $(LOCK) -o $(DEV_LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -9,7 +9,15 @@ Decisions a server owner may want to know:
 * Mentions are off by default (``AllowedMentions.none()``), so spoken text that contains
   ``@everyone`` or a user mention can never ping anyone when it is echoed.
 * Slash commands are synced on demand (``chatterbox-bot sync``), never at every start:
-  syncing is rate limited by Discord and only needed after an install or upgrade.
+  syncing is rate limited by Discord and only needed after an install or upgrade. Instead, once
+  connected the bot logs one ``ready: <name> in N servers, M commands registered`` line and,
+  when Discord's list differs from the code's (one REST call, ``bot.command_sync``), a warning
+  naming ``chatterbox-bot sync``. ``sync`` builds the bot with ``commands_only=True``: the
+  command tree without the services, so it needs the Discord token and nothing else (no API
+  key, no database).
+* An option value discord.py cannot convert (a stale client sending a voice channel where a
+  text channel is wanted, a deleted role) is answered with the option's name and what it
+  accepts, not with an apology.
 * Any unexpected error in a command becomes a short ephemeral apology carrying an error id;
   the same id is logged with the traceback, so a moderator's report can be matched to the log.
 * Interaction tokens stay out of the log even at ``LOG_LEVEL=DEBUG``: discord.py logs REST
@@ -32,6 +40,7 @@ from discord.ext import commands
 
 from bot.audio import find_ffmpeg
 from bot.clock import Clock, SystemClock
+from bot.command_sync import compare, drift_warning, ready_line
 from bot.config import Settings
 from bot.playback.clip import VoiceClip
 from bot.playback.queue import Placement
@@ -43,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.autoread")
+COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.help", "cogs.autoread")
 
 #: discord.py's loggers whose DEBUG lines carry interaction or webhook tokens.
 TOKEN_LOGGERS = (
@@ -102,6 +111,7 @@ class ChatterboxBot(commands.Bot):
         clock: Clock | None = None,
         session: aiohttp.ClientSession | None = None,
         cogs: tuple[str, ...] = COGS,
+        commands_only: bool = False,
         voice_cls: type[discord.VoiceProtocol] | None = None,
         serve_http: bool = False,
         **options: Any,
@@ -124,14 +134,26 @@ class ChatterboxBot(commands.Bot):
         self.clock: Clock = clock or SystemClock()
         self._injected_session = session
         self._cog_names = cogs
+        self.commands_only = commands_only
         self.services: Services | None = None
         self.serve_http = serve_http
         self.ffmpeg: str | None = None
+        #: The start-up report (ready line, command check): started by ``setup_hook``, it
+        #: waits for the first READY and runs once.
+        self.ready_report: asyncio.Task[None] | None = None
         self.voice_cls = voice_cls
         self.voice_output: VoiceOutput | None = None
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
+        if not self.commands_only:
+            await self._open_services()
+        for name in self._cog_names:
+            await self.load_extension(name)
+        if not self.commands_only:
+            self.ready_report = asyncio.create_task(self.report_ready(), name="bot-ready-report")
+
+    async def _open_services(self) -> None:
         from bot.services import Services
 
         self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
@@ -139,8 +161,22 @@ class ChatterboxBot(commands.Bot):
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")
-        for name in self._cog_names:
-            await self.load_extension(name)
+
+    async def report_ready(self) -> None:
+        """Once connected: the ready line, and a warning when Discord's commands are not the code's."""
+        await self.wait_until_ready()
+        try:
+            fetched = await self.tree.fetch_commands()
+            registered = [command.to_dict() | _permissions(command) for command in fetched]
+        except discord.HTTPException as exc:
+            log.warning("could not read the registered slash commands from Discord: %s", exc)
+            registered = None
+        name = self.user.name if self.user is not None else "the bot"
+        log.info("%s", ready_line(name, len(self.guilds), None if registered is None else len(registered)))
+        if registered is not None:
+            drift = compare([c.to_dict(self.tree) for c in self.tree.get_commands()], registered)
+            if drift:
+                log.warning("%s", drift_warning(drift))
 
     def discord_connected(self) -> bool:
         """For ``/healthz``: logged in and connected to Discord's gateway."""
@@ -154,6 +190,9 @@ class ChatterboxBot(commands.Bot):
         return self.services
 
     async def close(self) -> None:
+        if self.ready_report is not None and not self.ready_report.done():
+            self.ready_report.cancel()
+            await asyncio.gather(self.ready_report, return_exceptions=True)
         try:
             await super().close()
         finally:
@@ -167,7 +206,7 @@ class ChatterboxBot(commands.Bot):
         if isinstance(error, app_commands.CheckFailure):
             message = str(error) or "You cannot use this command here."
         elif isinstance(error, app_commands.TransformerError):
-            message = f"{str(error.value)[:100]!r} is not a valid value for that option."
+            message = invalid_option_message(interaction, error)
         elif isinstance(error, app_commands.CommandOnCooldown):
             message = f"Slow down: try again in {error.retry_after:.0f} s."
         else:
@@ -178,9 +217,77 @@ class ChatterboxBot(commands.Bot):
                 error_id,
                 interaction.command.qualified_name if interaction.command else "?",
                 exc_info=(type(original), original, original.__traceback__),
+                extra={"error_id": error_id},  # a field of its own in LOG_FORMAT=json
             )
             message = f"Sorry, something went wrong on our side (error id `{error_id}`)."
         await send_ephemeral(interaction, message)
+
+
+def _permissions(command: app_commands.AppCommand) -> dict[str, Any]:
+    """``AppCommand.to_dict`` leaves the default member permissions out; the tree's has them."""
+    perms = command.default_member_permissions
+    return {"default_member_permissions": None if perms is None else str(perms.value)}
+
+
+_CHANNEL_KINDS = {
+    discord.ChannelType.text: "text channel",
+    discord.ChannelType.voice: "voice channel",
+    discord.ChannelType.category: "category",
+    discord.ChannelType.news: "announcement channel",
+    discord.ChannelType.stage_voice: "stage channel",
+    discord.ChannelType.forum: "forum",
+    discord.ChannelType.public_thread: "thread",
+    discord.ChannelType.private_thread: "private thread",
+}
+_ACCEPTS = {
+    discord.AppCommandOptionType.role: "a role of this server",
+    discord.AppCommandOptionType.user: "a member of this server",
+    discord.AppCommandOptionType.mentionable: "a member or role of this server",
+    discord.AppCommandOptionType.attachment: "a file you attach",
+    discord.AppCommandOptionType.integer: "a whole number",
+    discord.AppCommandOptionType.number: "a number",
+    discord.AppCommandOptionType.boolean: "true or false",
+    discord.AppCommandOptionType.string: "text",
+}
+
+
+def _accepts(parameter: app_commands.Parameter) -> str:
+    """What an option takes, in a member's words ("a text channel", "1 to 100")."""
+    if parameter.choices:
+        return "one of " + ", ".join(f"`{c.name}`" for c in parameter.choices[:10])
+    if parameter.type is discord.AppCommandOptionType.channel:
+        kinds = [_CHANNEL_KINDS.get(t, "channel") for t in parameter.channel_types] or ["channel"]
+        return "a " + " or ".join(dict.fromkeys(kinds)) + " of this server"
+    if parameter.min_value is not None and parameter.max_value is not None:
+        return f"{_ACCEPTS[parameter.type]} from {parameter.min_value:g} to {parameter.max_value:g}"
+    return _ACCEPTS.get(parameter.type, "another value")
+
+
+def invalid_option_message(interaction: discord.Interaction, error: app_commands.TransformerError) -> str:
+    """"`Lounge` is not a valid value for `channel`: pick a text channel of this server."."""
+    shown = discord.utils.escape_markdown(str(error.value))[:100]
+    command = interaction.command
+    parameters = command.parameters if isinstance(command, app_commands.Command) else []
+    candidates = [p for p in parameters if p.type is error.type]
+    if len(candidates) > 1:  # several options of that type: the one whose raw value was sent
+        raw = str(getattr(error.value, "id", error.value))
+        named = {o.get("name") for o in _leaf_options(interaction.data or {}) if str(o.get("value")) == raw}
+        candidates = [p for p in candidates if p.display_name in named] or candidates
+    if len(candidates) != 1:
+        return f"`{shown}` is not a valid value for one of this command's options; please pick again."
+    parameter = candidates[0]
+    return f"`{shown}` is not a valid value for `{parameter.display_name}`: pick {_accepts(parameter)}."
+
+
+def _leaf_options(data: Any) -> list[dict[str, Any]]:
+    """The options that carry values, through subcommand and group nesting."""
+    found: list[dict[str, Any]] = []
+    for option in data.get("options", []) if isinstance(data, dict) else []:
+        if "value" in option:
+            found.append(option)
+        else:
+            found.extend(_leaf_options(option))
+    return found
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
@@ -204,9 +311,10 @@ async def run_bot(settings: Settings) -> None:
 async def sync_commands(settings: Settings, *, guild_id: int | None = None) -> list[str]:
     """``chatterbox-bot sync``: register the slash commands, globally or for one guild.
 
-    Logs in over REST only (no gateway connection) and loads the cogs so the tree is complete.
+    Logs in over REST only (no gateway connection) and loads the cogs so the tree is complete,
+    but opens none of the services: only ``DISCORD_TOKEN`` is needed.
     """
-    bot = ChatterboxBot(settings)
+    bot = ChatterboxBot(settings, commands_only=True)
     async with bot:
         await bot.login(settings.require_discord_token().get_secret_value())
         guild = discord.Object(id=guild_id) if guild_id else None

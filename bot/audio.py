@@ -48,17 +48,24 @@ _MIB = 1024 * 1024
 
 
 class AudioError(UserFacingError):
-    """Audio that cannot be read, joined or converted; the message is fit for a user."""
+    """Audio that cannot be read, joined or converted.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, user_message=message)
+    ``str(err)`` is the detail for the log and the CLI. ``user_message`` is what a member may
+    read: the message itself, unless the raise site gives plain words instead because the
+    detail quotes FFmpeg or a Python exception (members never see those).
+    """
+
+    def __init__(self, message: str, *, user_message: str | None = None) -> None:
+        super().__init__(message, user_message=user_message or message)
 
 
 class TooLargeForUpload(AudioError):
     """The audio cannot be made to fit the upload limit; the message says why."""
 
-    def __init__(self, message: str, *, size_bytes: int, limit_bytes: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, size_bytes: int, limit_bytes: int, user_message: str | None = None
+    ) -> None:
+        super().__init__(message, user_message=user_message or message)
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
 
@@ -98,8 +105,14 @@ def _read_wav(data: bytes) -> tuple[WavInfo, bytes]:
             frames_data = reader.readframes(reader.getnframes())
     except wave.Error as exc:
         if str(exc).startswith("unknown format"):
-            raise AudioError(f"Unsupported WAV encoding ({exc}); only plain PCM WAV works.") from exc
-        raise AudioError(f"The WAV file is damaged or truncated ({exc}).") from exc
+            raise AudioError(
+                f"Unsupported WAV encoding ({exc}); only plain PCM WAV works.",
+                user_message="This WAV file uses an encoding the bot cannot read; only plain PCM WAV works.",
+            ) from exc
+        raise AudioError(
+            f"The WAV file is damaged or truncated ({exc}).",
+            user_message="The WAV file is damaged or truncated.",
+        ) from exc
     except EOFError as exc:
         raise AudioError("The WAV file is damaged or truncated.") from exc
     if channels < 1 or rate < 1:
@@ -209,7 +222,10 @@ async def _run(args: Sequence[str], stdin_data: bytes | None) -> tuple[int, byte
             stderr=asyncio.subprocess.PIPE,
         )
     except OSError as exc:
-        raise AudioError(f"FFmpeg could not be started ({exc.strerror or exc}).") from exc
+        raise AudioError(
+            f"FFmpeg could not be started ({exc.strerror or exc}).",
+            user_message="The bot's audio converter could not be started.",
+        ) from exc
     try:
         stdout, stderr = await proc.communicate(stdin_data)
     except BaseException:
@@ -251,7 +267,10 @@ async def transcode_to_opus(wav: bytes, *, ffmpeg: str, bitrate_kbps: int = 64) 
         log.info("FFmpeg at %s has no libopus; using its native opus encoder", ffmpeg)
         code, out, err = await _run(_opus_args(ffmpeg, bitrate_kbps, "opus"), wav)
     if code != 0 or not out.startswith(b"OggS"):
-        raise AudioError(f"FFmpeg could not encode the audio: {_last_line(err)}")
+        raise AudioError(
+            f"FFmpeg could not encode the audio: {_last_line(err)}",
+            user_message="The bot could not convert this audio.",
+        )
     return out
 
 
@@ -319,6 +338,8 @@ async def fit_upload(wav: bytes, *, limit_bytes: int, ffmpeg: str | None, base_n
             "is not installed to compress it.",
             size_bytes=len(wav),
             limit_bytes=limit_bytes,
+            user_message=f"The audio is {size_text}, over this server's {limit_text} upload limit, "
+            "and this bot cannot compress audio.",
         )
     ceiling = math.inf
     for bitrate in UPLOAD_BITRATES_KBPS:
@@ -374,7 +395,8 @@ async def probe_audio(data: bytes, *, ffmpeg: str | None) -> ProbeResult:
         except AudioError as exc:
             raise AudioError(
                 "Only WAV files can be checked because FFmpeg is not installed; "
-                f"that file could not be read ({exc})"
+                f"that file could not be read ({exc})",
+                user_message="This bot can only use WAV voice clips, and that file is not one it can read.",
             ) from exc
         return ProbeResult(info.duration, "wav", f"pcm_s{info.sample_width * 8}le")
     writing = asyncio.ensure_future(asyncio.to_thread(_write_temp, data))

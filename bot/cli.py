@@ -1,8 +1,13 @@
-"""The ``chatterbox-bot`` command line: run | sync | speak | emulator | db.
+"""The ``chatterbox-bot`` command line: run | sync | speak | emulator | db, and ``--version``.
 
 Every failure a person can cause (a missing setting, a bad option, a refused request) ends in
 one line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for everything
 else. Tracebacks are for bugs only.
+
+Logs go to stderr, as text by default or, with ``LOG_FORMAT=json``, one JSON object per line
+(``time``, ``level``, ``logger``, ``message``, plus any ``extra`` fields such as ``error_id``),
+written by python-json-logger rather than by hand so that escaping and tracebacks are right.
+Interaction tokens are redacted before either formatter sees a record (``bot.app``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.version import version_line
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,11 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Discord bot for the Chatterbox TTS API (and its tools). Settings come from "
         "environment variables or .env; see .env.example.",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     sub.add_parser("run", help="connect to Discord and serve /speak and /quota")
 
-    sync = sub.add_parser("sync", help="register the slash commands with Discord (run after install/upgrade)")
+    sync = sub.add_parser(
+        "sync",
+        help="register the slash commands with Discord (run after install/upgrade; needs only DISCORD_TOKEN)",
+    )
     sync.add_argument("--guild", type=int, metavar="ID",
                       help="sync to one server only (instant; global sync can take up to an hour)")
 
@@ -97,12 +107,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def log_formatter(log_format: str) -> logging.Formatter:
+    """The formatter for ``LOG_FORMAT``: readable text, or one JSON object per line."""
+    if log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(log_formatter(settings.log_format))
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
     # discord.py and aiohttp are chatty at DEBUG; keep them at INFO unless asked. Alembic
     # narrates every start ("Context impl SQLiteImpl", ...): only its warnings are news.
     for noisy in ("discord.gateway", "discord.http", "aiohttp.access"):
@@ -137,6 +160,6 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             settings.require_api_key()
             await run_bot(settings)
         else:
-            await sync_commands(settings, guild_id=args.guild)
+            await sync_commands(settings, guild_id=args.guild)  # no API key, no database
         return EXIT_OK
     raise AssertionError(f"unhandled command {args.command}")

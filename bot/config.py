@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # --- process --------------------------------------------------------------------
     ffmpeg_path: str | None = None
     log_level: str = "INFO"
+    #: ``text`` (one readable line per record) or ``json`` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    #: Where members can read this bot's source (shown by /about); empty = not published.
+    about_source_url: str | None = None
 
     @field_validator("chatterbox_gateway_url")
     @classmethod
@@ -133,6 +137,21 @@ class Settings(BaseSettings):
                 "(set CHATTERBOX_ALLOW_HTTP=true only for the local emulator)."
             )
         return url
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("about_source_url")
+    @classmethod
+    def _source_url_is_web(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be a web address (https://…)")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -112,11 +112,18 @@ def _check_output(path: Path) -> None:
         raise UsageError(f"cannot write {path}: permission denied")
 
 
+#: An audio file is for playing and sharing: readable by all, like any file a shell writes
+#: (``mkstemp`` makes its temporary file 0600, which a media player run by another user, or a
+#: web server, could not read).
+OUTPUT_MODE = 0o644
+
+
 def _write_atomically(path: Path, data: bytes) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            os.fchmod(out.fileno(), OUTPUT_MODE)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

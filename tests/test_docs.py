@@ -1,4 +1,9 @@
-"""The documentation lists every setting: .env.example and the README's configuration table."""
+"""The documentation lists every setting: .env.example and the README's configuration table.
+
+.env.example sets only the secrets (empty); every other setting is there commented out at its
+default (``# NAME=default``), so a copy of it changes nothing but what its owner uncomments,
+also when Docker reads it with ``--env-file`` (see tests/ops/test_docker_files.py).
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,16 @@ from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = sorted(name.upper() for name in Settings.model_fields)
+SECRETS = {"DISCORD_TOKEN", "CHATTERBOX_API_KEY"}
 
 
-def _env_example() -> dict[str, str]:
+def _env_example(commented: bool | None = None) -> dict[str, str]:
+    """NAME → value as written; ``commented`` picks only set (False) or only commented (True) lines."""
     entries = {}
     for line in (ROOT / ".env.example").read_text().splitlines():
-        match = re.match(r"^([A-Z0-9_]+)=(.*)$", line)
-        if match:
-            entries[match.group(1)] = match.group(2)
+        match = re.match(r"^(# )?([A-Z0-9_]+)=(.*)$", line)
+        if match and (commented is None or bool(match.group(1)) == commented):
+            entries[match.group(2)] = match.group(3)
     return entries
 
 
@@ -41,6 +48,24 @@ def test_env_example_lists_setting_with_its_default(name: str) -> None:
 
 def test_env_example_has_no_unknown_settings() -> None:
     assert sorted(_env_example()) == SETTINGS
+
+
+def test_env_example_sets_only_the_secrets() -> None:
+    assert set(_env_example(commented=False)) == SECRETS, (
+        "optional settings are commented out in .env.example ('# NAME=default'), so that a copy "
+        "used as .env (or as Docker's --env-file) overrides nothing by accident"
+    )
+    assert all(value == "" for value in _env_example(commented=False).values())
+
+
+def test_env_example_gives_each_setting_a_one_line_comment() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if re.match(r"^(# )?[A-Z0-9_]+=", line):
+            above = lines[index - 1]
+            assert above.startswith("# ") and not re.match(r"^# [A-Z0-9_]+=", above), (
+                f"{line!r} needs a one-line comment right above it"
+            )
 
 
 @pytest.mark.parametrize("name", SETTINGS)

@@ -399,10 +399,10 @@ class ChatterboxClient:
                     if not resumed:
                         self.durations.record(self._observed_duration(doc, last_pending, polled))
                     detail = self._scrub_short(doc.error or "")
-                    shown = f"The TTS service could not make this audio: {detail}" if detail else None
                     raise JobFailed(
                         f"job {request_id} FAILED: {detail or 'no reason given'}",
-                        user_message=shown,
+                        # The provider's reason (e.g. a voice clip URL it could not fetch) is for
+                        # the log only; members get the plain default.
                         error=detail or None,
                         request_id=request_id,
                     )
@@ -715,13 +715,8 @@ class ChatterboxClient:
         summary = f"HTTP {status}: {error or '-'}: {message or '-'}"
         refundable = None if not accepted else False  # None: the class's own rule
         if status == 400:
-            detail = message or error
-            return BadRequest(
-                summary,
-                status=status,
-                refund=refundable,
-                user_message=f"The TTS service rejected this request: {detail}" if detail else None,
-            )
+            # The provider's words stay in ``summary`` (the log); members get the plain default.
+            return BadRequest(summary, status=status, refund=refundable)
         if status == 401:
             return Unauthorized(summary, status=status, refund=refundable)
         if status == 402:

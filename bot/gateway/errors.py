@@ -2,9 +2,11 @@
 
 Every error carries three facts the layers above need, so none of them parses messages:
 
-- ``user_message``: one short sentence a Discord member understands. It never contains a
-  secret, a URL with credentials or a stack trace; text that came from the gateway is passed
-  through ``ChatterboxClient``'s scrubber and shortened before it lands here.
+- ``user_message``: one short sentence a Discord member understands: what happened, in plain
+  words. It never contains a secret, a URL, the provider's own error text (that goes into
+  ``str(error)``, for the log) or a stack trace, and it says nothing about money or trying
+  again: the caller knows whether the quota was refunded and says so once (a charged failure
+  must not invite a second, charged attempt).
 - ``refund``: whether the quota reserved for this request should be given back (DESIGN rule 3).
   It is True only when the provider provably did not charge: the request was refused
   (400/401/402/403/429), rejected by our own validation, never left this machine (connection
@@ -26,7 +28,7 @@ from bot.errors import UserFacingError
 class GatewayError(UserFacingError):
     """Base class: something went wrong talking to the Chatterbox gateway."""
 
-    default_user_message = "Something went wrong with the TTS service; please try again later."
+    default_user_message = "Something went wrong with the TTS service."
     default_refund = False
 
     def __init__(
@@ -71,21 +73,26 @@ class InvalidTTSRequest(GatewayError):
 class BadRequest(GatewayError):
     """400: the gateway refused the request (bad parameter, model not found). Not charged."""
 
-    default_user_message = "The TTS service rejected this request."
+    default_user_message = "The TTS service rejected this request (often the voice clip or a setting)."
     default_refund = True
 
 
 class Unauthorized(GatewayError):
     """401: the API key is missing or wrong. An operator problem, not the member's."""
 
-    default_user_message = "The TTS service is not set up correctly (its API key); please tell a moderator."
+    default_user_message = (
+        "The bot's TTS service account is not set up correctly; only the bot's owner can fix that."
+    )
     default_refund = True
 
 
 class InsufficientBalance(GatewayError):
     """402: the provider account is out of money. ``required`` is the amount it asked for, if given."""
 
-    default_user_message = "The TTS service is out of credit; moderators have been told."
+    default_user_message = (
+        "The bot's TTS account is out of credit; text-to-speech is paused on every server until "
+        "its owner tops it up."
+    )
     default_refund = True
 
     def __init__(self, message: str, *, required: str | None = None, **kwargs: Any) -> None:
@@ -96,7 +103,7 @@ class InsufficientBalance(GatewayError):
 class Forbidden(GatewayError):
     """403: the key is valid but not allowed to use this API."""
 
-    default_user_message = "The TTS service refused access for this bot; please tell a moderator."
+    default_user_message = "The TTS service refused access for this bot; only the bot's owner can fix that."
     default_refund = True
 
 
@@ -123,7 +130,7 @@ def rate_limited_user_message(retry_after: float | None) -> str:
 class ServerError(GatewayError):
     """5xx: the gateway failed. Raised by ``submit`` it means the job may exist and be charged."""
 
-    default_user_message = "The TTS service had an internal error; please try again later."
+    default_user_message = "The TTS service had an internal error."
     default_refund = False
 
 
@@ -131,7 +138,7 @@ class GatewayUnreachable(GatewayError):
     """A network failure. ``may_have_reached`` is False only when the request provably was
     never sent (connection refused, DNS failure, connect timeout); then it is refunded."""
 
-    default_user_message = "Couldn't reach the TTS service; please try again later."
+    default_user_message = "Couldn't reach the TTS service."
 
     def __init__(self, message: str, *, may_have_reached: bool, **kwargs: Any) -> None:
         kwargs.setdefault("refund", not may_have_reached)
@@ -142,16 +149,16 @@ class GatewayUnreachable(GatewayError):
 class ProtocolError(GatewayError):
     """The gateway answered something we cannot understand (bad JSON, unknown status, ...)."""
 
-    default_user_message = (
-        "The TTS service sent an answer the bot could not understand; please try again later."
-    )
+    default_user_message = "The TTS service sent an answer the bot could not understand."
     default_refund = False
 
 
 class JobFailed(GatewayError):
     """The job ended FAILED (bad input such as an unusable voice clip). The provider charges it."""
 
-    default_user_message = "The TTS service could not make this audio."
+    default_user_message = (
+        "The TTS service could not make this audio (often the voice clip: try another clip, or no clip)."
+    )
     default_refund = False
 
     def __init__(self, message: str, *, error: str | None = None, **kwargs: Any) -> None:
@@ -162,14 +169,14 @@ class JobFailed(GatewayError):
 class JobErrored(GatewayError):
     """The job ended ERROR (a system error at the provider). Not charged, so refunded."""
 
-    default_user_message = "The TTS service had a system error; your quota was not used. Please try again."
+    default_user_message = "The TTS service had a system error."
     default_refund = True
 
 
 class WaitTimeout(GatewayError):
     """The job did not finish within ``max_wait``. It may still finish and be charged."""
 
-    default_user_message = "The TTS service is taking too long with this request; please try again later."
+    default_user_message = "The TTS service took too long with this request."
     default_refund = False
 
 
@@ -179,7 +186,7 @@ class DownloadError(GatewayError):
     ``reason`` is one of "too_big", "wrong_type", "network", "http", "bad_url".
     """
 
-    default_user_message = "The audio was made but could not be downloaded; please try again later."
+    default_user_message = "The audio was made but could not be downloaded."
     default_refund = False
 
     def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:

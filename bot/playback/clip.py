@@ -209,7 +209,8 @@ class VoiceClip:
         try:
             self.audio.add(wav)
         except AudioError as exc:
-            self.failure = f"its audio could not be streamed ({str(exc).rstrip('.')})"
+            log.warning("job %s: a chunk could not be streamed to voice chat: %s", self.job_id, exc)
+            self.failure = "its audio could not be streamed"
             self.audio.abort()
         self._changed()
 

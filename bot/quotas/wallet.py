@@ -36,7 +36,10 @@ from bot.store.tables import bot_guard
 
 GUARD_ROW = 1
 REASON_MAX = 500
-PAUSED_USER_MESSAGE = "The TTS service is out of credit; moderators have been told."
+PAUSED_USER_MESSAGE = (
+    "The bot's TTS account is out of credit; text-to-speech is paused on every server until its "
+    "owner tops it up."
+)
 
 
 class SubmissionsPaused(UserFacingError):

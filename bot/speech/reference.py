@@ -9,11 +9,14 @@ decodes the bytes (``bot.audio.probe_audio``: FFmpeg as an asyncio subprocess) t
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import PurePosixPath
 
 from bot.audio import AudioError, ProbeResult, probe_audio
 from bot.gateway.errors import InvalidTTSRequest
+
+log = logging.getLogger(__name__)
 
 #: Extensions accepted when the uploader's content type is unknown.
 AUDIO_EXTENSIONS = frozenset(
@@ -81,7 +84,8 @@ async def check_clip(
     try:
         probe = await probe_audio(data, ffmpeg=ffmpeg)
     except AudioError as exc:
-        raise InvalidTTSRequest("voice", f"The voice clip can't be used: {exc}") from exc
+        log.info("voice clip %r refused: %s", filename, exc)  # the detail may quote FFmpeg
+        raise InvalidTTSRequest("voice", f"The voice clip can't be used: {exc.user_message}") from exc
     problem = duration_problem(probe.duration, max_seconds)
     if problem is not None:
         raise InvalidTTSRequest("voice", problem)

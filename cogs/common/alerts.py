@@ -8,7 +8,7 @@ never guesses a channel, since alerts may say things members need not see.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import discord
 
@@ -18,12 +18,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def alert_moderators(bot: ChatterboxBot, guild_id: int, text: str) -> bool:
-    """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible."""
+async def alert_moderators(
+    bot: ChatterboxBot, guild_id: int, text: str, *, if_unset: Literal["warn", "skip"] = "warn"
+) -> bool:
+    """Post ``text`` in the guild's alert channel; False (and a logged warning) if impossible.
+
+    ``if_unset="skip"``: a guild without an alert channel is passed over silently (for alerts
+    sent to every server, where most may not have chosen one).
+    """
     settings = await bot.core.quotas.admin.guild_settings(guild_id)
     channel_id = settings.alert_channel_id
     if channel_id is None:
-        log.warning("no moderator alert channel is set in guild %s; alert: %s", guild_id, text)
+        if if_unset == "warn":
+            log.warning("no moderator alert channel is set in guild %s; alert: %s", guild_id, text)
         return False
     channel = bot.get_channel(channel_id)
     try:

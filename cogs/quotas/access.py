@@ -110,3 +110,25 @@ async def _moderator_check(interaction: discord.Interaction) -> bool:
 moderator_only = app_commands.check(_moderator_check)
 
 
+class NotBotOwner(app_commands.CheckFailure):
+    """Only the application's owner (or a member of its team) may do this."""
+
+
+async def _bot_owner_check(interaction: discord.Interaction) -> bool:
+    # ``Bot.is_owner`` reads the application's owner or team once from Discord and caches it.
+    if await interaction.client.is_owner(interaction.user):  # type: ignore[attr-defined]
+        return True
+    log.warning(
+        "refused /%s to user %s in guild %s: not the bot's owner",
+        command_name(interaction), interaction.user.id, interaction.guild_id,
+    )
+    raise NotBotOwner(
+        "Only the bot's owner can end the out-of-credit pause: it covers every server, and "
+        "topping up the TTS account is theirs to do. /quota pause and /quota resume act on "
+        "this server."
+    )
+
+
+#: For what affects every server (the bot-wide wallet pause): the application owner or team.
+bot_owner_only = app_commands.check(_bot_owner_check)
+

@@ -21,9 +21,10 @@ Decisions:
   the cap); ``remove:`` takes the request budget and/or cost cap away. Everything given is
   checked before anything is written, so a bad value changes nothing.
 - ``pause`` / ``resume`` act on this server only. The bot-wide pause after a 402 (out of
-  credit) is resumed with the separate ``/quota resume-wallet``: it affects every server,
-  so it gets its own deliberate command; ``/quota resume`` and ``/quota show`` point to it
-  while it is on.
+  credit) is resumed with the separate ``/quota resume-wallet``: it affects every server, so
+  it gets its own deliberate command, and only the application's owner (or its team) may use
+  it — a server's moderators can neither top up the account nor decide for other servers;
+  ``/quota resume`` and ``/quota show`` point to it while it is on.
 - ``@everyone`` cannot get a role policy or be exempt: the server default is that policy.
 - Every change is logged (``log.info`` with the moderator's id) and recorded in the
   ``audit_log`` table by ``QuotaAdmin`` in the same transaction (``/quota history`` shows it),
@@ -57,6 +58,7 @@ from cogs.quotas.access import (
     MaxInFlight,
     Reason,
     RequestsPerDay,
+    bot_owner_only,
     command_name,
     moderator_only,
 )
@@ -507,17 +509,17 @@ class QuotaCog(commands.GroupCog, group_name="quota", group_description="Text-to
             if wallet.paused:
                 since = f" since {render.timestamp(wallet.since)}" if wallet.since else ""
                 text += (
-                    f"\nNote: the whole bot is paused{since} because the TTS service is out of "
-                    "credit. After topping up, run /quota resume-wallet."
+                    f"\nNote: the whole bot is paused{since} because its TTS account is out of "
+                    "credit. The bot's owner ends that by topping up (or with /quota resume-wallet)."
                 )
             return text
 
         await self._run(interaction, work)
 
     @app_commands.command(
-        name="resume-wallet", description="Moderators: end the bot-wide pause after topping up credit"
+        name="resume-wallet", description="Bot owner: end the bot-wide pause after topping up credit"
     )
-    @moderator_only
+    @bot_owner_only
     async def resume_wallet(self, interaction: discord.Interaction) -> None:
         async def work(guild_id: int, actor_id: int) -> str:
             resumed = await self.core.wallet.resume(by=f"user:{actor_id} guild:{guild_id}")

@@ -243,7 +243,7 @@ def _wallet_status(wallet: WalletState) -> str:
         text += f" {timestamp(wallet.since)}"
     if wallet.next_probe_at is not None:
         text += f"; the bot tries again {timestamp(wallet.next_probe_at)}"
-    return text + "; after topping up, /quota resume-wallet resumes at once"
+    return text + "; after topping up, the bot's owner can resume it at once with /quota resume-wallet"
 
 
 # ---- /quota usage ---------------------------------------------------------------------------

@@ -5,10 +5,14 @@ wording is unit-tested on its own and the cog only decides *when* to show it.
 
 Decisions:
 
-- The card is one message: a header (who asked, the output, the settings), a quote of the
-  text, and a ``Status:`` line that moves through ``quota ok: 2 requests, $0.02`` →
-  ``queued, position 3`` → ``processing… 4 s`` → ``done`` / ``failed: …`` / ``cancelled``.
-  An optional ``Voice:`` line carries the voice player's state ("playing in #Lounge").
+- The card is one public message: a header (who asked, the output, the settings), a quote of
+  the text, and a ``Status:`` line that moves through ``quota ok`` → ``queued, position 3`` →
+  ``processing… 4 s`` → ``done`` / ``failed (error id …)`` / ``cancelled``. An optional
+  ``Voice:`` line carries the voice player's state ("playing in #Lounge").
+- The card shows progress and the result only. What a request costs (``cost_note``) and why
+  it failed (``failure_message``: the plain reason, whether the quota was refunded, the error
+  id) go privately to the requester, each said once. A charged failure never says "try again":
+  a second attempt would be charged again.
 - The member's text is quoted, shortened and stripped of markdown so it cannot reshape the
   card; mentions stay as written but every message is sent with ``AllowedMentions.none()``,
   so nobody is pinged.
@@ -54,8 +58,16 @@ def status_starting() -> str:
     return "checking quota…"
 
 
-def status_quota_ok(requests: int, cost: Decimal) -> str:
-    return f"quota ok: {plural(requests, 'request')}, {money(cost)}"
+def status_quota_ok(requests: int) -> str:
+    return "quota ok" if requests <= 1 else f"quota ok: {requests} parts"
+
+
+def cost_note(requests: int, cost: Decimal) -> str:
+    """Private to the requester, once the quota is reserved."""
+    return (
+        f"This /speak uses {plural(requests, 'request')} of your quota ({money(cost)}); "
+        "it is given back if the TTS service does not charge for it."
+    )
 
 
 def status_waiting(position: int) -> str:
@@ -83,9 +95,25 @@ def status_done(duration: float, *, where: str | None = None, cached: bool = Fal
     return f"{text}, {where}" if where else text
 
 
-def status_failed(user_message: str, refunded: bool) -> str:
-    money_note = "your quota was refunded" if refunded else "the request was charged"
-    return f"failed: {user_message} ({money_note})"
+def error_id(job_id: str) -> str:
+    """The id a member quotes and the log has: a failed job's log lines carry its id."""
+    return job_id[:8]
+
+
+def status_failed(job_id: str) -> str:
+    return f"failed (error id `{error_id(job_id)}`)"
+
+
+def failure_message(user_message: str, refunded: bool, job_id: str) -> str:
+    """Private to the requester: why, what it cost, and the error id."""
+    if refunded:
+        money_note = "Nothing was charged (your quota was given back), so you can try again."
+    else:
+        money_note = (
+            "The TTS service charges for requests that reach it, so this one counts against "
+            "your quota; the same request would likely fail the same way."
+        )
+    return f"Your /speak failed: {user_message} {money_note} (error id `{error_id(job_id)}`)"
 
 
 def status_cancelled(refunded: bool) -> str:
@@ -148,21 +176,32 @@ def audio_message(
     return "\n".join(lines)[:MAX_MESSAGE]
 
 
-def quota_refusal(user_message: str, resets_at: datetime | None) -> str:
-    if resets_at is None:
+def quota_refusal(user_message: str, resets_at: datetime | None, code: str = "quota") -> str:
+    """The refusal with the reset moment in the member's own time zone, said once: the quota
+    service's text already says "resets in 3 h 12 min"; this adds the clock time."""
+    if resets_at is None or code == "cooldown":
         return user_message
     stamp = int(resets_at.timestamp())
-    return f"{user_message}\nYour quota resets <t:{stamp}:R> (at <t:{stamp}:t>)."
+    return f"{user_message.rstrip().removesuffix('.')} (at <t:{stamp}:t> your time)."
 
 
 def out_of_credit_alert(requester: str, probe_seconds: float) -> str:
-    """For the moderators' alert channel when the provider answers 402. No secrets."""
+    """For every server's alert channel when the provider says the account is out of credit
+    (402). Sent once per pause to each server that has an alert channel. No secrets."""
     return (
-        "⚠️ **Text-to-speech is paused: the Chatterbox TTS account is out of credit** "
-        f"(the service answered 402 Insufficient Balance to a /speak by {requester}).\n"
-        "Nobody's quota was charged for the refused requests. Top up the account; the bot "
-        f"tries one request again every {seconds(probe_seconds)} and resumes by itself when it works."
+        "⚠️ **Text-to-speech is paused on every server: the bot's Chatterbox TTS account is out "
+        f"of credit** (noticed on a /speak by {requester}).\n"
+        "Nobody's quota was charged for the refused requests. The bot's owner has to top up the "
+        f"account; the bot tries one request every {seconds(probe_seconds)} and resumes by itself "
+        "once it works (or at once with /quota resume-wallet, for the bot's owner)."
     )
+
+
+def out_of_credit_refusal(user_message: str, moderators_told: bool) -> str:
+    """The member's side of the pause: "moderators have been told" only where it is true."""
+    if moderators_told:
+        return f"{user_message} This server's moderators have been told."
+    return user_message
 
 
 def budget_alert(reason: str, requester: str) -> str:

@@ -274,10 +274,12 @@ class SpeakCog(commands.Cog, name="Speak"):
                     fresh=request.fresh,
                 )
             except (InvalidTTSRequest, QuotaExceeded, SubmissionsPaused) as exc:
-                await reply.refuse(_refusal_text(exc))
+                text = _refusal_text(exc)
                 if isinstance(exc, SubmissionsPaused):
-                    await out_of_credit(self.bot, interaction.guild_id, member.display_name)
-                elif isinstance(exc, QuotaExceeded) and exc.code in BUDGET_CODES:
+                    told = await out_of_credit(self.bot, interaction.guild_id, member.display_name)
+                    text = _card.out_of_credit_refusal(text, told)
+                await reply.refuse(text)
+                if isinstance(exc, QuotaExceeded) and exc.code in BUDGET_CODES:
                     await self._budget_reached(interaction.guild_id, exc, member.display_name)
                 return
             card_started = True
@@ -532,6 +534,7 @@ class SpeakCog(commands.Cog, name="Speak"):
 
     async def close_failed_resumed(self, job: ResumedJob, message: str) -> None:
         """A resumed job ended without audio: its old card says so, without a Cancel button."""
+        log.info("resumed job %s failed: %s", job.job_id, message)
         card_id = job.target.card_message_id
         channel = await self._resumed_channel(job) if card_id else None
         if channel is None:
@@ -542,7 +545,10 @@ class SpeakCog(commands.Cog, name="Speak"):
             output=job.target.kind, exaggeration=params.exaggeration,
             temperature=params.temperature, cfg=params.cfg,
             voice_name=_voice_name(job.voice_url),
-            status=_card.status_failed(message, job.refunded), note="(Closed after a restart.)",
+            status=_card.status_failed(job.job_id),
+            note="(Closed after a restart; " + (
+                "the quota was given back.)" if job.refunded else "the TTS service charged for it.)"
+            ),
         )
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
@@ -633,7 +639,7 @@ def _voice_name(voice_url: str | None) -> str | None:
 
 def _refusal_text(exc: UserFacingError) -> str:
     if isinstance(exc, QuotaExceeded):
-        return _card.quota_refusal(exc.user_message, exc.resets_at)
+        return _card.quota_refusal(exc.user_message, exc.resets_at, exc.code)
     return exc.user_message
 
 

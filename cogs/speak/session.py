@@ -185,8 +185,13 @@ class SpeakSession:
             if event.plan.cached:
                 card.status = _card.status_from_cache()
             else:
-                card.status = _card.status_quota_ok(event.plan.requests, event.plan.cost)
+                card.status = _card.status_quota_ok(event.plan.requests)
             await self.show("quota")
+            # The cost is the requester's business: privately, and only once the card exists
+            # (the first follow-up after a "thinking" defer would replace the card).
+            if self._card_shown:
+                with contextlib.suppress(discord.HTTPException):
+                    await self.reply.tell(_card.cost_note(event.plan.requests, event.plan.cost))
         elif isinstance(event, WaitingForSlot):
             card.status = _card.status_waiting(event.position)
             await self.show("waiting")
@@ -221,17 +226,19 @@ class SpeakSession:
         await self._finish()
 
     async def _failed(self, event: Failed) -> None:
-        self.card.status = _card.status_failed(event.user_message, event.refunded)
+        self.card.status = _card.status_failed(event.job_id)
         self._end_voice(event.user_message)
-        if event.refunded:
-            # A 402 pauses the wallet (refunded); ``claim_alert`` is True only while paused and
-            # not yet announced, so any other refunded failure costs one no-op UPDATE. The job's
-            # typed error is not awaited here: the job waits for this listener to return.
-            # Moderators hear of it before the card says "failed".
-            await out_of_credit(self.bot, self.guild_id, self.requester_name)
+        message = event.user_message
+        if event.refunded and (await self.bot.core.wallet.state()).paused:
+            # A 402 paused the wallet (refunded). The job's typed error is not awaited here:
+            # the job waits for this listener to return. Moderators hear of it before the
+            # card says "failed", and the member is told so only where it is true.
+            told = await out_of_credit(self.bot, self.guild_id, self.requester_name)
+            message = _card.out_of_credit_refusal(message, told)
         await self._finish()
+        # The public card says "failed"; the reason and the money go to the requester, once.
         with contextlib.suppress(discord.HTTPException):
-            await self.reply.tell(f"Your /speak failed: {event.user_message}")
+            await self.reply.tell(_card.failure_message(message, event.refunded, event.job_id))
 
     async def _finish(self) -> None:
         self._terminal = self.card.status
@@ -270,10 +277,11 @@ class SpeakSession:
                 result.audio, limit_bytes=self.upload_limit, ffmpeg=self.bot.ffmpeg, base_name=result.text
             )
         except TooLargeForUpload as exc:
-            return f"but it cannot be posted: {exc}"
+            log.info("job %s: %s", result.job_id, exc)
+            return f"but it cannot be posted: {exc.user_message}"
         except AudioError as exc:
             log.warning("could not prepare the audio of job %s: %s", result.job_id, exc)
-            return f"but it could not be prepared for upload: {exc}"
+            return f"but it could not be prepared for upload (error id `{_card.error_id(result.job_id)}`)"
         notes = [n for n in (upload.note, self._fallback_note(), refused) if n]
         content = _card.audio_message(
             requester=f"<@{self.requester_id}>",
@@ -291,9 +299,7 @@ class SpeakSession:
             self._buttons_on_card = buttons is None
         except discord.HTTPException as exc:
             log.warning("could not post the audio of job %s: %s", result.job_id, exc)
-            if exc.status == 413:
-                return "but it is too large for this server's upload limit"
-            return "but Discord refused the upload (check my permissions in this channel)"
+            return upload_refused(exc, result.job_id)
         return "posted below"
 
     async def _post_voice_message(self, result: SpeechResult) -> str | None:
@@ -382,17 +388,44 @@ class SpeakSession:
         await self.show(f"voice-fallback:{reason}", final=self._terminal is not None)
 
 
-async def out_of_credit(bot: ChatterboxBot, guild_id: int | None, requester_name: str) -> None:
-    """Tell the moderators once per wallet pause (``WalletGuard.claim_alert``)."""
-    if guild_id is None:
-        return
+#: Discord's JSON error codes for an upload it refused (not our fault, not a permission).
+_TOO_LARGE_CODES = frozenset({40005})
+_MISSING_PERMISSIONS = 50013
+
+
+def upload_refused(exc: discord.HTTPException, job_id: str) -> str:
+    """What the card says when Discord did not take the audio file: the cause when it is known."""
+    if exc.status == 413 or exc.code in _TOO_LARGE_CODES:
+        return "but it is too large for this server's upload limit"
+    if exc.code == _MISSING_PERMISSIONS:
+        return "but I am not allowed to post files here (I need Attach Files in this channel)"
+    return f"but Discord did not take the file (error id `{_card.error_id(job_id)}`)"
+
+
+async def out_of_credit(bot: ChatterboxBot, guild_id: int | None, requester_name: str) -> bool:
+    """The bot-wide pause: tell every server's moderators once; True if this server's know.
+
+    ``WalletGuard.claim_alert`` is True once per pause (across processes). Its winner posts
+    in this server's alert channel first (awaited, so the member's "moderators have been told"
+    is true), then in the alert channel of every other server this process serves; servers
+    without an alert channel are skipped. Afterwards, a server's moderators count as told
+    when it has an alert channel.
+    """
     try:
-        if not await bot.core.wallet.claim_alert():
-            return
-        text = _card.out_of_credit_alert(
-            discord.utils.escape_markdown(requester_name), bot.settings.chatterbox_wallet_probe_seconds
-        )
-        await alert_moderators(bot, guild_id, text)
+        if await bot.core.wallet.claim_alert():
+            text = _card.out_of_credit_alert(
+                discord.utils.escape_markdown(requester_name), bot.settings.chatterbox_wallet_probe_seconds
+            )
+            told_here = guild_id is not None and await alert_moderators(bot, guild_id, text)
+            others = [g.id for g in bot.guilds if g.id != guild_id]
+            told = [g for g in others if await alert_moderators(bot, g, text, if_unset="skip")]
+            log.warning("out of credit: told the moderators of %d of %d servers", len(told) + told_here,
+                        len(others) + (guild_id is not None))
+            return told_here
+        if guild_id is None:
+            return False
+        return (await bot.core.quotas.admin.guild_settings(guild_id)).alert_channel_id is not None
     except Exception:
         log.exception("could not alert the moderators about the out-of-credit pause")
+        return False
 

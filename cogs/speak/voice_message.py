@@ -58,7 +58,7 @@ def voice_message_form(audio: VoiceMessageAudio) -> list[dict[str, Any]]:
 async def post_voice_message(bot: Any, channel_id: int, wav: bytes) -> int:
     """Post ``wav`` as a voice message in the channel; returns the message id."""
     if bot.ffmpeg is None:
-        raise VoiceMessageRefused("voice messages need FFmpeg, which this bot does not have")
+        raise VoiceMessageRefused("voice messages are not available on this bot")
     try:
         audio = await voice_message_audio(wav, ffmpeg=bot.ffmpeg)
     except AudioError as exc:

@@ -103,7 +103,7 @@ class VoiceCog(
         guild = member.guild
         if self.bot.ffmpeg is None:
             log_ffmpeg_missing(clip.job_id)
-            return Placement.refused("voice chat is not available on this bot (FFmpeg is not installed)")
+            return Placement.refused("voice chat is not available on this bot")
         channel = member.voice.channel if member.voice is not None else None
         if channel is None:
             return Placement.refused("you are not in a voice channel")

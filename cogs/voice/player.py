@@ -153,8 +153,10 @@ class ClipOpusSource(discord.FFmpegOpusAudio):
         except Exception:
             return
         if code != 0 and self._current_error is None:
-            message = f"FFmpeg exited with code {code}: {self.stderr_tail()}"
-            self._current_error = discord.FFmpegProcessError(message)
+            # For the log (``_report_end``); the member hears of it in plain words.
+            self._current_error = discord.FFmpegProcessError(
+                f"FFmpeg exited with code {code}: {self.stderr_tail()}"
+            )
 
     def stderr_tail(self) -> str:
         try:
@@ -449,7 +451,7 @@ class GuildPlayer:
         ffmpeg = self.bot.ffmpeg
         if problem is None and ffmpeg is None:
             log_ffmpeg_missing(clip.job_id)
-            problem = "voice chat is not available on this bot (FFmpeg is not installed)"
+            problem = "voice chat is not available on this bot"  # why is in the log
         if problem is not None or ffmpeg is None:
             await clip.give_up(problem or "voice chat is not available on this bot")
             return
@@ -477,7 +479,7 @@ class GuildPlayer:
                 log.error(
                     "FFmpeg (%s) could not start for voice playback of job %s: %s", ffmpeg, clip.job_id, exc
                 )
-                await clip.give_up("FFmpeg could not be started for voice playback")
+                await clip.give_up("voice playback could not be started")
                 return
             try:
                 voice.play(source, after=after)

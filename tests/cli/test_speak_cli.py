@@ -92,6 +92,7 @@ async def test_round_trip_writes_a_24khz_mono_wav_and_shows_progress(
     with wave.open(str(tmp_path / "hello.wav")) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24000, 1, 2)
         assert wav.getnframes() > 0
+    assert (tmp_path / "hello.wav").stat().st_mode & 0o777 == 0o644  # readable, like any shell output
     assert run.lines[0] == "queued… 2 requests, $0.02"
     assert "chunk 1/2" in run.lines and "chunk 2/2" in run.lines
     assert run.lines.index("chunk 1/2") < run.lines.index("chunk 2/2")

@@ -101,7 +101,6 @@ async def test_a_non_moderators_set_user_is_refused_by_the_bot(h: Harness) -> No
         ("pause", {}),
         ("block", {"user": "alice"}),
         ("budget", {"requests": 5}),
-        ("resume-wallet", {}),
     ],
 )
 async def test_every_moderator_command_is_refused_to_members(
@@ -351,6 +350,7 @@ async def test_pause_and_resume_the_server(h: Harness) -> None:
 
 
 async def test_resume_points_to_the_wallet_pause_and_resume_wallet_ends_it(h: Harness) -> None:
+    h.sandbox.set_application_owner(h.bob)  # the application's owner: bob, not a moderator here
     wallet = h.bot.core.wallet
     await wallet.record_insufficient_balance("Insufficient Balance. Required: $0.01")
     show = await quota(h, "show", h.mo)
@@ -358,16 +358,20 @@ async def test_resume_points_to_the_wallet_pause_and_resume_wallet_ends_it(h: Ha
     assert "paused for the whole bot" in (await quota(h, "me", h.alice)).content
 
     resume = await quota(h, "resume", h.mo)
-    assert "run /quota resume-wallet" in resume.content
+    assert "The bot's owner ends that by topping up (or with /quota resume-wallet)." in resume.content
     assert (await wallet.state()).paused
 
-    reply = await quota(h, "resume-wallet", h.mo)
+    # A server's moderators cannot lift a pause that covers every server; the bot's owner can.
+    refused = await quota(h, "resume-wallet", h.mo)
+    assert refused.content.startswith("Only the bot's owner can end the out-of-credit pause")
+    assert (await wallet.state()).paused
+    reply = await quota(h, "resume-wallet", h.bob)
     assert reply.content.startswith("Resumed submissions for the whole bot.")
     assert not (await wallet.state()).paused
     bot_wide = await h.bot.core.quotas.admin.audit(None)
     assert bot_wide[0].action == "wallet.resume"
-    assert bot_wide[0].details == {"by": f"user:{h.mo.id} guild:{h.guild.id}"}
-    assert "was not paused" in (await quota(h, "resume-wallet", h.mo)).content
+    assert bot_wide[0].details == {"by": f"user:{h.bob.id} guild:{h.guild.id}"}
+    assert "was not paused" in (await quota(h, "resume-wallet", h.bob)).content
 
 
 async def test_show_gathers_the_whole_policy(h: Harness) -> None:

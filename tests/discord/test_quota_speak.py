@@ -56,7 +56,7 @@ async def test_a_moderators_change_takes_effect_on_the_next_speak(tmp_path: Path
         handle = await h.speak(h.alice, text="The second one is not.")
         refusal = await refused(handle, "1/1 request")
         resets_at = (await h.bot.core.quotas.usage(h.guild.id, h.alice.id)).resets_at
-        assert f"<t:{int(resets_at.timestamp())}:R>" in refusal.content
+        assert f"(at <t:{int(resets_at.timestamp())}:t> your time)" in refusal.content
         assert len(await h.ledger_rows()) == before  # nothing reserved for the refused one
         await spoken(h, h.bob, "Bob is not limited by Alice's override.")
 

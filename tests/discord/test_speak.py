@@ -49,7 +49,11 @@ async def test_the_card_is_one_message_edited_through_the_states(harness: Harnes
     card = await card_with(handle, "done")
 
     seen = statuses(card)
-    assert seen[0] == "quota ok: 1 request, $0.01"
+    assert seen[0] == "quota ok"
+    # The cost is the requester's business: said privately, once, and on no public message.
+    [cost] = [m for m in handle.messages if m.ephemeral and "$" in m.content]
+    assert cost.content.startswith("This /speak uses 1 request of your quota ($0.01)")
+    assert not any("$" in m.content for m in h.messages()) and not any("$" in r.content for r in card.history)
     assert seen[-1].startswith("done: ") and seen[-1].endswith("posted below")
     kinds = [s.split(":")[0].split(" ")[0].rstrip("…") for s in seen]
     assert kinds.index("quota") < kinds.index("queued") < kinds.index("processing") < kinds.index("done")
@@ -115,7 +119,7 @@ async def test_an_exhausted_quota_says_when_it_resets(make_harness) -> None:
         message = await refusal(handle, "resets")
         usage = await h.bot.core.quotas.usage(h.guild.id, h.alice.id)
         stamp = int(usage.resets_at.timestamp())
-        assert f"<t:{stamp}:R>" in message.content and f"<t:{stamp}:t>" in message.content
+        assert message.content.count("resets") == 1 and f"(at <t:{stamp}:t> your time)" in message.content
         assert len(await h.ledger_rows()) == 1 and emulator_submissions(h) == 1
         assert len(h.audio_messages()) == 1
 
@@ -127,17 +131,22 @@ async def test_out_of_credit_tells_the_member_and_alerts_moderators_once(harness
 
     first = await h.speak(text="There is no money left.")
     card = await card_with(first, "failed")
-    assert "out of credit" in card.content and "refunded" in card.content
-    await refusal(first, "out of credit")
+    [row] = await h.job_rows()
+    assert card.content.endswith(f"**Status:** failed (error id `{row['id'][:8]}`)")  # public: the result
+    told = await refusal(first, "out of credit")  # private: why, the money, the error id; once
+    assert "This server's moderators have been told." in told.content
+    assert "Nothing was charged" in told.content
+    assert f"(error id `{row['id'][:8]}`)" in told.content
+    assert [m.content for m in first.messages if m.ephemeral and "failed" in m.content] == [told.content]
     alert = await h.sandbox.wait_for_message(h.alerts)
 
     second = await h.speak(h.bob, text="Is there money now?")
-    await refusal(second, "out of credit")
+    assert "moderators have been told" in (await refusal(second, "out of credit")).content
     third = await h.speak(text="And now?")
     await refusal(third, "out of credit")
 
     assert h.sandbox.messages(h.alerts) == [alert]
-    assert "out of credit" in alert.content and "402" in alert.content
+    assert "out of credit" in alert.content and "402" not in alert.content
     assert h.emulator.counts["submit:402"] == 1  # paused: the later ones were never sent
     ledger = await h.ledger_rows()
     assert [(r["state"], r["committed_requests"]) for r in ledger] == [("refunded", 0)]
@@ -148,9 +157,34 @@ async def test_out_of_credit_without_an_alert_channel_is_logged(harness: Harness
     h = harness
     h.emulator.set_balance(0)
     with caplog.at_level("WARNING", logger="cogs"):
-        await card_with(await h.speak(text="No money and nobody to tell."), "failed")
+        handle = await h.speak(text="No money and nobody to tell.")
+        await card_with(handle, "failed")
+        answer = await refusal(handle, "out of credit")
+    assert "moderators" not in answer.content  # nobody was told here, so it does not say so
     assert "no moderator alert channel is set" in caplog.text and "out of credit" in caplog.text
     assert h.sandbox.messages(h.alerts) == []
+    later = await refusal(await h.speak(h.bob, text="Still nobody?"), "out of credit")
+    assert "moderators" not in later.content
+
+
+async def test_a_bot_wide_pause_alerts_every_server_with_an_alert_channel_once(make_harness) -> None:
+    async with make_harness(start=False) as h:
+        other = h.sandbox.add_guild("Other Server")
+        other_alerts = other.add_text_channel("staff")
+        quiet = h.sandbox.add_guild("Quiet Server")  # no alert channel: skipped, no message
+        quiet_general = quiet.add_text_channel("general")
+        await h.start_bot()
+        await h.set_alert_channel(h.alerts)
+        await h.bot.core.quotas.admin.set_alert_channel(other.id, other_alerts.id, actor_id=h.mo.id)
+        h.emulator.set_balance(0)
+
+        await card_with(await h.speak(text="The money is gone."), "failed")
+        here = await h.sandbox.wait_for_message(h.alerts)
+        there = await h.sandbox.wait_for_message(other_alerts)
+        assert here.content == there.content and "every server" in here.content
+        await refusal(await h.speak(h.bob, text="Again?"), "out of credit")
+        assert h.sandbox.messages(h.alerts) == [here] and h.sandbox.messages(other_alerts) == [there]
+        assert h.sandbox.messages(quiet_general) == []
 
 
 async def test_a_used_up_server_budget_alerts_the_moderators_once(harness: Harness) -> None:

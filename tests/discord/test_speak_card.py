@@ -13,15 +13,15 @@ from cogs.speak import checks as _checks
 
 
 def test_status_lines_read_as_the_card_promises() -> None:
-    assert _card.status_quota_ok(2, Decimal("0.02")) == "quota ok: 2 requests, $0.02"
-    assert _card.status_quota_ok(1, Decimal("0.005")) == "quota ok: 1 request, $0.005"
+    assert _card.status_quota_ok(2) == "quota ok: 2 parts"  # public: no cost on the card
+    assert _card.status_quota_ok(1) == "quota ok"
     assert _card.status_waiting(3) == "queued, position 3"
     assert _card.status_submitted(1, 1) == "queued"
     assert _card.status_submitted(1, 3) == "queued (1/3 parts sent)"
     assert _card.status_processing(4.0) == "processing… 4 s"
     assert _card.status_processing(12.4, 1, 3) == "processing… 12 s (1/3 parts ready)"
     assert _card.status_done(75, where="posted below") == "done: 1 min 15 s of audio, posted below"
-    assert _card.status_failed("Out of credit.", True) == "failed: Out of credit. (your quota was refunded)"
+    assert _card.status_failed("0123456789abcdef") == "failed (error id `01234567`)"
     assert _card.status_cancelled(True) == "cancelled (your quota was refunded)"
     assert "quota was used" in _card.status_cancelled(False)
 
@@ -56,10 +56,30 @@ def test_the_audio_message_names_requester_duration_and_settings() -> None:
 def test_quota_refusal_adds_the_reset_time_as_discord_timestamps() -> None:
     resets = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
     stamp = int(resets.timestamp())
-    assert _card.quota_refusal("Daily limit reached.", resets) == (
-        f"Daily limit reached.\nYour quota resets <t:{stamp}:R> (at <t:{stamp}:t>)."
+    assert _card.quota_refusal("You have used 5/5 requests today; resets in 3 h.", resets) == (
+        f"You have used 5/5 requests today; resets in 3 h (at <t:{stamp}:t> your time)."
     )
     assert _card.quota_refusal("Too long for one request.", None) == "Too long for one request."
+    slow = "Slow down: you can speak again in 8 s."
+    assert _card.quota_refusal(slow, resets, "cooldown") == slow  # not a quota reset
+
+
+def test_cost_and_failure_details_are_private_texts_said_once() -> None:
+    assert _card.cost_note(2, Decimal("0.02")) == (
+        "This /speak uses 2 requests of your quota ($0.02); it is given back if the TTS service "
+        "does not charge for it."
+    )
+    small = _card.cost_note(1, Decimal("0.005"))
+    assert small.startswith("This /speak uses 1 request of your quota ($0.005);")
+    refunded = _card.failure_message("The TTS service had a system error.", True, "abcdef0123")
+    assert refunded == (
+        "Your /speak failed: The TTS service had a system error. Nothing was charged (your quota "
+        "was given back), so you can try again. (error id `abcdef01`)"
+    )
+    charged = _card.failure_message("The TTS service took too long with this request.", False, "abcdef0123")
+    assert "counts against your quota" in charged and "try again" not in charged
+    assert _card.out_of_credit_refusal("Paused.", True) == "Paused. This server's moderators have been told."
+    assert _card.out_of_credit_refusal("Paused.", False) == "Paused."
 
 
 @pytest.mark.parametrize(

@@ -172,7 +172,9 @@ async def test_a_job_that_fails_while_the_bot_is_down_closes_its_card_after_the_
         emulator_clock.advance(job.duration)
         assert await bot.get_cog("Speak").resume_task == 1
 
-        assert "failed: " in old_card.content and "the request was charged" in old_card.content
+        [row] = await h.job_rows()
+        assert f"**Status:** failed (error id `{row['id'][:8]}`)" in old_card.content
+        assert "the TTS service charged for it" in old_card.content
         assert "after a restart" in old_card.content and old_card.buttons == []
         assert h.audio_messages() == []
         [row] = await h.job_rows()

@@ -20,9 +20,13 @@ from cogs.speak.session import EDIT_INTERVAL, SpeakSession
 class RecordingReply:
     def __init__(self) -> None:
         self.edits: list[tuple[str, Any]] = []
+        self.told: list[str] = []
 
     async def edit_card(self, content: str, *, view: Any) -> None:
         self.edits.append((content.splitlines()[3], view))
+
+    async def tell(self, content: str) -> None:
+        self.told.append(content)
 
 
 def processing(elapsed: float) -> Processing:
@@ -59,8 +63,12 @@ async def test_repeated_progress_is_throttled_and_the_latest_state_follows() -> 
     await session.on_event(processing(1.4))  # a repeat within the interval: held back
     await session.on_event(processing(1.6))
     assert [text for text, _ in reply.edits] == [
-        "**Status:** quota ok: 1 request, $0.01",
+        "**Status:** quota ok",
         "**Status:** processing… 1 s",
+    ]
+    assert reply.told == [  # the cost, privately, once the card shows
+        "This /speak uses 1 request of your quota ($0.01); it is given back if the TTS service "
+        "does not charge for it."
     ]
     assert session._flush is not None
     await until_sleeping(clock)
@@ -91,7 +99,7 @@ async def test_a_long_text_alternating_between_states_is_throttled_too() -> None
         await session.on_event(Submitted("job", sent, 5))
         await session.on_event(Processing("job", elapsed=0.1 * sent, done_chunks=0, chunks=5))
     assert [text for text, _ in reply.edits] == [
-        "**Status:** quota ok: 5 requests, $0.05",
+        "**Status:** quota ok: 5 parts",
         "**Status:** queued, position 1",
         "**Status:** queued (1/5 parts sent)",
         "**Status:** processing… 0.1 s (0/5 parts ready)",

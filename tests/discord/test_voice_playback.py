@@ -101,7 +101,7 @@ async def test_a_chunk_that_cannot_be_streamed_stops_playback_and_posts_the_file
         playback = await w.wait_playback(probe)
         probe.feed(speechlike_wav(0.2, rate=16_000))  # a different format: not joinable
         reason = await probe.wait_fallback()
-        assert reason.startswith("its audio could not be streamed (Chunk 2 is 16000 Hz mono 16-bit")
+        assert reason == "its audio could not be streamed"  # the format details are in the log
         await w.lab.wait_finished(playback)
         assert playback.stopped.is_set()
         assert "played in #Lounge" not in probe.states

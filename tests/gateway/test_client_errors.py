@@ -37,7 +37,8 @@ async def test_400_is_bad_request_refunded_with_the_gateway_reason(
     with pytest.raises(BadRequest) as caught:
         await client.submit(HELLO)
     assert (caught.value.status, caught.value.refund) == (400, True)
-    assert caught.value.user_message == "The TTS service rejected this request: Model not found."
+    assert caught.value.user_message == BadRequest.default_user_message
+    assert "Model not found" in str(caught.value)  # the provider's words: for the log only
     assert emulator.counts["submit"] == 1 and not emulator.jobs
 
 
@@ -47,7 +48,7 @@ async def test_401_is_unauthorized_refunded(make_client: ClientFactory, emulator
         await client.submit(HELLO)
     assert (caught.value.status, caught.value.refund) == (401, True)
     # Only a 402 alerts the moderators; a 401 must not claim that anyone was told.
-    assert caught.value.user_message.endswith("please tell a moderator.")
+    assert caught.value.user_message.endswith("only the bot's owner can fix that.")
     assert emulator.counts["submit:401"] == 1
 
 
@@ -59,7 +60,7 @@ async def test_402_is_insufficient_balance_refunded(
         await client.submit(HELLO)
     error = caught.value
     assert (error.status, error.refund, error.required) == (402, True, "0.01")
-    assert error.user_message == "The TTS service is out of credit; moderators have been told."
+    assert error.user_message == InsufficientBalance.default_user_message
     assert not emulator.jobs and emulator.balance == Decimal("0")
 
 
@@ -168,7 +169,7 @@ async def test_connection_refused_is_refunded(make_client: ClientFactory) -> Non
     with pytest.raises(GatewayUnreachable) as caught:
         await client.submit(HELLO)
     assert caught.value.may_have_reached is False and caught.value.refund is True
-    assert caught.value.user_message == "Couldn't reach the TTS service; please try again later."
+    assert caught.value.user_message == "Couldn't reach the TTS service."
 
 
 # --- GET retries -------------------------------------------------------------------------

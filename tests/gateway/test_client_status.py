@@ -54,7 +54,10 @@ async def test_failed_job_raises_job_failed_not_refunded(
     error = caught.value
     assert error.refund is False
     assert error.error == "The voice clip is too short."
-    assert error.user_message == "The TTS service could not make this audio: The voice clip is too short."
+    assert error.user_message == (
+        "The TTS service could not make this audio (often the voice clip: try another clip, or no clip)."
+    )
+    assert "The voice clip is too short." in str(error)  # the provider's words: for the log
     assert error.request_id == accepted.request_id
     assert emulator.jobs[accepted.request_id].charged  # the provider charges FAILED
 
@@ -67,7 +70,7 @@ async def test_errored_job_raises_job_errored_refunded(
     with pytest.raises(JobErrored) as caught:
         await client.wait(accepted.request_id, text_chars=16, max_wait=30)
     assert caught.value.refund is True
-    assert "quota was not used" in caught.value.user_message
+    assert caught.value.user_message == "The TTS service had a system error."  # the cog adds the refund
     assert not emulator.jobs[accepted.request_id].charged  # ERROR is not charged
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.quotas import QuotaService, SubmissionsPaused, SubmitPermit, WalletGuard
+from bot.quotas.wallet import PAUSED_USER_MESSAGE
 from tests.quotas.conftest import make_settings
 from tests.store.dbkit import DbTarget
 
@@ -26,7 +27,7 @@ async def test_a_402_pauses_everyone_once(wallet: WalletGuard, clock: ManualCloc
     results = await asyncio.gather(*(wallet.record_insufficient_balance(MESSAGE) for _ in range(8)))
     assert results.count(True) == 1
     error = await paused_error(wallet)
-    assert error.user_message == "The TTS service is out of credit; moderators have been told."
+    assert error.user_message == PAUSED_USER_MESSAGE
     assert str(error) == error.user_message
     assert error.since == clock.now() and error.reason == MESSAGE
     state = await wallet.state()

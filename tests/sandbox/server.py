@@ -153,6 +153,11 @@ class DiscordSandbox:
             ephemeral=True,
         )
 
+    def set_application_owner(self, who: Member | User) -> None:
+        """Make ``who`` the application's owner (``GET /oauth2/applications/@me``), as when
+        the bot's developer is also a member of the server."""
+        self.state.application_owner = who.user if isinstance(who, Member) else who
+
     def register_commands(
         self, commands: list[dict[str, Any]], guild: Guild | None = None
     ) -> list[dict[str, Any]]:
