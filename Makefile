@@ -50,6 +50,7 @@ sync: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/voice_start.py
 	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/autoread_gaps.py
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)/tools

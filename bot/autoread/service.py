@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot.autoread.cleaning import default_cleaner
-from bot.autoread.reader import GuildReader, NoteThrottle, Read, ReadOutlet
+from bot.autoread.reader import LOOKAHEAD, GuildReader, NoteThrottle, Read, ReadOutlet
 from bot.autoread.rules import Cleaner, IncomingMessage, Names, announcement, skip_reason, spoken_text
 from bot.autoread.store import AutoreadSettings, AutoreadStore
 from bot.autoread.voices import VoiceLookup, builtin_voice
@@ -50,6 +50,9 @@ class AutoreadService:
         self._voices = voices
         self._cleaner = cleaner or default_cleaner()
         self.throttle = NoteThrottle(clock)
+        #: Reads started at once per server (``bot.autoread.reader.LOOKAHEAD``; the bench sets
+        #: 1 to measure the naive peer that generates a message only after the previous played).
+        self.lookahead = LOOKAHEAD
         self.readers: dict[int, GuildReader] = {}
         self._settings: dict[int, AutoreadSettings | None] = {}
         self._intake: dict[int, asyncio.Lock] = {}
@@ -86,6 +89,7 @@ class AutoreadService:
                 voices=self._voices,
                 clock=self._clock,
                 throttle=self.throttle,
+                lookahead=self.lookahead,
             )
             self.readers[guild_id] = reader
         return reader

@@ -94,8 +94,16 @@ class AutoreadCog(
 
     @property
     def service(self) -> AutoreadService:
+        """Built on first use: ``chatterbox-bot sync`` loads the cogs without the services."""
         if self._service is None:
-            raise RuntimeError("the autoread cog is not loaded")
+            core = self.bot.core
+            self._service = AutoreadService(
+                store=core.autoread,
+                speech=core.speech,
+                clock=self.bot.clock,
+                outlet=self.outlet,
+                max_chars=self.bot.settings.autoread_max_chars,
+            )
         return self._service
 
     @property
@@ -113,16 +121,6 @@ class AutoreadCog(
         while not (value := predicate()):
             await self._changed.wait()
         return value
-
-    async def cog_load(self) -> None:
-        core = self.bot.core
-        self._service = AutoreadService(
-            store=core.autoread,
-            speech=core.speech,
-            clock=self.bot.clock,
-            outlet=self.outlet,
-            max_chars=self.bot.settings.autoread_max_chars,
-        )
 
     async def cog_unload(self) -> None:
         if self._service is not None:
@@ -265,7 +263,7 @@ class AutoreadCog(
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         guild = message.guild
-        if not self.enabled or guild is None or self._service is None or message.type not in READ_TYPES:
+        if not self.enabled or guild is None or message.type not in READ_TYPES:
             return
         author = message.author
         member = author if isinstance(author, discord.Member) else None
@@ -292,7 +290,7 @@ class AutoreadCog(
         names = GuildNames.for_message(guild, message)
         read: Read | None = None
         try:
-            read = await self._service.on_message(incoming, names, voice_check)
+            read = await self.service.on_message(incoming, names, voice_check)
         finally:
             self._done("message", message.id, read)
 
@@ -300,7 +298,7 @@ class AutoreadCog(
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         content = payload.data.get("content")
         if payload.guild_id is None or self._service is None or not isinstance(content, str):
-            return
+            return  # no service yet: no message was taken in, so there is nothing to edit
         guild = self.bot.get_guild(payload.guild_id)
         if guild is None:
             return
