@@ -11,6 +11,11 @@ and the median is printed against the target (< 150 ms):
 * bot path:       the bytes are already in memory (the speech pipeline hands the voice
                   player each chunk's WAV), through the player's own ``ClipOpusSource``.
 
+And end to end through the test suite's voice server (``tests/sandbox``): the time from a
+member's ``/speak output:voice`` to the first Opus audio packet the voice server decrypts,
+with the bot not yet in voice (the join handshake included) and already in the channel,
+next to ``/speak output:file`` to the file being posted (what a member gets without voice).
+
 "Available" means: the media URL is known (the job COMPLETED) for the first three, the WAV
 bytes are in hand for the bot path. Every run is repeated on a link throttled to
 ``--throttle-mbps`` (default 8 Mbit/s, a modest connection) to show what streaming buys
@@ -204,6 +209,52 @@ async def bot_path(wav: bytes, ffmpeg: str) -> float:
         await asyncio.to_thread(source.cleanup)
 
 
+async def speak_to_first_packet(runs: int) -> None:
+    """/speak -> first decrypted audio packet at the voice server, and /speak -> file posted."""
+    import tempfile
+
+    from tests.discord.harness import open_harness
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with open_harness(Path(tmp), settings={"voice_idle_seconds": 3600}) as h:
+            await h.sandbox.move_member(h.alice, h.voice_channel)
+            server = h.sandbox.voice_server
+            me = h.sandbox.bot_user.id
+
+            async def heard_after(count: int) -> None:
+                await h.sandbox.wait_for(
+                    lambda: len(h.sandbox.listening(h.voice_channel).audio) > count, describe="audio"
+                )
+
+            async def voice(cold: bool) -> float:
+                if cold and h.guild.voice_channel_of(h.sandbox.bot_user) is not None:
+                    await h.sandbox.move_member(h.guild.bot_member, None)  # start out of voice
+                    await h.sandbox.wait_for(lambda: server.live_session(me) is None, describe="left")
+                count = len(h.sandbox.listening(h.voice_channel).audio)
+                start = time.perf_counter()
+                handle = await h.speak(text="Benchmark line for voice.", output="voice")
+                await heard_after(count)
+                elapsed = time.perf_counter() - start
+                await handle.wait_for_original(lambda m: "played in" in m.content)
+                return elapsed
+
+            async def file() -> float:
+                before = len(h.audio_messages())
+                start = time.perf_counter()
+                await h.speak(text="Benchmark line for voice.", output="file")
+                await h.sandbox.wait_for(lambda: len(h.audio_messages()) > before, describe="the file")
+                return time.perf_counter() - start
+
+            print("== /speak end to end (sandbox + gateway emulator + voice server on loopback)")
+            for name, run in (
+                ("/speak voice, bot not in voice: first packet heard", lambda: voice(True)),
+                ("/speak voice, bot already there: first packet", lambda: voice(False)),
+                ("/speak file: file posted (the peer)", file),
+            ):
+                med, low, high = await median_ms(run, runs)
+                print(f"  {name:<52} {med:7.1f} ms  ({low:.1f}-{high:.1f})")
+
+
 async def median_ms(run: Callable[[], Awaitable[float]], runs: int) -> tuple[float, float, float]:
     await run()  # warm-up (page cache, first FFmpeg start)
     times = [await run() * 1000 for _ in range(runs)]
@@ -253,6 +304,7 @@ async def main(runs: int, throttle_mbps: float) -> None:
                   f"({low:.1f}-{high:.1f})  {verdict(med)}")
     finally:
         await runner.cleanup()
+    await speak_to_first_packet(runs)
 
 
 if __name__ == "__main__":

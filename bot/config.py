@@ -81,12 +81,13 @@ class Settings(BaseSettings):
     quota_requests_per_day: int = Field(20, ge=0)
     quota_chars_per_day: int = Field(5000, ge=0)
     quota_cooldown_seconds: int = Field(10, ge=0)
-    quota_max_in_flight: int = Field(2, ge=1)
+    quota_max_in_flight: int = Field(3, ge=1)
     quota_max_chars_per_request: int = Field(1000, ge=1)
 
     # --- voice chat -----------------------------------------------------------------
     voice_idle_seconds: float = Field(120.0, gt=0)
     voice_max_queued_per_member: int = Field(3, ge=1, le=50)
+    voice_connect_timeout: float = Field(8.0, gt=0, le=60)
 
     # --- the bot's HTTP server (callbacks, /healthz, /metrics) ------------------------
     http_host: str = "127.0.0.1"

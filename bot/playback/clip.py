@@ -182,7 +182,10 @@ class VoiceClip:
     job failed or was cancelled (the clip is dropped, no file is posted by the player).
     ``on_state`` gets card texts ("playing in #Lounge", "queued (3rd)", ...); ``fallback`` is
     called at most once, with a reason that reads after "posted instead because …", when
-    voice fails and the file should be posted instead.
+    voice fails and the file should be posted instead. ``on_settled`` is called once when the
+    player is done with the clip for good (played, skipped, stopped, cleared, or handed to
+    ``fallback``), never when the bot shuts down with the clip still queued or playing: the
+    producer records the job as delivered only then, so a restart posts what did not play.
     """
 
     job_id: str
@@ -192,12 +195,15 @@ class VoiceClip:
     text_channel_id: int | None = None
     on_state: StateCallback | None = None
     fallback: StateCallback | None = None
+    on_settled: Callable[[], Awaitable[None]] | None = None
     audio: ClipAudio = field(default_factory=ClipAudio, init=False, repr=False)
     #: Why the pushed audio cannot be played (then the file is posted instead).
     failure: str | None = field(default=None, init=False)
     #: The reason given to ``abort``.
     aborted: str | None = field(default=None, init=False)
     fell_back: bool = field(default=False, init=False)
+    #: ``settle`` was called.
+    done: bool = field(default=False, init=False)
     _listeners: list[Callable[[VoiceClip], None]] = field(default_factory=list, init=False, repr=False)
 
     # -- the producer's side (the /speak cog) --------------------------------------------
@@ -263,6 +269,18 @@ class VoiceClip:
             await self.on_state(text)
         except Exception:
             log.exception("job %s: could not show voice state %r", self.job_id, text)
+
+    async def settle(self) -> None:
+        """The player is done with the clip (see the class docstring); at most once."""
+        if self.done:
+            return
+        self.done = True
+        if self.on_settled is None:
+            return
+        try:
+            await self.on_settled()
+        except Exception:
+            log.exception("job %s: the settled callback failed", self.job_id)
 
     async def give_up(self, reason: str) -> bool:
         """Ask the producer to post the file instead (at most once). True if this call did."""

@@ -113,6 +113,7 @@ class SpeakSession:
         self._result: SpeechResult | None = None
         self._terminal: str | None = None
         self._fallback_reason: str | None = None
+        self._delivery_deferred = False
         self._file_posted = False
 
     # -- wiring -----------------------------------------------------------------------------
@@ -221,8 +222,13 @@ class SpeakSession:
         if self.posts_file:
             where = await self._post_audio(result)
         self.card.status = _card.status_done(result.duration, where=where, cached=result.cached)
-        # Recorded before the card says "done", so whoever sees "done" sees it delivered.
-        await self._mark_delivered(result.job_id)
+        if self._clip is not None and not self._clip.done and not self._file_posted:
+            # Still waiting or playing in voice: delivered once the player is done with it
+            # (``_voice_settled``), so a restart before that posts the file instead.
+            self._delivery_deferred = True
+        else:
+            # Recorded before the card says "done", so whoever sees "done" sees it delivered.
+            await self._mark_delivered(result.job_id)
         await self._finish()
 
     async def _failed(self, event: Failed) -> None:
@@ -336,6 +342,7 @@ class SpeakSession:
             text_channel_id=text_channel_id,
             on_state=self._voice_state,
             fallback=self._voice_fallback,
+            on_settled=self._voice_settled,
         )
         try:
             placement = await voice.enqueue(member, clip)
@@ -370,6 +377,12 @@ class SpeakSession:
     async def _voice_state(self, text: str) -> None:
         self.card.voice = text
         await self.show(f"voice:{text}", final=self._terminal is not None)
+
+    async def _voice_settled(self) -> None:
+        """The voice player is done with the clip (played, skipped, cleared or posted)."""
+        if self._delivery_deferred and self._result is not None:
+            self._delivery_deferred = False
+            await self._mark_delivered(self._result.job_id)
 
     async def _voice_fallback(self, reason: str) -> None:
         """Voice will not play this job: say why and post the file (now or on completion)."""

@@ -12,9 +12,10 @@ Decisions a server owner may want to know:
   View Channel, Connect and Speak there (checked with ``permissions_for(guild.me)`` before
   queueing and again before joining); otherwise the clip is refused and /speak posts the file
   with the reason. If the bot is busy in another channel of the server, the clip **waits its
-  turn and then the bot moves** to the requester's channel: one player per server, so moving
-  is the only way to serve members in different channels, and refusing would lose the
-  member's place. A requester who left voice before their turn gets the file instead.
+  turn and then the bot goes** to the requester's channel (it leaves and joins afresh; see
+  ``cogs.voice.player``): one player per server, so changing channels is the only way to
+  serve members in different channels, and refusing would lose the member's place. A
+  requester who left voice before their turn gets the file instead.
 * **Fair queue.** Round-robin between members (``bot.playback.queue.FairQueue``): one member's
   five clips never block everyone. At most ``VOICE_MAX_QUEUED_PER_MEMBER`` clips wait per
   member (the one playing does not count). A clip whose audio is still being generated keeps
@@ -30,12 +31,16 @@ Decisions a server owner may want to know:
   as files (a person chose to end them); clips that fail in voice are.
 * **Leaving.** The bot connects only when a clip is ready to play, leaves after
   ``VOICE_IDLE_SECONDS`` with nothing playing (timed on ``bot.clock``), and leaves at once
-  when no human is left in its channel (the clip playing is then posted as a file). After a
-  disconnect (a moderator kicked it, a network failure) the clip that was playing is posted
-  as a file and the next clip joins afresh.
-* **Failures never lose audio.** No permission, a voice connection error, DAVE (voice
-  end-to-end encryption, discord.py's ``davey``) unavailable, a join timeout, FFmpeg missing or
-  failing: the file is posted with a one-line reason. FFmpeg missing is also logged clearly.
+  when no human is left in its channel (the clip playing is then posted as a file). A
+  dropped voice connection (4006, 4009, 4015, a network cut) is rejoined and the clip plays
+  on; a kick or a deleted channel posts the clip that was playing as a file, and the next
+  clip joins afresh.
+* **Failures never lose audio.** No permission, a full channel, a DAVE (voice end-to-end
+  encryption) handshake refused, an unreachable voice server, a join that takes longer than
+  ``VOICE_CONNECT_TIMEOUT``, FFmpeg missing or failing: the file is posted at once with a
+  one-line reason naming it (``cogs.voice.connection``). FFmpeg missing is also logged.
+* **Limits.** ``VOICE_MAX_QUEUED_PER_MEMBER`` counts clips waiting here; the quota's
+  ``max_in_flight`` counts generation in progress. A refusal names the limit that applied.
 """
 
 from __future__ import annotations
@@ -115,7 +120,9 @@ class VoiceCog(
         try:
             position = player.add(clip)
         except QueueFull as exc:
-            return Placement.refused(f"you already have {exc.cap} clips waiting for voice chat")
+            return Placement.refused(
+                f"you already have {exc.cap} clips waiting for voice chat (the most one member may queue)"
+            )
         ahead = player.current is not None or player.busy or position > 1
         await player.announce_positions()
         if not ahead:

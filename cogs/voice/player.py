@@ -20,9 +20,23 @@ Design decisions (the user-facing ones are repeated in ``cogs/voice.py``):
 * **Idle**: after a clip the ``IdleTimer`` (``bot.clock``) runs; when ``VOICE_IDLE_SECONDS``
   pass with nothing playing the bot leaves. Connect/move/leave run under one lock, and a
   clip about to start marks the player busy so a late idle timer cannot leave under it.
-* **Failures never lose audio**: a failed join (permission, timeout, DAVE/voice errors),
-  FFmpeg failing to start, or a playback error calls ``clip.give_up(reason)``, and the /speak
-  cog posts the file with that reason.
+* **Joining** is one attempt bounded by ``VOICE_CONNECT_TIMEOUT`` (``cogs.voice.connection``
+  says why: discord.py's own retries join and leave the channel up to five times). A clip
+  whose requester is in another channel **leaves and joins afresh** rather than
+  ``move_to``: discord.py 2.7's in-place move does not complete against Discord's sequence
+  (its UDP reader waits on the old socket), and a fresh join takes a fraction of a second.
+* **Reconnecting**: the clip's Opus stream is played through ``ResumableSource``, which
+  survives the voice client. When the connection ends under a clip (4006, 4009, 4015, a
+  network drop) and Discord did not remove the bot, the player joins again and plays on
+  from the next packet (``MAX_RECOVERIES`` times per clip). While the voice websocket is
+  down the source sends silence instead of audio, so what listeners miss is the gap, not
+  the words. A kick or a deleted channel ends the clip: it is posted as a file.
+* **Failures never lose audio**: a failed join (permission, channel full, DAVE handshake,
+  voice server unreachable, timeout), FFmpeg failing to start, or a playback error calls
+  ``clip.give_up(reason)``, and the /speak cog posts the file with that reason.
+* **Nothing is lost on a restart**: ``clip.settle()`` runs when the player is done with a
+  clip for good, never when the bot shuts down; the /speak cog marks a voice job delivered
+  only then, so a restart posts the clips that had not played.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ import discord
 from bot.audio import AudioError, WavInfo, ffmpeg_raw_input_args
 from bot.playback.clip import PcmReader, VoiceClip
 from bot.playback.queue import FairQueue, IdleTimer, ordinal
+from cogs.voice.connection import PlayerVoiceClient, describe_join_failure
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -52,8 +67,9 @@ log = logging.getLogger(__name__)
 #: What discord.py sends for silence (an Opus frame that decodes to 20 ms of nothing).
 OPUS_SILENCE = b"\xf8\xff\xfe"
 FRAME_SECONDS = 0.02
-CONNECT_TIMEOUT = 15.0
 CLOSE_TIMEOUT = 2.0
+#: Times one clip may reconnect after its connection dropped before it is posted instead.
+MAX_RECOVERIES = 3
 VOICE_BITRATE_KBPS = 64
 _HEADER_PACKETS = (b"OpusHead", b"OpusTags")
 #: After the input: -loglevel error overrides discord.py's "warning" (FFmpeg warns about the
@@ -127,6 +143,11 @@ class ClipOpusSource(discord.FFmpegOpusAudio):
             with contextlib.suppress(OSError, ValueError):
                 stdout.close()
 
+    @property
+    def finished(self) -> bool:
+        """The whole clip has been read."""
+        return self._ended
+
     def read(self) -> bytes:
         if self._ended:
             return b""
@@ -174,6 +195,39 @@ class ClipOpusSource(discord.FFmpegOpusAudio):
             self._stderr_file.close()
 
 
+class ResumableSource(discord.AudioSource):
+    """What the voice client plays: a clip's ``ClipOpusSource`` that outlives one voice client.
+
+    ``cleanup`` (called by discord.py's player thread at every end) does nothing: the player
+    cleans the clip's source when the clip is over, so after a reconnect it plays on from the
+    next packet. While ``gate()`` is False (the voice websocket dropped and discord.py has
+    not noticed yet) ``read`` returns silence instead of consuming audio nobody would hear.
+    """
+
+    def __init__(self, source: ClipOpusSource, gate: Callable[[], bool]) -> None:
+        self.source = source
+        self.gate = gate
+
+    @property
+    def reader(self) -> PcmReader:
+        return self.source.reader
+
+    @property
+    def _current_error(self) -> Exception | None:  # read by discord.py's AudioPlayer at the end
+        return self.source._current_error
+
+    def is_opus(self) -> bool:
+        return True
+
+    def read(self) -> bytes:
+        if not self.gate():
+            return OPUS_SILENCE
+        return self.source.read()
+
+    def cleanup(self) -> None:
+        pass
+
+
 class PlayableVoice(Protocol):
     """What the player needs from a voice connection: ``discord.VoiceClient`` or a test double."""
 
@@ -210,6 +264,8 @@ class NowPlaying:
     source: ClipOpusSource
     done: asyncio.Future[Exception | None]
     ended_by: Ending | None = None
+    #: Times the connection dropped under this clip and was made again.
+    recoveries: int = 0
 
 
 def humans_in(channel: Any) -> list[discord.Member]:
@@ -236,13 +292,8 @@ def voice_problem(channel: Any, me: discord.Member) -> str | None:
     return None
 
 
-def _describe_voice_error(exc: BaseException, channel: discord.VoiceChannel) -> str:
-    text = str(exc).lower()
-    if "davey" in text or "dave" in text:
-        return "voice encryption (DAVE) is not available on this bot"
-    if isinstance(exc, TimeoutError):
-        return f"joining #{channel.name} timed out"
-    return f"I couldn't connect to #{channel.name}"
+def _removed_by_discord(voice: Any) -> bool:
+    return bool(getattr(voice, "removed_by_discord", False))
 
 
 class GuildPlayer:
@@ -264,7 +315,9 @@ class GuildPlayer:
         self.queue: FairQueue[VoiceClip] = FairQueue(settings.voice_max_queued_per_member)
         self.idle = IdleTimer(bot.clock, settings.voice_idle_seconds, on_wait=changed)
         self.pause_ms: int = settings.chatterbox_chunk_pause_ms
+        self.connect_timeout: float = settings.voice_connect_timeout
         self.current: NowPlaying | None = None
+        self._closing = False
         #: Set while a clip is being started (joining, starting FFmpeg), so idle cannot leave.
         self.busy = False
         self._announced: dict[VoiceClip, int] = {}
@@ -310,6 +363,7 @@ class GuildPlayer:
                 self.queue.remove(clip)
                 self._announced.pop(clip, None)
                 clip.unsubscribe(self._on_clip_change)
+                self._spawn(clip.settle())
                 self._spawn(self.announce_positions())
             self._wake.set()
         elif now is not None and now.clip is clip:
@@ -346,10 +400,14 @@ class GuildPlayer:
         for clip in cleared:
             clip.unsubscribe(self._on_clip_change)
             self._announced.pop(clip, None)
-            if card:
-                self._spawn(clip.report(card))
+            self._spawn(self._report_and_settle(clip, card))
         self._changed()
         return cleared
+
+    async def _report_and_settle(self, clip: VoiceClip, card: str | None) -> None:
+        if card:
+            await clip.report(card)
+        await clip.settle()
 
     async def leave(self, *, ending: Ending | None = None) -> bool:
         """Stop what plays (for ``ending``'s reason) and disconnect; False if not connected."""
@@ -365,13 +423,11 @@ class GuildPlayer:
         return True
 
     async def on_bot_disconnected(self) -> None:
-        """Discord says the bot left voice (a moderator disconnected it, or a network drop)."""
-        self.end_current(Ending(fallback="I was disconnected from voice chat"))
-        async with self._voice_lock:
-            self._cancel_idle()
-            voice = self.voice
-            if voice is not None:
-                await self._drop(voice)
+        """Discord says the bot is not in voice. The voice client ends itself (discord.py
+        disconnects on that event) and a clip playing decides from how its connection ended
+        (a kick ends the clip, a drop reconnects: see ``_play``); here only the idle timer
+        goes. Disconnecting here too would wait for an answer Discord never sends."""
+        self._cancel_idle()
         self._changed()
 
     async def on_channel_emptied(self) -> None:
@@ -393,7 +449,9 @@ class GuildPlayer:
         self._changed()
 
     async def close(self) -> None:
-        """Stop everything (cog unload / bot shutdown); posts nothing."""
+        """Stop everything (cog unload / bot shutdown); posts nothing and settles nothing, so
+        the jobs of clips that did not play are delivered as files after a restart."""
+        self._closing = True
         now = self.current
         self.end_current(Ending())
         self._worker.cancel()
@@ -429,6 +487,8 @@ class GuildPlayer:
                 clip.unsubscribe(self._on_clip_change)
                 self._start_idle()
                 self._changed()
+            if not self._closing:
+                await clip.settle()
             await self.announce_positions()
 
     async def _play(self, clip: VoiceClip) -> None:
@@ -439,23 +499,92 @@ class GuildPlayer:
             return
         if not clip.has_audio:
             return  # finished without any audio: nothing to play
+        ffmpeg = self.bot.ffmpeg
+        source: ClipOpusSource | None = None
+        recoveries = 0
+        try:
+            while True:
+                channel = await self._requester_channel(clip, resumed=source is not None)
+                if channel is None:
+                    return
+                if ffmpeg is None:
+                    log_ffmpeg_missing(clip.job_id)
+                    await clip.give_up("voice chat is not available on this bot (FFmpeg is not installed)")
+                    return
+                now = await self._start(clip, channel, source, ffmpeg, recoveries)
+                if now is None:
+                    return
+                source = now.source
+                if recoveries == 0:
+                    self._changed()
+                    await self.announce_positions()
+                    await clip.report(f"playing in #{channel.name}")
+                error = await asyncio.shield(now.done)  # a cancelled worker must not cancel ``done``
+                self.current = None
+                self.idle.touch()
+                self._changed()
+                if self._cut_short(now, error):
+                    if _removed_by_discord(now.voice):
+                        gone = self.guild is None or self.guild.get_channel(channel.id) is None
+                        kicked = "I was disconnected from voice chat"
+                        now.ended_by = Ending(fallback=f"#{channel.name} was deleted" if gone else kicked)
+                    elif recoveries < MAX_RECOVERIES:
+                        recoveries += 1
+                        log.info(
+                            "voice connection dropped during job %s in #%s; reconnecting (%d)",
+                            clip.job_id, channel.name, recoveries,
+                        )
+                        continue
+                    else:
+                        now.ended_by = Ending(fallback="the voice connection kept dropping")
+                # FFmpeg is stopped before the card says how it ended (the player is idle then).
+                source, finished = None, source
+                await asyncio.to_thread(finished.cleanup)
+                await self._report_end(now, error)
+                return
+        finally:
+            if source is not None:
+                await asyncio.to_thread(source.cleanup)
+
+    def _cut_short(self, now: NowPlaying, error: Exception | None) -> bool:
+        """Playback ended before the clip did, and not because anyone asked."""
+        return (
+            now.ended_by is None
+            and error is None
+            and not now.source.finished
+            and now.clip.failure is None
+            and now.clip.aborted is None
+        )
+
+    async def _requester_channel(self, clip: VoiceClip, *, resumed: bool) -> discord.VoiceChannel | None:
+        """The requester's voice channel if the bot may play there; else give up and None."""
         guild = self.guild
         if guild is None:
-            return
+            return None
         member = guild.get_member(clip.requester_id)
         channel = member.voice.channel if member is not None and member.voice is not None else None
         if channel is None:
-            await clip.give_up("you left voice chat before your clip's turn")
-            return
+            left = "you left voice chat before your clip finished" if resumed else (
+                "you left voice chat before your clip's turn"
+            )
+            await clip.give_up(left)
+            return None
         problem = voice_problem(channel, guild.me)
-        ffmpeg = self.bot.ffmpeg
-        if problem is None and ffmpeg is None:
-            log_ffmpeg_missing(clip.job_id)
-            problem = "voice chat is not available on this bot"  # why is in the log
-        if problem is not None or ffmpeg is None:
-            await clip.give_up(problem or "voice chat is not available on this bot")
-            return
+        if problem is not None:
+            await clip.give_up(problem)
+            return None
         assert isinstance(channel, discord.VoiceChannel)
+        return channel
+
+    async def _start(
+        self,
+        clip: VoiceClip,
+        channel: discord.VoiceChannel,
+        source: ClipOpusSource | None,
+        ffmpeg: str,
+        recoveries: int,
+    ) -> NowPlaying | None:
+        """Join ``channel`` and start (or resume) ``clip``; None if it was handed to the file."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Exception | None] = loop.create_future()
 
@@ -470,35 +599,32 @@ class GuildPlayer:
                 voice = await self._connect(channel)
             except VoiceUnavailable as exc:
                 await clip.give_up(str(exc))
-                return
+                return None
+            if source is None:
+                try:
+                    source = await asyncio.to_thread(
+                        ClipOpusSource, clip.audio.open(self.pause_ms), _info(clip), executable=ffmpeg
+                    )
+                except (discord.ClientException, OSError, AudioError) as exc:
+                    log.error(
+                        "FFmpeg (%s) could not start for voice playback of job %s: %s",
+                        ffmpeg, clip.job_id, exc,
+                    )
+                    await clip.give_up("FFmpeg could not be started for voice playback")
+                    return None
+            gate = getattr(voice, "transport_open", None)
             try:
-                source = await asyncio.to_thread(
-                    ClipOpusSource, clip.audio.open(self.pause_ms), _info(clip), executable=ffmpeg
-                )
-            except (discord.ClientException, OSError, AudioError) as exc:
-                log.error(
-                    "FFmpeg (%s) could not start for voice playback of job %s: %s", ffmpeg, clip.job_id, exc
-                )
-                await clip.give_up("voice playback could not be started")
-                return
-            try:
-                voice.play(source, after=after)
+                voice.play(ResumableSource(source, gate or (lambda: True)), after=after)
             except Exception as exc:
                 log.warning("could not start playback of job %s in #%s: %s", clip.job_id, channel.name, exc)
-                await asyncio.to_thread(source.cleanup)
+                if recoveries == 0:
+                    await asyncio.to_thread(source.cleanup)
                 await clip.give_up("voice playback could not start")
-                return
-            now = NowPlaying(clip, channel, voice, source, done)
+                return None
+            now = NowPlaying(clip, channel, voice, source, done, recoveries=recoveries)
             self.current = now
             self.idle.touch()
-        self._changed()
-        await self.announce_positions()
-        await clip.report(f"playing in #{channel.name}")
-        error = await asyncio.shield(done)  # a cancelled worker must not cancel ``done``
-        self.current = None
-        self.idle.touch()
-        self._changed()
-        await self._report_end(now, error)
+        return now
 
     async def _report_end(self, now: NowPlaying, error: Exception | None) -> None:
         clip = now.clip
@@ -519,22 +645,28 @@ class GuildPlayer:
     # -- voice connection (call with _voice_lock held) --------------------------------------
 
     async def _connect(self, channel: discord.VoiceChannel) -> PlayableVoice:
+        """The connected voice client in ``channel``: the current one if it is there and
+        connected, else a fresh join (after leaving wherever the bot was)."""
         voice = self.voice
-        if voice is not None and not voice.is_connected():
-            await self._drop(voice)
-            voice = None
-        try:
-            if voice is None:
-                connected = await channel.connect(
-                    timeout=CONNECT_TIMEOUT,
-                    reconnect=True,
-                    self_deaf=True,
-                    cls=self.voice_cls or discord.VoiceClient,
-                )
-                return cast(PlayableVoice, connected)
-            if getattr(voice.channel, "id", None) != channel.id:
-                await voice.move_to(channel, timeout=CONNECT_TIMEOUT)
+        if voice is not None and voice.is_connected() and getattr(voice.channel, "id", None) == channel.id:
             return voice
+        if voice is not None:
+            await self._drop(voice)
+        attempts: list[PlayerVoiceClient] = []
+
+        def fresh_client(client: discord.Client, target: discord.abc.Connectable) -> PlayerVoiceClient:
+            attempt = PlayerVoiceClient(client, target, on_cleanup=lambda _: self._changed())
+            attempts.append(attempt)
+            return attempt
+
+        factory: Any = self.voice_cls or fresh_client
+        timeout = self.connect_timeout
+        try:
+            connected = await asyncio.wait_for(
+                channel.connect(timeout=timeout, reconnect=False, self_deaf=True, cls=factory),
+                timeout + CLOSE_TIMEOUT,
+            )
+            return cast(PlayableVoice, connected)
         except Exception as exc:
             log.warning(
                 "could not join voice channel #%s in guild %s: %s: %s",
@@ -546,12 +678,16 @@ class GuildPlayer:
             leftover = self.voice
             if leftover is not None:
                 await self._drop(leftover)
-            raise VoiceUnavailable(_describe_voice_error(exc, channel)) from exc
+            attempt = attempts[-1] if attempts else None
+            raise VoiceUnavailable(describe_join_failure(exc, attempt, channel.name, timeout)) from exc
 
     async def _drop(self, voice: PlayableVoice) -> None:
-        """Disconnect and forget ``voice``, whatever state it is in."""
+        """Disconnect and forget ``voice``, whatever state it is in. A client that is not
+        connected gets a short bound: discord.py waits for Discord to confirm the leave, and
+        Discord says nothing when the bot was not in a channel."""
+        bound = self.connect_timeout if voice.is_connected() else CLOSE_TIMEOUT
         try:
-            await asyncio.wait_for(voice.disconnect(force=True), CONNECT_TIMEOUT)
+            await asyncio.wait_for(voice.disconnect(force=True), bound)
         except Exception as exc:
             log.warning("voice disconnect in guild %s failed: %s", self.guild_id, exc)
         guild = self.guild
@@ -561,7 +697,7 @@ class GuildPlayer:
     # -- idle -------------------------------------------------------------------------------
 
     def _start_idle(self) -> None:
-        if self._idle_task is not None and not self._idle_task.done():
+        if self._closing or (self._idle_task is not None and not self._idle_task.done()):
             return
         if self.voice is None:
             return

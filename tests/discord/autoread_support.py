@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.autoread.reader import GuildReader, Read
 from tests.discord.harness import Harness
-from tests.discord.voice_support import WAIT_LIMIT, VoiceWorld, voice_world
+from tests.discord.voice_support import WAIT_LIMIT, VoiceLab, VoiceWorld, voice_world
 from tests.sandbox import Channel, Member, Message
 
 MESSAGE_CONTENT = 1 << 15
@@ -99,21 +99,29 @@ def reading_world(
     *,
     settings: dict[str, Any] | None = None,
     setup: dict[str, Any] | None = None,
+    real_voice: bool = False,
     **knobs: Any,
 ) -> AbstractAsyncContextManager[Reading]:
-    """``async with reading_world(make_harness) as r:`` — reading set up in #general by mo."""
+    """``async with reading_world(make_harness) as r:`` — reading set up in #general by mo.
+    ``real_voice``: the bot's own ``discord.VoiceClient`` talks to the sandbox's voice server
+    (``h.sandbox.listening(channel)`` is what a member hears) instead of ``TestVoice``."""
 
     @asynccontextmanager
     async def opened() -> AsyncIterator[Reading]:
+        merged = {**ENABLED, **(settings or {})}
+        if real_voice:
+            async with make_harness(settings=merged, privileged_intents=MESSAGE_CONTENT, **knobs) as h:
+                yield await ready(Reading(VoiceWorld(h, VoiceLab())), setup)
+            return
         async with voice_world(
-            make_harness,
-            settings={**ENABLED, **(settings or {})},
-            privileged_intents=MESSAGE_CONTENT,
-            **knobs,
+            make_harness, settings=merged, privileged_intents=MESSAGE_CONTENT, **knobs
         ) as w:
-            r = Reading(w)
-            answer = await r.command("setup", w.h.mo, text_channel=w.h.general, **(setup or {}))
-            assert answer.startswith("Hands-free reading is on."), answer
-            yield r
+            yield await ready(Reading(w), setup)
 
     return opened()
+
+
+async def ready(r: Reading, setup: dict[str, Any] | None) -> Reading:
+    answer = await r.command("setup", r.h.mo, text_channel=r.h.general, **(setup or {}))
+    assert answer.startswith("Hands-free reading is on."), answer
+    return r

@@ -135,8 +135,14 @@ class Harness:
     def new_bot(self) -> ChatterboxBot:
         # guild_ready_timeout: discord.py waits this long after the last GUILD_CREATE before
         # on_ready/wait_until_ready (2 s by default); the sandbox sends them all at once.
-        return ChatterboxBot(self.settings, clock=self.bot_clock, cogs=self.cogs, voice_cls=self.voice_cls,
-                             guild_ready_timeout=0.05)
+        return ChatterboxBot(
+            self.settings,
+            clock=self.bot_clock,
+            cogs=self.cogs,
+            voice_cls=self.voice_cls,
+            guild_ready_timeout=0.05,
+            connector=self.sandbox.voice_connector(),  # trusts the sandbox's voice servers (wss://)
+        )
 
     async def start_bot(self, bot: ChatterboxBot | None = None) -> ChatterboxBot:
         """Log ``bot`` (default: a new one) into the sandbox and sync its commands."""

@@ -20,6 +20,7 @@ from bot.clock import ManualClock, SystemClock
 from cogs.autoread.cog import DISABLED
 from tests.discord.autoread_support import ENABLED, MESSAGE_CONTENT, Reading, reading_world
 from tests.discord.harness import Harness
+from tests.discord.test_voice_transport import sound_span
 from tests.discord.voice_support import decode_opus_packets, emulator_wav, peak, seconds_of
 
 #: Opus packets cover the clip within this (FFmpeg adds up to ~2 frames of encoder padding).
@@ -85,6 +86,24 @@ async def test_an_opted_in_members_message_is_heard_and_nothing_else_is_read(mak
         assert [(j["user_id"], j["text"], j["delivered"]) for j in jobs] == [(h.alice.id, text, True)]
         assert h.emulator.counts["submit"] == 1
         assert all(bot_log(r, m) == [] for m in h.messages() if m.id != message.id)
+
+
+async def test_a_listener_in_voice_hears_the_message_over_the_real_transport(make_harness) -> None:
+    async with reading_world(make_harness, real_voice=True, settings={"voice_connect_timeout": 2.0}) as r:
+        h = r.h
+        await r.opt_in(h.alice)
+        await r.w.join(h.alice)
+        message = await r.say(h.alice, "Can everyone in the Lounge hear this?")
+        await r.wait_marks(message, ["✅"])
+        heard = await h.sandbox.wait_for(
+            lambda: (x := h.sandbox.listening(h.voice_channel)).trailing_silence >= 5 and x,
+            describe="the message and its closing silence",
+        )
+        wav = next(iter(h.emulator.jobs.values())).media_bytes
+        assert wav is not None
+        assert abs(heard.sound_seconds() - sound_span(wav)) <= 0.05 * sound_span(wav)
+        assert max(f.peak for f in heard.audio) > 3000  # the emulator's beeps, decoded
+        assert heard.sequences_monotonic()
 
 
 async def test_members_opt_in_and_out_and_moderators_set_up(make_harness) -> None:

@@ -67,7 +67,7 @@ async def test_me_for_a_fresh_member(h: Harness) -> None:
     text = reply.content
     assert "Requests today: 0 used, 20 of 20 left" in text
     assert "Characters today: 0 used, 5,000 of 5,000 left" in text
-    assert "In progress: 0 of 2 at once" in text
+    assert "In progress: 0 of 3 at once" in text
     usage = await h.bot.core.quotas.usage(h.guild.id, h.alice.id)
     assert f"<t:{int(usage.resets_at.timestamp())}:R>" in text
     assert reply.allowed_mentions == {"parse": []}

@@ -59,7 +59,7 @@ async def test_ffmpeg_missing_posts_the_file_and_logs_clearly(
     [
         (RuntimeError("davey library needed in order to use voice"),
          "voice encryption (DAVE) is not available on this bot"),
-        (TimeoutError(), "joining #Lounge timed out"),
+        (TimeoutError(), "Discord did not let me join #Lounge within 8 s"),
         (discord.ClientException("voice handshake failed"), "I couldn't connect to #Lounge"),
     ],
 )

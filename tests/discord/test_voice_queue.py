@@ -26,7 +26,9 @@ async def test_round_robin_cap_positions_and_the_queue_command(make_harness) -> 
         a2, a3, a4 = w.probe(h.alice, "a2"), w.probe(h.alice, "a3"), w.probe(h.alice, "a4")
         assert await w.enqueue(h.alice, a2.feed(WAV)) == Placement.queued(1)
         assert await w.enqueue(h.alice, a3.feed(WAV)) == Placement.queued(2)
-        full = Placement.refused("you already have 2 clips waiting for voice chat")
+        full = Placement.refused(
+            "you already have 2 clips waiting for voice chat (the most one member may queue)"
+        )
         assert await w.enqueue(h.alice, a4) == full
         b1 = w.probe(h.bob, "b1")
         # Bob has had no turn yet: he goes before Alice's second clip.

@@ -118,6 +118,9 @@ class TestVoice(discord.VoiceProtocol):
         self._state_changed = asyncio.Event()
         self.playback: Playback | None = None
         self.state_updates: list[dict[str, Any]] = []
+        #: As ``cogs.voice.connection.PlayerVoiceClient``: Discord removed the bot while connected.
+        self.removed_by_discord = False
+        self._leaving = False
         lab.voices.append(self)
 
     @property
@@ -136,6 +139,8 @@ class TestVoice(discord.VoiceProtocol):
         self._state_changed = asyncio.Event()
         if raw is None:
             # Disconnected (by us or by a moderator): stop and forget, as VoiceClient does.
+            if self._connected and not self._leaving:
+                self.removed_by_discord = True
             self._connected = False
             self.stop()
             self.cleanup()
@@ -182,6 +187,7 @@ class TestVoice(discord.VoiceProtocol):
 
     async def disconnect(self, *, force: bool = False) -> None:
         self.stop()
+        self._leaving = True
         if self._connected:
             await self.guild.change_voice_state(channel=None)
             await self._wait_state(None, 10.0)

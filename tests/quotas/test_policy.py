@@ -12,7 +12,7 @@ from bot.quotas.window import day_start, format_wait, next_reset
 from tests.quotas.conftest import make_settings
 
 DEFAULTS = ResolvedPolicy(
-    requests_per_day=20, chars_per_day=5000, cooldown_seconds=10, max_in_flight=2, max_chars_per_request=1000
+    requests_per_day=20, chars_per_day=5000, cooldown_seconds=10, max_in_flight=3, max_chars_per_request=1000
 )
 
 
@@ -31,7 +31,7 @@ def test_each_level_overrides_the_one_below_per_field() -> None:
     assert with_roles.requests_per_day == 30  # most generous role beats the guild default
     assert with_roles.chars_per_day == 100  # no role sets it: the guild default
     assert with_roles.cooldown_seconds == 20  # a role may also be stricter than the default
-    assert with_roles.max_in_flight == 2  # nobody sets it: built-in
+    assert with_roles.max_in_flight == 3  # nobody sets it: built-in
     full = resolve(DEFAULTS, guild=guild, roles=roles, user=user)
     assert full.requests_per_day == 1 and full.cooldown_seconds == 20
 

@@ -27,6 +27,13 @@ Usage::
             await sandbox.click(card, "job:cancel", user=mo)
             await sandbox.slash("quota set-user", user=mo, options={"user": alice, "limit": 3})
             await sandbox.move_member(alice, lounge)              # returns once the bot processed it
+
+Voice: ``sandbox.voice_server`` is a real voice server (TLS websocket + UDP RTP, decrypted
+and Opus-decoded); give the bot ``connector=sandbox.voice_connector()`` so discord.py's
+``wss://`` dial trusts it, then ``sandbox.listening(lounge)`` is what a member there heard.
+Failure knobs live on the server (``refuse_with``, ``silent``, ``drop_discovery``, and
+``session.close(code)`` / ``session.drop()``); ``sandbox.set_voice_moves`` and
+``sandbox.set_rtc_region`` produce moves and region changes.
 """
 
 from tests.sandbox.errors import DiscordAPIError, SandboxError, SandboxTimeout

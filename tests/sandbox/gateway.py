@@ -8,9 +8,18 @@ bot's cache reflects every event before it — no sleeps needed to observe e.g.
 ``member.voice`` after ``sandbox.move_member``.
 
 Voice: op 4 from the bot updates its voice state and is answered, as Discord does, with
-``VOICE_STATE_UPDATE`` (the bot's own) and, on joining, ``VOICE_SERVER_UPDATE`` carrying a
-dummy endpoint and token (no voice server exists here; tests connect through a custom
-``discord.VoiceProtocol``). A join without Connect permission is ignored, as on Discord.
+``VOICE_STATE_UPDATE`` (the bot's own) and ``VOICE_SERVER_UPDATE`` whose endpoint is the
+sandbox's voice server for the channel's region (``tests.sandbox.voice_server``) and whose
+token that server accepts once. A join without Connect permission is ignored, as on Discord.
+
+A *move* (op 4 naming another channel while connected, or a moderator dragging the bot) is
+answered the way discord.py's move handling expects of Discord: ``VOICE_STATE_UPDATE`` with
+the new channel, a fresh ``VOICE_SERVER_UPDATE``, and — once the bot has read both — the old
+voice websocket closed with 4014. ``state.voice_moves`` selects other sequences a real
+server may produce, so the bot is tested not to depend on one: ``"keep-socket"`` (both
+events, the old socket stays open) and ``"state-only"`` (only the voice state update).
+Disconnecting the bot (a kick) sends ``VOICE_STATE_UPDATE`` with no channel; the client
+then closes its voice websocket.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from tests.sandbox.errors import SandboxError
-from tests.sandbox.models import INTENT_GUILD_VOICE_STATES, Guild, Member, VoiceState
+from tests.sandbox.models import INTENT_GUILD_VOICE_STATES, Channel, Guild, Member, VoiceState
 from tests.sandbox.permissions import Permission, has
 
 if TYPE_CHECKING:
@@ -47,7 +56,8 @@ HEARTBEAT_ACK = 11
 HEARTBEAT_INTERVAL_MS = 41250
 #: Members, presences, message content: refused with close code 4014 unless enabled.
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)
-DUMMY_VOICE_ENDPOINT = "127.0.0.1:9"
+#: Discord's close code for "disconnected" (kicked, moved, channel deleted).
+VOICE_CLOSE_DISCONNECTED = 4014
 
 _CLOSE = object()
 
@@ -132,6 +142,7 @@ class GatewayHub:
         self.state = state
         self.sessions: list[GatewaySession] = []
         self.privileged_intents = 0
+        self._follow_ups: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -178,6 +189,9 @@ class GatewayHub:
             session.dispatch("GUILD_CREATE", guild.payload(session.intents))
 
     async def close_all(self) -> None:
+        for task in list(self._follow_ups):
+            task.cancel()
+        await asyncio.gather(*self._follow_ups, return_exceptions=True)
         for session in self.sessions:
             if not session.closed:
                 session.close(1001, "sandbox shutting down")
@@ -239,20 +253,71 @@ class GatewayHub:
         full = channel.user_limit and len(channel.voice_members) >= channel.user_limit
         if full and not has(perms, Permission.MOVE_MEMBERS) and guild.voice_channel_of(bot) is not channel:
             return
-        joined = self.set_voice_state(
+        self.place_bot(
             guild,
-            bot,
-            channel.id,
+            channel,
             session_id=session.session_id,
             self_mute=bool(data.get("self_mute")),
             self_deaf=bool(data.get("self_deaf")),
         )
-        if joined:
-            self.dispatch(
-                "VOICE_SERVER_UPDATE",
-                {"token": secrets.token_hex(8), "guild_id": str(guild.id), "endpoint": DUMMY_VOICE_ENDPOINT},
-                guild_id=guild.id,
-            )
+
+    def place_bot(
+        self,
+        guild: Guild,
+        channel: Channel,
+        *,
+        session_id: str | None = None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> None:
+        """Put the bot in ``channel`` (joining or moving) and tell it as Discord does."""
+        bot = guild.bot_member
+        before = guild.voice_channel_of(bot)
+        previous = guild.voice_states.get(bot.id)
+        session_id = session_id or (previous.session_id if previous else secrets.token_hex(16))
+        self.set_voice_state(
+            guild, bot, channel.id, session_id=session_id, self_mute=self_mute, self_deaf=self_deaf
+        )
+        moved = before is not None and before is not channel
+        mode = self.state.voice_moves
+        if before is channel or (moved and mode == "state-only"):
+            return
+        self.send_voice_server(guild, channel, session_id)
+        if moved and mode == "discord":
+            old = [s for server in self.state.voice_servers.values() for s in server.sessions_of(bot.id)]
+            self._spawn_after_sync(self._close_voice(old, VOICE_CLOSE_DISCONNECTED))
+
+    def send_voice_server(self, guild: Guild, channel: Channel, session_id: str) -> None:
+        """``VOICE_SERVER_UPDATE`` for the bot: the channel's region's server and a new token."""
+        server = self.state.voice_server_for(channel)
+        token = server.grant(
+            guild_id=guild.id, user_id=guild.bot_member.id, session_id=session_id, channel_id=channel.id
+        )
+        self.dispatch(
+            "VOICE_SERVER_UPDATE",
+            {"token": token, "guild_id": str(guild.id), "endpoint": server.endpoint},
+            guild_id=guild.id,
+        )
+
+    def kick_bot(self, guild: Guild) -> None:
+        """A moderator disconnects the bot: ``VOICE_STATE_UPDATE`` without a channel. The
+        client closes its voice websocket itself (a 4014 from the server at the same moment
+        makes both ends close at once, and aiohttp then waits out its close timeout)."""
+        self.set_voice_state(guild, guild.bot_member, None)
+
+    async def _close_voice(self, sessions: list[Any], code: int) -> None:
+        for voice in sessions:
+            if not voice.closed:
+                await voice.close(code, "Disconnected.")
+
+    def _spawn_after_sync(self, coro: Any) -> None:
+        async def run() -> None:
+            await self.sync()
+            await coro
+
+        task = asyncio.create_task(run(), name="sandbox-voice-follow-up")
+        self._follow_ups.add(task)
+        task.add_done_callback(self._follow_ups.discard)
 
     # -- the websocket --------------------------------------------------------------------
 

@@ -189,6 +189,8 @@ class Channel:
     topic: str | None = None
     user_limit: int = 0
     bitrate: int = 64000
+    #: Voice region (None: automatic); ``DiscordSandbox.set_rtc_region`` changes it.
+    rtc_region: str | None = None
 
     @property
     def is_voice(self) -> bool:
@@ -243,7 +245,10 @@ class Channel:
             data["topic"] = self.topic
         else:
             data.update(
-                bitrate=self.bitrate, user_limit=self.user_limit, rtc_region=None, video_quality_mode=1
+                bitrate=self.bitrate,
+                user_limit=self.user_limit,
+                rtc_region=self.rtc_region,
+                video_quality_mode=1,
             )
         return data
 

@@ -20,8 +20,9 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+import aiohttp
 from aiohttp import web
 
 from bot.clock import Clock, SystemClock
@@ -39,7 +40,8 @@ from tests.sandbox.messages import _ROLE_MENTION, _USER_MENTION, Message, Stored
 from tests.sandbox.models import Channel, Guild, Member, User
 from tests.sandbox.permissions import DEFAULT_BOT, Permission, has, to_bits
 from tests.sandbox.rest import RestApi, discord_errors
-from tests.sandbox.state import DEFAULT_UPLOAD_LIMIT, MessageBody, SandboxState, Upload
+from tests.sandbox.state import DEFAULT_REGION, DEFAULT_UPLOAD_LIMIT, MessageBody, SandboxState, Upload
+from tests.sandbox.voice_server import Listening, VoiceServer, VoiceTls
 from tests.sandbox.waiting import DEFAULT_TIMEOUT
 
 T = TypeVar("T")
@@ -87,9 +89,20 @@ class DiscordSandbox:
         await site.start()
         port = self._runner.addresses[0][1]
         self.state.base_url = f"http://127.0.0.1:{port}"
+        await self._voice_server(DEFAULT_REGION)
+
+    async def _voice_server(self, region: str) -> VoiceServer:
+        server = self.state.voice_servers.get(region)
+        if server is None:
+            server = VoiceServer(region, on_change=self.state.notifier.notify)
+            await server.start()
+            self.state.voice_servers[region] = server
+        return server
 
     async def close(self) -> None:
         await self.state.hub.close_all()
+        for server in self.state.voice_servers.values():
+            await server.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -576,6 +589,60 @@ class DiscordSandbox:
 
     # -- voice ----------------------------------------------------------------------------
 
+    @property
+    def voice_server(self) -> VoiceServer:
+        """The voice server of channels without a region."""
+        return self.state.voice_servers[DEFAULT_REGION]
+
+    @property
+    def voice_servers(self) -> dict[str, VoiceServer]:
+        return self.state.voice_servers
+
+    def voice_connector(self) -> aiohttp.TCPConnector:
+        """A connector for the bot (``discord.Client(connector=...)``) that trusts the voice
+        servers' test CA: discord.py dials voice over ``wss://``. Create it on the bot's loop."""
+        return aiohttp.TCPConnector(ssl=VoiceTls.get().client_context())
+
+    def set_voice_moves(self, mode: Literal["discord", "keep-socket", "state-only"]) -> None:
+        """How the sandbox answers moves of the bot (see ``tests.sandbox.gateway``)."""
+        self.state.voice_moves = mode
+
+    def listening(self, channel: Channel) -> Listening:
+        """What a member in ``channel`` heard from the bot, over every voice server."""
+        frames = sorted(
+            (f for server in self.state.voice_servers.values() for f in server.listening(channel.id).frames),
+            key=lambda f: (f.arrival),
+        )
+        return Listening(frames)
+
+    async def delete_channel(self, channel: Channel) -> None:
+        """A moderator deletes ``channel``: members in it (the bot too) are disconnected from
+        voice first (``VOICE_STATE_UPDATE`` without a channel), then ``CHANNEL_DELETE``."""
+        guild = channel.guild
+        hub = self.state.hub
+        members = sorted(channel.voice_members, key=lambda m: m is not guild.bot_member)  # the bot first
+        for member in members:
+            if member is guild.bot_member:
+                hub.kick_bot(guild)
+            else:
+                hub.set_voice_state(guild, member, None)
+        del guild.channels[channel.id]
+        self.state.dispatch_guild_event(guild, "CHANNEL_DELETE", channel.payload())
+        await self.sync()
+
+    async def set_rtc_region(self, channel: Channel, region: str | None) -> None:
+        """Change a voice channel's region as a moderator would: ``CHANNEL_UPDATE``, and a bot
+        connected there gets ``VOICE_SERVER_UPDATE`` for the new region's server."""
+        if region is not None:
+            await self._voice_server(region)
+        channel.rtc_region = region
+        guild = channel.guild
+        self.state.dispatch_guild_event(guild, "CHANNEL_UPDATE", channel.payload())
+        state = guild.voice_states.get(guild.bot_member.id)
+        if state is not None and state.channel_id == channel.id:
+            self.state.hub.send_voice_server(guild, channel, state.session_id)
+        await self.sync()
+
     async def move_member(
         self, member: Member, channel: Channel | None, *, self_mute: bool = False, self_deaf: bool = False
     ) -> None:
@@ -583,6 +650,15 @@ class DiscordSandbox:
         ``VOICE_STATE_UPDATE``, and return once the bot has processed it."""
         if channel is not None and (channel.guild is not member.guild or not channel.is_voice):
             raise SandboxError(f"#{channel.name} is not a voice channel of {member.guild.name}")
+        if member is member.guild.bot_member:
+            # A moderator moving or disconnecting the bot: Discord's full sequence.
+            hub = self.state.hub
+            if channel is None:
+                hub.kick_bot(member.guild)
+            else:
+                hub.place_bot(member.guild, channel, self_mute=self_mute, self_deaf=self_deaf)
+            await self.sync()
+            return
         self.state.hub.set_voice_state(
             member.guild,
             member,

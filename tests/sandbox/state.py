@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from bot.clock import Clock
@@ -29,10 +29,13 @@ from tests.sandbox.models import (
 )
 from tests.sandbox.permissions import DEFAULT_BOT
 from tests.sandbox.snowflake import SnowflakeFactory
+from tests.sandbox.voice_server import VoiceServer
 from tests.sandbox.waiting import DEFAULT_TIMEOUT, Notifier
 
 #: Discord's default per-file upload limit for a guild without boosts (10 MiB).
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: The region of voice channels whose ``rtc_region`` is automatic.
+DEFAULT_REGION = "local"
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10
 
@@ -83,12 +86,20 @@ class SandboxState:
         self.interactions_by_token: dict[str, InteractionHandle] = {}
         #: Every op 4 VOICE_STATE_UPDATE the bot sent, as received.
         self.voice_requests: list[dict[str, Any]] = []
+        #: Voice servers by region ("local" is the default for channels without a region);
+        #: started by ``DiscordSandbox``.
+        self.voice_servers: dict[str, VoiceServer] = {}
+        #: How a move is answered (see ``tests.sandbox.gateway``).
+        self.voice_moves: Literal["discord", "keep-socket", "state-only"] = "discord"
         #: Requests to routes the sandbox does not implement ("METHOD /path").
         self.unhandled_requests: list[str] = []
         #: Exceptions raised by the sandbox's own handlers (sandbox bugs).
         self.internal_errors: list[str] = []
 
     # -- world ----------------------------------------------------------------------------
+
+    def voice_server_for(self, channel: Channel) -> VoiceServer:
+        return self.voice_servers[channel.rtc_region or DEFAULT_REGION]
 
     def new_user(self, name: str, *, bot: bool = False) -> User:
         user = User(self.new_id(), name, bot=bot)

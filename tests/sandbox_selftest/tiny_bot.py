@@ -70,11 +70,12 @@ class Quota(app_commands.Group):
 
 
 class TinyBot(commands.Bot):
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True, voice_states=True),
             allowed_mentions=discord.AllowedMentions.none(),
+            **options,
         )
         #: /act waits for this before acting, so a test can move the clock first.
         self.go_ahead = asyncio.Event()
