@@ -213,6 +213,8 @@ class GuildReader:
         if read is None or read.state is not ReadState.QUEUED or text == read.text:
             return
         async with self._lock:
+            if read.state is not ReadState.QUEUED:
+                return  # it started playing (or ended) while this edit waited for the lock
             if read in self.queue:
                 if not text:
                     self.queue.remove(read)
@@ -226,6 +228,7 @@ class GuildReader:
             attempt, read.attempt = read.attempt, None
             await self._stop(attempt, "the message was edited")
             if not text:
+                self._drop_active(read)
                 self._end(read, ReadState.ENDED)
             else:
                 read.text = text

@@ -13,6 +13,7 @@ opt-out takes effect at once. A member's display name is used for the "… said"
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -138,7 +139,9 @@ class AutoreadService:
             settings = await self.settings(guild_id)
             if reader is None or read is None or settings is None:
                 return
-            await reader.edit(message_id, self._text(content, names))
+            edited = dataclasses.replace(read.message, content=content)
+            text = "" if skip_reason(edited) is not None else self._text(content, names)
+            await reader.edit(message_id, text)  # "" drops it (edited into a command, emptied)
 
     async def on_delete(self, guild_id: int, message_id: int) -> None:
         async with self._lock(guild_id):

@@ -170,13 +170,16 @@ async def test_an_edit_before_playback_reads_the_new_text(make_harness) -> None:
         m1 = await r.say(h.alice, "The first message stays as it is.")
         m2 = await r.say(h.alice, "The second message before the edit.")
         m3 = await r.say(h.alice, "The third message before the edit.")
-        await processing(h, 2)  # m1 and m2 are generating; m3 waits its turn
-        assert len(r.reader.queue) == 1
+        m4 = await r.say(h.alice, "The fourth message, soon a command.")
+        await processing(h, 2)  # m1 and m2 are generating; m3 and m4 wait their turn
+        assert len(r.reader.queue) == 2
 
         await h.sandbox.edit(m2, "The second message after the edit.")
         await r.handled("edit", m2)
         await h.sandbox.edit(m3, "The third message after the edit.")
         await r.handled("edit", m3)
+        await h.sandbox.edit(m4, "!nevermind")  # now a command for some bot: not read at all
+        await r.handled("edit", m4)
         release(h, held)
         await r.wait_marks(m3, ["✅"])
 
@@ -193,6 +196,9 @@ async def test_an_edit_before_playback_reads_the_new_text(make_harness) -> None:
             ("The third message after the edit.", "delivered"),  # was waiting: never started
         ]
         assert r.marks(m1) == ["✅"] and r.marks(m2) == ["✅"]
+        assert r.read_of(m4).state is ReadState.ENDED
+        await r.wait_marks(m4, [])
+        assert bot_log(r, m4) == [("add", "⏳"), ("remove", "⏳")]
 
 
 async def test_a_deletion_before_submit_refunds_and_leaves_no_mark(make_harness) -> None:
