@@ -309,6 +309,8 @@ class GuildReader:
                 params=voice.params,
                 target=DeliveryTarget(kind="voice", channel_id=message.channel_id),
                 on_event=lambda event: self._on_event(read, attempt, event),
+                clip_sha256=voice.clip_sha256,
+                voice_name=voice.name,
             )
         except QuotaExceeded as exc:
             read.attempt = None

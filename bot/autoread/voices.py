@@ -20,6 +20,8 @@ class ReadVoice:
     voice_url: str | None = None
     params: TTSParams = field(default_factory=TTSParams)
     name: str | None = None
+    #: SHA-256 of the reference clip's bytes: the audio cache's key for this voice.
+    clip_sha256: str | None = None
 
 
 VoiceLookup = Callable[[int, int], Awaitable[ReadVoice]]
