@@ -50,6 +50,7 @@ class DiscordOutlet:
         self._worker: asyncio.Task[None] | None = None
         #: Messages known to be deleted: no reaction is attempted on them.
         self.deleted: set[int] = set()
+        self._closed = False
 
     async def enqueue(self, read: Read, clip: VoiceClip) -> Placement:
         voice = self.bot.voice_output
@@ -63,7 +64,7 @@ class DiscordOutlet:
 
     def show(self, read: Read, previous: ReadState | None) -> None:
         message = read.message
-        if message.message_id in self.deleted:
+        if self._closed or message.message_id in self.deleted:
             return
         old = MARKS.get(previous) if previous is not None else None
         new = MARKS.get(read.state)
@@ -94,6 +95,7 @@ class DiscordOutlet:
                 log.info("could not mark message %s (%s -> %s): %s", message_id, old, new, exc)
 
     async def close(self) -> None:
+        self._closed = True
         worker = self._worker
         if worker is not None and not worker.done():
             worker.cancel()
