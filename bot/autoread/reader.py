@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = 2
 MAX_WAITING_PER_MEMBER = 20
 NOTE_INTERVAL = 3600.0
+FINISHED_KEPT = 100
 #: Quota refusals that only mean "not yet": the read waits and is retried.
 WAIT_CODES = frozenset({"cooldown", "max_in_flight"})
 
@@ -124,6 +126,8 @@ class Read:
     #: Whether the refusal is shown (the first for this member in ``NOTE_INTERVAL``).
     noted: bool = False
     retry_at: float | None = None
+    #: The message was deleted (nothing more is shown on it).
+    deleted: bool = False
     #: Every text it was to be read as (an edit appends), and every attempt made, in order.
     texts: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
@@ -185,8 +189,9 @@ class GuildReader:
         self.queue: FairQueue[Read] = FairQueue(MAX_WAITING_PER_MEMBER)
         self.active: list[Read] = []
         self.by_message: dict[int, Read] = {}
-        #: Every read this reader finished, in the order they ended (for observers and tests).
-        self.finished: list[Read] = []
+        #: The last ``FINISHED_KEPT`` reads this reader finished, in the order they ended (for
+        #: observers and tests; bounded so a long-running bot does not keep every message).
+        self.finished: deque[Read] = deque(maxlen=FINISHED_KEPT)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._changed = asyncio.Event()
@@ -241,6 +246,7 @@ class GuildReader:
         read = self.by_message.get(message_id)
         if read is None:
             return
+        read.deleted = True
         async with self._lock:
             if read in self.queue:
                 self.queue.remove(read)

@@ -311,7 +311,6 @@ class AutoreadCog(
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if payload.guild_id is None or self._service is None:
             return
-        self.outlet.deleted.add(payload.message_id)
         try:
             await self._service.on_delete(payload.guild_id, payload.message_id)
         finally:

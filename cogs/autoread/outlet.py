@@ -37,8 +37,8 @@ MARKS: dict[ReadState, str] = {
     ReadState.REFUSED: "⚠️",
 }
 
-#: (channel id, message id, emoji to remove or None, emoji to add or None)
-Change = tuple[int, int, str | None, str | None]
+#: (the read, emoji to remove or None, emoji to add or None)
+Change = tuple[Read, str | None, str | None]
 
 
 class DiscordOutlet:
@@ -48,8 +48,6 @@ class DiscordOutlet:
         self.bot = bot
         self._changes: asyncio.Queue[Change] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        #: Messages known to be deleted: no reaction is attempted on them.
-        self.deleted: set[int] = set()
         self._closed = False
 
     async def enqueue(self, read: Read, clip: VoiceClip) -> Placement:
@@ -63,16 +61,15 @@ class DiscordOutlet:
         return await voice.enqueue(member, clip)
 
     def show(self, read: Read, previous: ReadState | None) -> None:
-        message = read.message
-        if self._closed or message.message_id in self.deleted:
-            return
+        if self._closed or read.deleted:
+            return  # a deleted message gets no more reactions
         old = MARKS.get(previous) if previous is not None else None
         new = MARKS.get(read.state)
         if read.state is ReadState.REFUSED and not read.noted:
             new = None
         if old == new:
             return
-        self._changes.put_nowait((message.channel_id, message.message_id, old, new))
+        self._changes.put_nowait((read, old, new))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._apply(), name="autoread-reactions")
 
@@ -82,10 +79,12 @@ class DiscordOutlet:
 
     async def _apply(self) -> None:
         while not self._changes.empty():
-            channel_id, message_id, old, new = self._changes.get_nowait()
-            if message_id in self.deleted:
+            read, old, new = self._changes.get_nowait()
+            if read.deleted:
                 continue
-            message = self.bot.get_partial_messageable(channel_id).get_partial_message(message_id)
+            message_id = read.message.message_id
+            channel = self.bot.get_partial_messageable(read.message.channel_id)
+            message = channel.get_partial_message(message_id)
             try:
                 if old is not None and self.bot.user is not None:
                     await message.remove_reaction(old, self.bot.user)
