@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/quotas.py
 	$(BIN)/python bench/long_text.py
+	$(BIN)/python bench/autoread_gaps.py
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)/tools

@@ -3,7 +3,9 @@
 Decisions a server owner may want to know:
 
 * Intents are minimal: guilds and voice states. No message content, no members list: the
-  member who runs a command arrives with the interaction, roles included.
+  member who runs a command arrives with the interaction, roles included. Only with
+  ``AUTOREAD_ENABLED=true`` (hands-free reading) does the bot ask for guild messages and the
+  privileged Message Content intent; without it everything else works the same.
 * Mentions are off by default (``AllowedMentions.none()``), so spoken text that contains
   ``@everyone`` or a user mention can never ping anyone when it is echoed.
 * Slash commands are synced on demand (``chatterbox-bot sync``), never at every start:
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.voices", "cogs.help")
+COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.voices", "cogs.help", "cogs.autoread")
 
 #: discord.py's loggers whose DEBUG lines carry interaction or webhook tokens.
 TOKEN_LOGGERS = (
@@ -125,6 +127,9 @@ class ChatterboxBot(commands.Bot):
         intents = discord.Intents.none()
         intents.guilds = True
         intents.voice_states = True
+        if settings.autoread_enabled:
+            intents.guild_messages = True
+            intents.message_content = True
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,

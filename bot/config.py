@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, ge=0, le=65535)  # 0 = no HTTP server
     public_base_url: str | None = None  # https address the provider reaches; empty = polling only
 
+    # --- hands-free reading (cogs/autoread; needs the privileged Message Content intent) ---
+    autoread_enabled: bool = False
+    autoread_max_chars: int = Field(300, ge=20, le=2000)
+
     # --- process --------------------------------------------------------------------
     ffmpeg_path: str | None = None
     log_level: str = "INFO"

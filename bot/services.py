@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.autoread.store import AutoreadStore
 from bot.cache import AudioCache
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, Settings
@@ -123,6 +124,8 @@ class Services:
         ttl = settings.voice_clip_url_ttl_seconds
         self.clip_signer = clip_signer or ClipSigner(db, clock, ttl_seconds=ttl)
         self.voice_audio = VoiceAudio(self.voices, self.clip_signer, public_base_url=settings.public_base_url)
+        #: Hands-free reading's settings and opt-ins (``bot.autoread``).
+        self.autoread = AutoreadStore(db, clock)
         self._owns_session = owns_session
         self._owns_db = owns_db
         self._lock = lock

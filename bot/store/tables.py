@@ -31,6 +31,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 
 from bot.store.types import Money, UTCDateTime
@@ -368,4 +369,25 @@ bot_secrets = Table(
     Column("name", String(50), primary_key=True),
     Column("value", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Hands-free reading (bot.autoread): one row per server that set it up, one per opted-in member.
+autoread_settings = Table(
+    "autoread_settings",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("text_channel_id", BigInteger, nullable=False),
+    Column("voice_channel_id", BigInteger, nullable=True),
+    Column("announce", Boolean, nullable=False, server_default=false()),
+    Column("join_on_first_speaker", Boolean, nullable=False, server_default=true()),
+    Column("updated_by", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+autoread_members = Table(
+    "autoread_members",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("user_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("opted_in_at", UTCDateTime, nullable=False),
 )

@@ -226,7 +226,7 @@ class Harness:
 
 
 #: Name prefixes of the tasks the bot's own code starts (speech jobs, /speak cards, voice).
-BOT_TASK_PREFIXES = ("speech-", "speak-", "voice-")
+BOT_TASK_PREFIXES = ("speech-", "speak-", "voice-", "autoread-")
 
 
 def assert_no_bot_tasks_left() -> None:
@@ -253,12 +253,15 @@ async def open_harness(
     upload_limit: int = DEFAULT_UPLOAD_LIMIT,
     start: bool = True,
     sync_commands: bool = True,
+    privileged_intents: int = 0,
 ) -> AsyncIterator[Harness]:
     """Bring everything up; tear it down in reverse order on exit.
 
     ``settings``: ``Settings`` field overrides (applied last). ``emulator``: an
     ``EmulatorConfig`` or overrides of ``FAST_EMULATOR`` fields. ``start=False`` leaves the
     bot unstarted (``await h.start_bot()``), e.g. to change the world first.
+    ``privileged_intents``: the intent bits the application is allowed in the Developer Portal
+    (e.g. Message Content, ``1 << 15``); others close the gateway with 4014, as on Discord.
     """
     if isinstance(emulator, EmulatorConfig):
         emulator_config = emulator
@@ -273,7 +276,9 @@ async def open_harness(
         discord_clock = bot_clock = clock
     async with AsyncExitStack() as stack:
         gateway = await stack.enter_async_context(GatewayEmulator(emulator_config))
-        sandbox = await stack.enter_async_context(DiscordSandbox(clock=discord_clock))
+        sandbox = await stack.enter_async_context(
+            DiscordSandbox(clock=discord_clock, privileged_intents=privileged_intents)
+        )
         guild = sandbox.add_guild("Test Server", bot_permissions=bot_permissions, upload_limit=upload_limit)
         mods = guild.add_role("Mods", permissions=Permission.MANAGE_GUILD)
         general = guild.add_text_channel("general")

@@ -152,14 +152,23 @@ class GatewayHub:
         return [s for s in self.sessions if s.live]
 
     def dispatch(
-        self, event: str, data: Any, *, guild_id: int | None = None, intent: int | None = None
+        self,
+        event: str,
+        data: Any,
+        *,
+        guild_id: int | None = None,
+        intent: int | None = None,
+        for_session: Any = None,
     ) -> None:
+        """Send ``event`` to every live session of the guild that has ``intent``;
+        ``for_session(session, data)``, if given, makes each session's own copy (e.g. a
+        message without content for a session lacking the Message Content intent)."""
         for session in self.live_sessions():
             if guild_id is not None and guild_id not in session.guild_ids:
                 continue
             if intent is not None and not session.intents & intent:
                 continue
-            session.dispatch(event, data)
+            session.dispatch(event, data if for_session is None else for_session(session, data))
 
     def interaction_session(self) -> GatewaySession:
         """Discord delivers an interaction to one connection: the newest ready one."""

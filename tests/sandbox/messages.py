@@ -136,6 +136,14 @@ class Message:
     application_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
     history: list[Revision] = field(default_factory=list)
+    #: Reactions now on the message: emoji -> ids of the users who reacted, in order.
+    reactions: dict[str, list[int]] = field(default_factory=dict)
+    #: Every reaction change, oldest first: ("add" | "remove", emoji, user id).
+    reaction_log: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def reacted(self, user_id: int) -> list[str]:
+        """The emoji ``user_id`` has on this message now, in the order they were added."""
+        return [emoji for emoji, users in self.reactions.items() if user_id in users]
 
     @property
     def ephemeral(self) -> bool:

@@ -136,6 +136,14 @@ class RestApi:
             web.get(f"{API}/channels/{{channel}}/messages/{{message}}", auth(self.get_message)),
             web.patch(f"{API}/channels/{{channel}}/messages/{{message}}", auth(self.patch_message)),
             web.delete(f"{API}/channels/{{channel}}/messages/{{message}}", auth(self.delete_message)),
+            web.put(
+                f"{API}/channels/{{channel}}/messages/{{message}}/reactions/{{emoji}}/@me",
+                auth(self.add_own_reaction),
+            ),
+            web.delete(
+                f"{API}/channels/{{channel}}/messages/{{message}}/reactions/{{emoji}}/@me",
+                auth(self.remove_own_reaction),
+            ),
             web.post(f"{API}/interactions/{{interaction}}/{{token}}/callback", self.callback),
             web.post(f"{API}/webhooks/{{app}}/{{token}}", self.followup),
             web.get(f"{API}/webhooks/{{app}}/{{token}}/messages/{{message}}", self.webhook_get),
@@ -395,6 +403,33 @@ class RestApi:
         if message.author.id != self.state.bot_user.id:
             self._require(channel, Permission.MANAGE_MESSAGES)
         self.state.delete_message(message)
+        return no_content()
+
+    # -- reactions ------------------------------------------------------------------------
+
+    def _emoji(self, request: web.Request) -> str:
+        """The emoji path segment (aiohttp has percent-decoded it): a unicode emoji or
+        ``name:id`` for a custom one; anything else is Discord's 10014 Unknown Emoji."""
+        emoji = request.match_info["emoji"]
+        if not emoji or (emoji.isascii() and not re.fullmatch(r"\w{2,32}:\d{1,20}", emoji)):
+            raise errors.DiscordAPIError(400, 10014, "Unknown Emoji")
+        return emoji
+
+    async def add_own_reaction(self, request: web.Request) -> web.Response:
+        channel = self._channel(request)
+        message = self._channel_message(request, channel)
+        emoji = self._emoji(request)
+        needed = Permission.VIEW_CHANNEL | Permission.READ_MESSAGE_HISTORY
+        if emoji not in message.reactions:
+            needed |= Permission.ADD_REACTIONS  # the first of an emoji needs Add Reactions
+        self._require(channel, needed)
+        self.state.add_reaction(message, emoji, self.state.bot_user)
+        return no_content()
+
+    async def remove_own_reaction(self, request: web.Request) -> web.Response:
+        channel = self._channel(request)
+        message = self._channel_message(request, channel)
+        self.state.remove_reaction(message, self._emoji(request), self.state.bot_user)
         return no_content()
 
     # -- interactions ---------------------------------------------------------------------

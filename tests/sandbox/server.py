@@ -40,7 +40,7 @@ from tests.sandbox.messages import _ROLE_MENTION, _USER_MENTION, Message, Stored
 from tests.sandbox.models import Channel, Guild, Member, User
 from tests.sandbox.permissions import DEFAULT_BOT, Permission, has, to_bits
 from tests.sandbox.rest import RestApi, discord_errors
-from tests.sandbox.state import DEFAULT_REGION, DEFAULT_UPLOAD_LIMIT, SandboxState
+from tests.sandbox.state import DEFAULT_REGION, DEFAULT_UPLOAD_LIMIT, MessageBody, SandboxState, Upload
 from tests.sandbox.voice_server import Listening, VoiceServer, VoiceTls
 from tests.sandbox.waiting import DEFAULT_TIMEOUT
 
@@ -522,8 +522,9 @@ class DiscordSandbox:
     # -- messages -------------------------------------------------------------------------
 
     def messages(self, channel: Channel, *, include_ephemeral: bool = False) -> list[Message]:
-        """What the bot posted in ``channel`` (channel messages and interaction responses),
-        oldest first, without deleted ones; ephemeral ones only on request."""
+        """Messages in ``channel`` (the bot's channel messages and interaction responses, and
+        what members ``post``), oldest first, without deleted ones; ephemeral ones only on
+        request."""
         return [
             m
             for m in self.state.messages_in(channel.id)
@@ -559,6 +560,32 @@ class DiscordSandbox:
     ) -> T:
         """Wait until ``predicate()`` is truthy, re-checked after every sandbox change."""
         return await self.state.notifier.wait_until(predicate, describe=describe)
+
+    # -- members writing ------------------------------------------------------------------
+
+    async def post(
+        self, member: Member, channel: Channel, content: str = "", *, files: Iterable[tuple[str, bytes]] = ()
+    ) -> Message:
+        """``member`` sends a message in ``channel`` (``files``: (filename, bytes) attachments).
+        Connected bots get MESSAGE_CREATE (with the content only if they have the Message
+        Content intent, as on Discord); returns once they have processed it."""
+        if channel.guild is not member.guild:
+            raise SandboxError(f"#{channel.name} is not in {member.name}'s guild")
+        uploads = [Upload(name, data, guess_content_type(name)) for name, data in files]
+        message = self.state.member_message(channel, member.user, content, uploads)
+        await self.sync()
+        return message
+
+    async def edit(self, message: Message, content: str) -> Message:
+        """The author edits ``message``'s text (MESSAGE_UPDATE); returns once bots processed it."""
+        self.state.edit_message(message, MessageBody({"content": content}), limit=DEFAULT_UPLOAD_LIMIT)
+        await self.sync()
+        return message
+
+    async def delete(self, message: Message) -> None:
+        """The author deletes ``message`` (MESSAGE_DELETE); returns once bots processed it."""
+        self.state.delete_message(message)
+        await self.sync()
 
     # -- voice ----------------------------------------------------------------------------
 

@@ -19,7 +19,14 @@ from tests.sandbox.commands import CommandRegistry
 from tests.sandbox.gateway import GatewayHub
 from tests.sandbox.interactions import InteractionHandle
 from tests.sandbox.messages import EPHEMERAL, LOADING, TYPE_DEFAULT, Message, StoredFile, guess_content_type
-from tests.sandbox.models import INTENT_GUILD_MESSAGES, Channel, Guild, User
+from tests.sandbox.models import (
+    INTENT_GUILD_MESSAGE_REACTIONS,
+    INTENT_GUILD_MESSAGES,
+    INTENT_MESSAGE_CONTENT,
+    Channel,
+    Guild,
+    User,
+)
 from tests.sandbox.permissions import DEFAULT_BOT
 from tests.sandbox.snowflake import SnowflakeFactory
 from tests.sandbox.voice_server import VoiceServer
@@ -249,7 +256,62 @@ class SandboxState:
         member = channel.guild.members.get(message.author.id)
         if member is not None:
             data["member"] = member.payload(with_user=False)
-        self.hub.dispatch(event, data, guild_id=channel.guild.id, intent=INTENT_GUILD_MESSAGES)
+        guild_id = channel.guild.id
+        rule = self._content_rule
+        self.hub.dispatch(event, data, guild_id=guild_id, intent=INTENT_GUILD_MESSAGES, for_session=rule)
+
+    def _content_rule(self, session: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """Discord's Message Content rule: a session without the intent gets messages with
+        empty ``content``, ``embeds``, ``attachments`` and ``components``, except the bot's
+        own messages and messages that mention the bot."""
+        if session.intents & INTENT_MESSAGE_CONTENT:
+            return data
+        author = int(data["author"]["id"])
+        mentions_bot = f"<@{self.bot_user.id}>" in data.get("content", "")
+        if author == self.bot_user.id or mentions_bot:
+            return data
+        return {**data, "content": "", "embeds": [], "attachments": [], "components": []}
+
+    # -- messages members write -------------------------------------------------------------
+
+    def member_message(self, channel: Channel, author: User, content: str, files: list[Upload]) -> Message:
+        """A message a member (or another bot) posts, announced as MESSAGE_CREATE."""
+        body = MessageBody({"content": content}, {i: f for i, f in enumerate(files)})
+        return self.create_message(channel, author, body, limit=channel.guild.upload_limit)
+
+    # -- reactions --------------------------------------------------------------------------
+
+    def add_reaction(self, message: Message, emoji: str, user: User) -> None:
+        users = message.reactions.setdefault(emoji, [])
+        if user.id in users:
+            return
+        users.append(user.id)
+        message.reaction_log.append(("add", emoji, user.id))
+        self._reaction_event("MESSAGE_REACTION_ADD", message, emoji, user)
+
+    def remove_reaction(self, message: Message, emoji: str, user: User) -> None:
+        users = message.reactions.get(emoji, [])
+        if user.id not in users:
+            return
+        users.remove(user.id)
+        if not users:
+            del message.reactions[emoji]
+        message.reaction_log.append(("remove", emoji, user.id))
+        self._reaction_event("MESSAGE_REACTION_REMOVE", message, emoji, user)
+
+    def _reaction_event(self, event: str, message: Message, emoji: str, user: User) -> None:
+        data = {
+            "user_id": str(user.id),
+            "channel_id": str(message.channel_id),
+            "message_id": str(message.id),
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        self.hub.dispatch(event, data, guild_id=message.guild_id, intent=INTENT_GUILD_MESSAGE_REACTIONS)
+        self.notifier.notify()
 
     def _apply(
         self, message: Message, body: MessageBody, *, limit: int, path: tuple[str, ...], creating: bool
