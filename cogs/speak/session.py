@@ -221,8 +221,11 @@ class SpeakSession:
 
     async def _completed(self, result: SpeechResult) -> None:
         self._result = result
-        if not await self._begin_delivery(result.job_id):
-            return  # not ours to deliver (already delivered, or taken over): never posted twice
+        if self.posts_file and not await self._begin_delivery(result.job_id):
+            # Not ours to post (delivered already, taken over, or the bot is stopping: the next
+            # process posts it): never posted twice. Voice alone claims nothing: what has not
+            # played when the bot restarts is posted as a file then.
+            return
         if self._clip is not None:
             self._clip.finish()
         where = None
