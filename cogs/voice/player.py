@@ -509,7 +509,7 @@ class GuildPlayer:
                     return
                 if ffmpeg is None:
                     log_ffmpeg_missing(clip.job_id)
-                    await clip.give_up("voice chat is not available on this bot (FFmpeg is not installed)")
+                    await clip.give_up("voice chat is not available on this bot (audio tools missing)")
                     return
                 now = await self._start(clip, channel, source, ffmpeg, recoveries)
                 if now is None:
@@ -610,7 +610,7 @@ class GuildPlayer:
                         "FFmpeg (%s) could not start for voice playback of job %s: %s",
                         ffmpeg, clip.job_id, exc,
                     )
-                    await clip.give_up("FFmpeg could not be started for voice playback")
+                    await clip.give_up("voice playback could not be started on this bot")
                     return None
             gate = getattr(voice, "transport_open", None)
             try:
