@@ -206,8 +206,8 @@ class SpeechService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[str] = set()  # jobs handled here now (module docstring)
         self._delivering: set[str] = set()  # begin_delivery called, mark_delivered not yet
-        self._parked: set[str] = set()  # completed, waiting for voice playback (see ``park``)
         self._runs: dict[str, JobRun] = {}
+        self._replays: set[str] = set()  # cache replays: no job row, nothing charged
         self._reconciler: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -285,6 +285,7 @@ class SpeechService:
             hit = await self._cache.replay(requester, plan.text, plan, voice_url, clip, voice_name, params,
                                            on_event)
             if hit is not None:
+                self._replays.add(hit.job_id)  # no job row: delivering it claims nothing
                 task = self._spawn(hit.run(), name=f"speech-cached-{hit.job_id}")
                 return SpeechJob(hit.job_id, hit.plan, requester, hit, task)
         await self._quotas.assert_guild_open(requester.guild_id)
@@ -380,7 +381,16 @@ class SpeechService:
 
         Call it right before posting; post only on True. False means the job is not this
         process's to deliver (another one took it over, or it was delivered already). From
-        here on the job is never posted again, whatever happens (see the README)."""
+        here on the job is never posted again, whatever happens (see the README). A replay
+        from the audio cache has no job row and nothing to claim: always True."""
+        if job_id in self._replays:
+            return True
+        if self._stopping:
+            # Stopping: Discord may close under the post. The job stays completed, its lease is
+            # released at close, and the next process posts it (never this one and that one).
+            self._claimed.discard(job_id)
+            self._idle_changed()
+            return False
         moved = await self._jobs.transition(job_id, JobState.COMPLETED, JobState.DELIVERING, owner=self.owner)
         if moved:
             self._delivering.add(job_id)
@@ -389,23 +399,15 @@ class SpeechService:
             self._idle_changed()
         return moved
 
-    def park(self, job_id: str) -> None:
-        """A completed job waits for the voice player before it counts as delivered.
-
-        It stays claimed (its lease renewed) but is no delivery in progress: a clean stop
-        does not wait for it, and ``close`` releases its lease, so the next process posts
-        the file (nothing is lost; nothing was posted yet)."""
-        if job_id in self._claimed:
-            self._parked.add(job_id)
-            self._idle_changed()
-
     async def mark_delivered(self, job_id: str) -> bool:
         """Record that the audio was delivered (-> delivered); False if it already was."""
+        if job_id in self._replays:
+            self._replays.discard(job_id)
+            return False  # nothing was recorded for it
         try:
             moved = await self._jobs.mark_delivered(job_id)
         finally:
             self._delivering.discard(job_id)
-            self._parked.discard(job_id)
             self._claimed.discard(job_id)
             self._idle_changed()
         return moved
@@ -634,7 +636,7 @@ class SpeechService:
     # --- stopping --------------------------------------------------------------------------
 
     def _idle_changed(self) -> None:
-        if not self._delivering and not self._tasks and not self._claimed - self._parked:
+        if not self._delivering and not self._tasks:
             self._idle.set()
 
     async def stop(self, grace: float | None = None) -> None:
@@ -674,7 +676,6 @@ class SpeechService:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._claimed.clear()
         self._delivering.clear()
-        self._parked.clear()
         try:
             released = await self._jobs.release_leases(self.owner)
             if released:

@@ -221,12 +221,11 @@ class SpeakSession:
 
     async def _completed(self, result: SpeechResult) -> None:
         self._result = result
-        # Delivering is claimed (completed -> delivering) right before a file is posted, so a
-        # restart never posts it twice. A voice-only job stays ``completed`` (leased by this
-        # process) while it waits and plays: a restart before the player is done posts the
-        # file instead, so nothing is lost. A replay from the audio cache has no job row.
-        if self.posts_file and not await self._claim_delivery(result):
-            return  # not ours to deliver (already delivered, or taken over): never posted twice
+        if self.posts_file and not await self._begin_delivery(result.job_id):
+            # Not ours to post (delivered already, taken over, or the bot is stopping: the next
+            # process posts it): never posted twice. Voice alone claims nothing: what has not
+            # played when the bot restarts is posted as a file then.
+            return
         if self._clip is not None:
             self._clip.finish()
         where = None
@@ -238,8 +237,6 @@ class SpeakSession:
             # Still waiting or playing in voice: delivered once the player is done with it
             # (``_voice_settled``), so a restart before that posts the file instead.
             self._delivery_deferred = True
-            if not result.cached:
-                self.bot.core.speech.park(result.job_id)
         elif not result.cached:
             # Recorded before the card says "done", so whoever sees "done" sees it delivered.
             await self._mark_delivered(result.job_id)
@@ -268,9 +265,6 @@ class SpeakSession:
         self.finished.set()
         if self._on_finished is not None:
             self._on_finished(self)
-
-    async def _claim_delivery(self, result: SpeechResult) -> bool:
-        return result.cached or await self._begin_delivery(result.job_id)
 
     async def _begin_delivery(self, job_id: str) -> bool:
         try:
@@ -419,7 +413,7 @@ class SpeakSession:
         else:
             self.card.voice = _card.voice_fallback_note(reason)
         if self._result is not None and not self._file_posted:
-            if not await self._claim_delivery(self._result):
+            if not await self._begin_delivery(self._result.job_id):
                 return  # taken over meanwhile: the new owner posts it
             where = await self._post_audio(self._result)
             self.card.status = _card.status_done(self._result.duration, where=where,
