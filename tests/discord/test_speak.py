@@ -209,6 +209,7 @@ async def test_rate_limited_jobs_show_their_place_and_complete_later(harness: Ha
     h.emulator.script_submit(Outcome("http_429", retry_after=0.3))  # and the gateway says 429 once more
 
     first = await h.speak(text="Waiting in line, first.")
+    await card_with(first, "queued, position 1")  # in line before the second one is asked for
     second = await h.speak(h.bob, text="Waiting in line, second.")
     await card_with(second, "queued, position 2")
 
