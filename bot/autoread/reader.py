@@ -88,11 +88,14 @@ class Attempt:
     held: list[bytes] = field(default_factory=list)
     message_complete: bool = False
 
-    def push(self, audio: bytes) -> None:
+    def push(self, audio: bytes, *, last: bool = False) -> None:
+        """One chunk of the message; ``last`` completes it (see ``VoiceClip.push``)."""
         if self.announcing:
             self.held.append(audio)
+            self.message_complete = self.message_complete or last
         else:
-            self.clip.push(audio)
+            self.clip.push(audio, last=last)
+            self.message_complete = self.message_complete or last
 
     def complete(self) -> None:
         self.message_complete = True
@@ -414,7 +417,9 @@ class GuildReader:
         if read.attempt is not attempt:
             return  # an attempt replaced by an edit, or the message was deleted
         if isinstance(event, ChunkReady):
-            attempt.push(event.audio)
+            # The last chunk ends the clip with it, not a commit later (no "next chunk is
+            # late" pause padding the gap before the next message).
+            attempt.push(event.audio, last=event.index + 1 >= event.chunks)
         elif isinstance(event, Completed):
             attempt.complete()
             try:
@@ -434,6 +439,8 @@ class GuildReader:
             return
         if isinstance(event, ChunkReady) and attempt.announcing:
             attempt.clip.push(event.audio)
+            if event.index + 1 >= event.chunks:
+                attempt.announced()
         elif isinstance(event, Completed):
             attempt.announced()
             try:

@@ -10,7 +10,9 @@ Design decisions:
   (``CHATTERBOX_CHUNK_PAUSE_MS``), so voice and file sound alike. When the next chunk is
   late, that pause is sent at once (at least ``FLUSH_PAD_MS``): FFmpeg holds the last few
   tens of milliseconds of its input until more arrives, and the pause pushes the end of the
-  chunk out to the listeners before the wait instead of after it.
+  chunk out to the listeners before the wait instead of after it. The job's last chunk is
+  pushed with ``last=True``, which finishes the clip with it: the stream ends with the audio
+  rather than a pause later, when the job's completion (a database commit) arrives.
 * **Threads.** Chunks are added on the event loop; the reader runs in FFmpeg's pipe-writer
   thread. ``ClipAudio`` is guarded by one ``threading.Condition``; nothing here touches the
   loop. The audio is kept until the clip is dropped, so a reader can be opened more than once.
@@ -63,8 +65,12 @@ class ClipAudio:
         """Seconds of audio received so far (without the pauses between chunks)."""
         return 0.0 if self.info is None else self._frames / self.info.sample_rate
 
-    def add(self, wav: bytes) -> None:
-        """Append one chunk; ``AudioError`` if it is not PCM WAV or not in the first chunk's format."""
+    def add(self, wav: bytes, *, last: bool = False) -> None:
+        """Append one chunk; ``AudioError`` if it is not PCM WAV or not in the first chunk's format.
+
+        ``last`` also finishes the clip, under the same lock: a reader at the end of this
+        chunk then ends the stream instead of padding it with the "next chunk is late" pause.
+        """
         info, pcm = wav_pcm(wav)
         with self._cond:
             if self.finished or self.aborted:
@@ -77,6 +83,7 @@ class ClipAudio:
                 raise AudioError(f"Chunk {number} is {info.describe()}, the first was {first}.")
             self._segments.append(pcm)
             self._frames += info.frames
+            self.finished = last
             self._cond.notify_all()
 
     def finish(self) -> None:
@@ -208,12 +215,14 @@ class VoiceClip:
 
     # -- the producer's side (the /speak cog) --------------------------------------------
 
-    def push(self, wav: bytes) -> None:
-        """Add the next chunk (a PCM WAV). Ignored once the clip is aborted or failed."""
+    def push(self, wav: bytes, *, last: bool = False) -> None:
+        """Add the next chunk (a PCM WAV); ``last`` finishes the clip with it (no ``finish``
+        needed: the job's last chunk is the end of its audio even before the job completes).
+        Ignored once the clip is aborted or failed."""
         if self.aborted is not None or self.failure is not None:
             return
         try:
-            self.audio.add(wav)
+            self.audio.add(wav, last=last)
         except AudioError as exc:
             log.warning("job %s: a chunk could not be streamed to voice chat: %s", self.job_id, exc)
             self.failure = "its audio could not be streamed"

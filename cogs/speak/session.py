@@ -111,6 +111,8 @@ class SpeakSession:
         self._clip: VoiceClip | None = None
         self._voice_wanted = output in ("voice", "both")
         self._chunks: list[bytes] = []
+        #: The job's last chunk has arrived: the clip has all its audio (``finish`` is due).
+        self._all_chunks = False
         self._result: SpeechResult | None = None
         self._terminal: str | None = None
         self._fallback_reason: str | None = None
@@ -204,7 +206,7 @@ class SpeakSession:
             card.status = _card.status_processing(event.elapsed, event.done_chunks, event.chunks)
             await self.show("processing")
         elif isinstance(event, ChunkReady):
-            self._push_chunk(event.audio)
+            self._push_chunk(event.audio, last=event.index + 1 >= event.chunks)
         elif isinstance(event, Completed):
             await self._completed(event.result)
         elif isinstance(event, Failed):
@@ -376,14 +378,18 @@ class SpeakSession:
         for chunk in self._chunks:
             clip.push(chunk)
         self._chunks.clear()
-        if self._result is not None:
-            clip.finish()
-        elif self._terminal is not None:
+        if self._terminal is not None and self._result is None:
             clip.abort(self._terminal)
+        elif self._result is not None or self._all_chunks:
+            clip.finish()
 
-    def _push_chunk(self, audio: bytes) -> None:
+    def _push_chunk(self, audio: bytes, *, last: bool) -> None:
+        # The last chunk finishes the clip at once rather than on ``Completed`` (which follows
+        # a database commit): the player then ends the stream at the end of the audio instead
+        # of padding it with a "next chunk is late" pause. A later failure still aborts it.
+        self._all_chunks = self._all_chunks or last
         if self._clip is not None:
-            self._clip.push(audio)
+            self._clip.push(audio, last=last)
         elif self._voice_wanted and self._fallback_reason is None:
             self._chunks.append(audio)
 

@@ -365,9 +365,11 @@ class ClipProbe:
         self.lab.notify()
 
     def feed(self, *wavs: bytes, finish: bool = True) -> ClipProbe:
-        for wav in wavs:
-            self.clip.push(wav)
-        if finish:
+        for n, wav in enumerate(wavs, 1):
+            # The last chunk finishes the clip in the same step (as /speak does), so a reader
+            # already at its end never pads the stream with a "next chunk is late" pause.
+            self.clip.push(wav, last=finish and n == len(wavs))
+        if finish and not wavs:
             self.clip.finish()
         return self
 

@@ -66,6 +66,38 @@ def test_a_late_chunk_gets_its_pause_early_and_only_once() -> None:
     assert result == [pcm_of(second)]
 
 
+def test_the_last_chunk_ends_the_stream_without_a_late_pad() -> None:
+    # The job's last chunk is the end of its audio even before the job completes (a database
+    # commit later): a reader that gets there ends the stream, with no "next chunk is late" pad.
+    first, second = speechlike_wav(0.3, seed=5), speechlike_wav(0.2, seed=6)
+    clip, events = make_clip()
+    clip.push(first)
+    clip.push(second, last=True)
+    assert clip.audio.finished and events == ["changed"] * 2
+    reader = clip.audio.open(250)
+    assert read_all(reader) == pcm_of(first) + bytes(2 * round(RATE * 0.25)) + pcm_of(second)
+    clip.finish()  # the job's Completed still finishes it: harmless
+    assert clip.audio.finished and not clip.failure
+
+
+def test_a_reader_waiting_at_the_end_is_released_by_the_last_chunk() -> None:
+    first, second = speechlike_wav(0.2, seed=7), speechlike_wav(0.2, seed=8)
+    clip, _ = make_clip()
+    clip.push(first)
+    reader = clip.audio.open(0)
+    pad = bytes(2 * round(RATE * FLUSH_PAD_MS / 1000))
+    got = bytearray()
+    while len(got) < len(pcm_of(first) + pad):
+        got += reader.read(4096)
+    result: list[bytes] = []
+    thread = threading.Thread(target=lambda: result.append(read_all(reader)))
+    thread.start()  # blocked: the second chunk is late
+    clip.push(second, last=True)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert result == [pcm_of(second)]  # and nothing after it: the stream ended with the audio
+
+
 def test_the_early_pad_is_at_least_the_flush_minimum() -> None:
     clip, _ = make_clip()
     clip.push(speechlike_wav(0.1))
