@@ -13,7 +13,11 @@ in ONE transaction:
 
 Two guards make concurrent starts boring. Alembic loads the migration scripts as Python
 modules, which is not safe from two threads at once (each aiosqlite connection has its own
-thread), so one process runs Alembic under ``_ALEMBIC_LOCK``. And on a brand-new SQLite file a
+thread), so one process runs Alembic under ``_ALEMBIC_LOCK``. ``run_sync`` runs Alembic in a
+greenlet on the event loop's own thread, so two migrations started together on one loop would
+deadlock on that thread lock (the second blocks the loop the first needs to finish): on each
+loop they first queue on an ``asyncio.Lock`` (``_loop_lock``), and the thread lock only ever
+waits for another thread. And on a brand-new SQLite file a
 second starter can race the first one's switch to WAL; if its migration then fails, it is run
 again, and the retry finds the database at head and does nothing.
 
@@ -30,8 +34,10 @@ engine from ``DATABASE_URL``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
+import weakref
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +56,16 @@ MIGRATION_LOCK = "store:migrations"
 SQLITE_MIGRATION_ATTEMPTS = 3
 # Alembic's module loading is process-global state; see the module docstring.
 _ALEMBIC_LOCK = threading.Lock()
+_LOOP_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _loop_lock() -> asyncio.Lock:
+    """This event loop's lock around Alembic runs (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    lock = _LOOP_LOCKS.get(loop)
+    if lock is None:
+        lock = _LOOP_LOCKS[loop] = asyncio.Lock()
+    return lock
 
 
 _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*(None|['\"]([^'\"]+)['\"])", re.MULTILINE)
@@ -128,7 +144,7 @@ async def migrate_engine(engine: AsyncEngine, revision: str = "head") -> str | N
     attempts = SQLITE_MIGRATION_ATTEMPTS if engine.dialect.name == "sqlite" else 1
     for attempt in range(1, attempts + 1):
         try:
-            async with engine.begin() as conn:
+            async with _loop_lock(), engine.begin() as conn:
                 await lock_for_migrations(conn)
                 await conn.run_sync(_upgrade_sync, revision)
                 return await conn.run_sync(_current_sync)

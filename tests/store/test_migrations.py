@@ -277,3 +277,29 @@ async def test_a_current_database_opens_without_importing_alembic(tmp_path: Path
 
     assert await run() == "True"  # a new database is migrated by Alembic
     assert await run() == "False"  # the second start finds it current
+
+
+async def test_two_databases_migrate_at_once_in_one_process(tmp_path: Path) -> None:
+    """Alembic runs in a greenlet on the loop's thread: two migrations started together on one
+    loop (two fresh files, so neither waits on the other's database lock) used to deadlock on
+    the process-wide Alembic lock. A real subprocess, so a regression fails instead of hanging."""
+    urls = [f"sqlite+aiosqlite:///{tmp_path / name}" for name in ("one.db", "two.db")]
+    script = (
+        "import asyncio\n"
+        "from bot.store import upgrade\n"
+        "async def main():\n"
+        f"    print(*await asyncio.gather(*(upgrade(u) for u in {urls!r})))\n"
+        "asyncio.run(main())\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail("two migrations on one event loop deadlocked")
+    assert process.returncode == 0, err.decode()
+    assert out.decode().split() == [head_revision(), head_revision()]
