@@ -15,7 +15,14 @@ from bot.config import Settings
 from bot.quotas import QuotaExceeded, QuotaService, counters
 from bot.store import Database, JobsRepository, JobState, NewJob
 from bot.store.tables import audit_log, job_parts, jobs, quota_members, usage_ledger, voice_defaults, voices
-from bot.voices import VoiceLibrary, anonymise_forgotten_money, forget_member, longest_cooldown, prune_jobs
+from bot.voices import (
+    Forgotten,
+    VoiceLibrary,
+    anonymise_forgotten_money,
+    forget_member,
+    longest_cooldown,
+    prune_jobs,
+)
 from tests.quotas.conftest import make_settings
 from tests.voices.conftest import ALICE, BOB, GUILD, MO, clip_of
 
@@ -29,8 +36,8 @@ def _settings(**overrides: object) -> Settings:
 
 
 async def _job(
-    db: Database, clock: ManualClock, user: int, text: str, *, finish: bool, quotas: QuotaService | None = None,
-    guild: int = GUILD,
+    db: Database, clock: ManualClock, user: int, text: str, *, finish: bool,
+    quotas: QuotaService | None = None, guild: int = GUILD,
 ) -> tuple[str, str]:
     """A /speak job of ``user`` with its reservation; finished (delivered, committed) or in flight.
     Returns (job id, reservation id)."""
@@ -44,13 +51,17 @@ async def _job(
         parts=[text],
         voice_url="https://cdn.example/clip.wav",
     )
-    reservation = await quotas.reserve(guild_id=guild, user_id=user, requests=1, characters=len(text), job=job)
+    reservation = await quotas.reserve(
+        guild_id=guild, user_id=user, requests=1, characters=len(text), job=job
+    )
     if finish:
         await _finish(db, clock, quotas, job.id, reservation.id)
     return job.id, reservation.id
 
 
-async def _finish(db: Database, clock: ManualClock, quotas: QuotaService, job_id: str, reservation_id: str) -> None:
+async def _finish(
+    db: Database, clock: ManualClock, quotas: QuotaService, job_id: str, reservation_id: str
+) -> None:
     repo = JobsRepository(db, clock)
     assert await repo.transition(job_id, JobState.RESERVED, JobState.SUBMITTED)
     assert await repo.transition(job_id, JobState.SUBMITTED, JobState.COMPLETED)
@@ -66,7 +77,8 @@ async def _verify(db: Database) -> list[str]:
 async def _ledger_users(db: Database) -> dict[str, int]:
     """Reservation id → the user id its money row names."""
     async with db.read() as conn:
-        return {r.id: r.user_id for r in await conn.execute(select(usage_ledger.c.id, usage_ledger.c.user_id))}
+        rows = await conn.execute(select(usage_ledger.c.id, usage_ledger.c.user_id))
+        return {r.id: r.user_id for r in rows}
 
 
 async def _refusal(quotas: QuotaService, user: int = ALICE, text: str = "one more") -> QuotaExceeded:
@@ -75,8 +87,11 @@ async def _refusal(quotas: QuotaService, user: int = ALICE, text: str = "one mor
     return caught.value
 
 
-async def _forget(db: Database, clock: ManualClock, user: int = ALICE, settings: Settings | None = None):  # noqa: ANN202
-    return await forget_member(db, user, now=clock.now(), cooldown=longest_cooldown(settings or _settings()))
+async def _forget(
+    db: Database, clock: ManualClock, user: int = ALICE, settings: Settings | None = None
+) -> Forgotten:
+    cooldown = longest_cooldown(settings or _settings())
+    return await forget_member(db, user, now=clock.now(), cooldown=cooldown)
 
 
 async def test_forget_me_removes_voices_defaults_and_job_text(
@@ -120,14 +135,18 @@ async def test_forget_me_removes_voices_defaults_and_job_text(
     assert await _verify(db) == []
 
 
-async def test_forget_me_keeps_todays_limits_and_anonymises_earlier_days(db: Database, clock: ManualClock) -> None:
+async def test_forget_me_keeps_todays_limits_and_anonymises_earlier_days(
+    db: Database, clock: ManualClock
+) -> None:
     settings = _settings(quota_requests_per_day=3, quota_chars_per_day=1000)
     quotas = QuotaService(db, settings, clock)
     yesterday = []
     for i in range(2):
         yesterday.append(await _job(db, clock, ALICE, f"yesterday {i}", finish=True, quotas=quotas))
         clock.advance(10)
-    elsewhere = await _job(db, clock, ALICE, "in another server", finish=True, quotas=quotas, guild=OTHER_GUILD)
+    elsewhere = await _job(
+        db, clock, ALICE, "in another server", finish=True, quotas=quotas, guild=OTHER_GUILD
+    )
     bob = await _job(db, clock, BOB, "bob yesterday", finish=True, quotas=quotas)
     clock.advance(86400)  # the next quota day (reset at 00:00 UTC; the clock is at 12:00)
     today = []
