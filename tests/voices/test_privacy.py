@@ -4,6 +4,7 @@ goes, what stays anonymised, and that forgetting neither breaks the quota counte
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -231,6 +232,33 @@ async def test_forget_me_keeps_the_cooldown_also_across_the_reset(db: Database) 
     await _forget(db, clock, settings=settings)
     assert set((await _ledger_users(db)).values()) == {0}
     assert await _verify(db) == []
+
+
+async def test_forget_me_racing_reservations_keeps_the_counters_true(
+    db: Database, clock: ManualClock
+) -> None:
+    """Forget-me locks the member's counter row: reservations and settlements running at the
+    same time are either counted before it recounts or after, never lost (both databases)."""
+    settings = _settings(quota_requests_per_day=100, quota_max_in_flight=50)
+    quotas = QuotaService(db, settings, clock)
+    for i in range(5):
+        await _job(db, clock, ALICE, f"yesterday {i}", finish=True, quotas=quotas)
+    clock.advance(86400)
+
+    async def speak(i: int) -> None:
+        _, reservation = await _job(db, clock, ALICE, f"today {i}", finish=False, quotas=quotas)
+        if i % 3:
+            await quotas.commit(reservation)
+        else:
+            await quotas.refund(reservation)
+
+    await asyncio.gather(*(speak(i) for i in range(12)), _forget(db, clock), _forget(db, clock))
+
+    assert await _verify(db) == []
+    used = await quotas.usage(GUILD, ALICE)
+    assert (used.requests_used, used.in_flight) == (8, 0)  # 12 asked, 4 refunded
+    users = await _ledger_users(db)
+    assert sorted(users.values()).count(0) == 5  # yesterday's, whichever forget-me did it
 
 
 async def test_forget_me_ends_hands_free_reading(db: Database, clock: ManualClock) -> None:
