@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION", parser_class=_Parser)
     db_sub.add_parser("upgrade", help="apply database migrations (also done at every start)")
     db_sub.add_parser("current", help="print the database's migration revision")
-    prune = db_sub.add_parser("prune", help="clear the text and voice URL of finished jobs older than AGE")
+    prune = db_sub.add_parser(
+        "prune", help="clear the text and voice URL of finished jobs older than AGE; anonymise forgotten "
+        "members' spending rows whose quota day is over")
     prune.add_argument("--older-than", required=True, type=_duration, metavar="AGE",
                        help="e.g. 30d, 12h or 90m: jobs that finished longer ago than this are cleared")
     db_sub.add_parser("verify", help="check that the quota counters equal the usage ledger's sums")
@@ -192,17 +194,24 @@ def _configure_logging(settings: Settings) -> None:
 
 
 async def _prune(settings: Settings, older_than: float) -> None:
+    """``db prune``: clear old jobs' text, and anonymise the money rows that ``/privacy
+    forget-me`` had to leave linked while they still set the member's limits."""
     from datetime import UTC, datetime, timedelta
 
     from bot.store import open_database
-    from bot.voices import prune_jobs
+    from bot.voices import anonymise_forgotten_money, longest_cooldown, prune_jobs
 
     db = await open_database(settings.database_url)
     try:
-        cleared = await prune_jobs(db, finished_before=datetime.now(UTC) - timedelta(seconds=older_than))
+        now = datetime.now(UTC)
+        cleared = await prune_jobs(db, finished_before=now - timedelta(seconds=older_than))
+        money = await anonymise_forgotten_money(db, now=now, cooldown=longest_cooldown(settings))
     finally:
         await db.close()
     print(f"cleared the text and voice URL of {cleared} finished job{'s' if cleared != 1 else ''}")
+    print(f"anonymised {money} spending row{'s' if money != 1 else ''} of members who asked to be forgotten")
+
+
 async def _verify_counters(settings: Settings) -> int:
     """``db verify``: the quota counters against the ledger (exit 1 and one line each if not)."""
     from bot.quotas import counters

@@ -19,7 +19,13 @@ from bot.voices.library import (
     VoiceLibrary,
     VoiceLimits,
 )
-from bot.voices.privacy import Forgotten, forget_member, prune_jobs
+from bot.voices.privacy import (
+    Forgotten,
+    anonymise_forgotten_money,
+    forget_member,
+    longest_cooldown,
+    prune_jobs,
+)
 from bot.voices.urls import ClipHost, ClipSigner, VoiceAudio
 
 __all__ = [
@@ -37,7 +43,9 @@ __all__ = [
     "VoiceLibrary",
     "VoiceLimits",
     "VoiceUnavailable",
+    "anonymise_forgotten_money",
     "forget_member",
+    "longest_cooldown",
     "normalise_clip",
     "prune_jobs",
 ]

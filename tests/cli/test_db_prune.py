@@ -11,8 +11,11 @@ from pathlib import Path
 from sqlalchemy import select
 
 from bot.clock import ManualClock
+from bot.quotas import QuotaService, counters
 from bot.store import JobsRepository, JobState, NewJob, open_database
-from bot.store.tables import jobs
+from bot.store.tables import jobs, usage_ledger
+from bot.voices import forget_member
+from tests.quotas.conftest import make_settings
 
 
 async def _run(tmp_path: Path, url: str, *args: str) -> tuple[int, str, str]:
@@ -61,7 +64,10 @@ async def test_prune_clears_old_finished_jobs(tmp_path: Path) -> None:
         await db.close()
 
     code, out, err = await _run(tmp_path, url, "--older-than", "30d")
-    assert (code, out.strip(), err) == (0, "cleared the text and voice URL of 1 finished job", "")
+    assert (code, out.splitlines(), err) == (0, [
+        "cleared the text and voice URL of 1 finished job",
+        "anonymised 0 spending rows of members who asked to be forgotten",
+    ], "")
 
     db = await open_database(url)
     try:
@@ -71,6 +77,38 @@ async def test_prune_clears_old_finished_jobs(tmp_path: Path) -> None:
         await db.close()
     assert (rows[ids[0]].text, rows[ids[0]].voice_url) == ("", None)
     assert rows[ids[1]].text == "said 1 days ago"
+
+
+async def test_prune_anonymises_what_forget_me_had_to_keep(tmp_path: Path) -> None:
+    """Forget-me on the day of a request keeps its money row linked (it still counts for the
+    member's daily limits); once that day is over, prune anonymises it and the counters agree."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
+    db = await open_database(url)
+    try:
+        clock = ManualClock(datetime.now(UTC) - timedelta(days=3))
+        quotas = QuotaService(db, make_settings(), clock)
+        job = NewJob(user_id=1, user_display="ann", guild_id=2, channel_id=3, text="hello there",
+                     parts=["hello there"], voice_url=None)
+        reservation = await quotas.reserve(guild_id=2, user_id=1, requests=1, characters=11, job=job)
+        repo = JobsRepository(db, clock)
+        await repo.transition(job.id, JobState.RESERVED, JobState.CANCELLED)
+        await quotas.refund(reservation.id)
+        forgotten = await forget_member(db, 1, now=clock.now())
+        assert (forgotten.money_rows, forgotten.money_kept) == (0, 1)
+    finally:
+        await db.close()
+
+    code, out, err = await _run(tmp_path, url, "--older-than", "30d")
+    assert (code, out.splitlines()[1], err) == (
+        0, "anonymised 1 spending row of members who asked to be forgotten", "")
+
+    db = await open_database(url)
+    try:
+        async with db.read() as conn:
+            assert [r.user_id for r in await conn.execute(select(usage_ledger))] == [0]
+            assert await counters.verify(conn) == []
+    finally:
+        await db.close()
 
 
 async def test_a_bad_age_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -237,8 +237,11 @@ async def test_forget_me_removes_what_it_says(make_harness) -> None:
         async with h.bot.core.db.read() as conn:
             [row] = (await conn.execute(select(jobs))).all()
         assert (row.text, row.user_display, row.voice_url, row.user_id) == ("", "", None, 0)
+        # The money row stays; today's keeps her id until the quota day is over (it still counts
+        # for her daily limits), then the next forget-me or `db prune` anonymises it.
         [ledger] = await h.ledger_rows()
-        assert ledger["user_id"] == 0 and ledger["state"] == "committed"
+        assert ledger["user_id"] == h.alice.id and ledger["state"] == "committed"
+        assert "Today's spending records keep your name" in done.content
         assert (await h.bot.core.cache.usage())[0] == 0  # audio cached from her voice is gone
         async with h.bot.core.db.read() as conn:
             assert (await conn.execute(select(speech_takes))).all() == []  # and her results' texts
