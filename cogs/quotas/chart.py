@@ -25,6 +25,7 @@ from decimal import Decimal
 from PIL import Image, ImageDraw, ImageFont
 
 from bot.quotas import UsageHistory
+from bot.voices.privacy import FORGOTTEN_USER
 
 WIDTH, HEIGHT = 1000, 640
 BACKGROUND = "#f6f7f9"
@@ -159,7 +160,14 @@ def render_chart(history: UsageHistory, names: Mapping[int, str]) -> bytes:
     return out.getvalue()
 
 
+#: The chart's label for spending whose members used /privacy forget-me (ledger user id 0).
+FORGOTTEN_LABEL = "forgotten members"
+
+
 def member_names(user_ids: Sequence[int], lookup: Callable[[int], str | None]) -> dict[int, str]:
-    """Display names the cog can find (members not cached keep an id-based label)."""
-    found = {user_id: lookup(user_id) for user_id in user_ids}
+    """Display names the cog can find (members not cached keep an id-based label); the
+    anonymised spending of members who were forgotten is labelled as such, not "member …0"."""
+    found = {
+        user_id: FORGOTTEN_LABEL if user_id == FORGOTTEN_USER else lookup(user_id) for user_id in user_ids
+    }
     return {user_id: name for user_id, name in found.items() if name}

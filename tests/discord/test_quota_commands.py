@@ -429,3 +429,10 @@ async def test_usage_history_feeds_the_chart(h: Harness) -> None:
     assert len(history.days) == 30 and history.requests[-1] == 4 and sum(history.requests) == 4
     assert [user for user, _ in history.top_members] == [h.alice.id, h.bob.id]
     assert history.top_members[0][1][-1] == 3 and history.daily_request_budget == 9
+
+
+def test_the_chart_labels_forgotten_members_as_such() -> None:
+    from bot.voices.privacy import FORGOTTEN_USER
+
+    names = chart.member_names([7, FORGOTTEN_USER, 8], {7: "alice"}.get)
+    assert names == {7: "alice", FORGOTTEN_USER: chart.FORGOTTEN_LABEL}  # 8: not cached, id label
