@@ -22,13 +22,13 @@ import pytest
 
 from bot.audio import join_wavs
 from bot.clock import ScaledClock
-from bot.config import Settings
 from bot.gateway.emulator import EmulatorConfig, GatewayEmulator, Outcome
 from bot.quotas import ReservationState
 from bot.services import Services
 from bot.speech.events import ResumedJob, SpeechResult
 from bot.store import JobState, PartState
 from tests.cache.partial_kill_worker import MIDDLE, TEXT
+from tests.speech.support import speech_settings
 from tests.store.dbkit import DbTarget
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,11 +76,7 @@ async def test_a_killed_worker_leaves_its_partly_cached_job_to_the_next_process_
     job_id = await run_until_submitted(command)
     assert emulator.counts["submit"] == 3  # the warm-up and the two made parts
 
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, chatterbox_gateway_url=emulator.base_url, chatterbox_api_key=emulator.api_key,
-        chatterbox_allow_http=True, database_url=db_target.url, cache_dir=cache_dir,
-        quota_cooldown_seconds=0, chatterbox_chunk_chars=60, chatterbox_http_timeout=5,
-    )
+    settings = speech_settings(emulator, db_target.url, cache_dir=str(cache_dir))
     # Real time, a minute ahead: the dead worker's one-second lease has run out.
     clock = ScaledClock(1.0, start=datetime.now(UTC) + timedelta(minutes=1))
     db = await db_target.open()
