@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from bot.config import Settings
 from bot.gateway.models import TTSParams
@@ -28,18 +29,18 @@ TARGET = DeliveryTarget(kind="file", channel_id=7001)
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        chatterbox_gateway_url=args.gateway,
-        chatterbox_api_key=args.key,
-        chatterbox_allow_http=True,
-        database_url=args.db,
-        cache_dir=args.cache_dir,
-        quota_cooldown_seconds=0,
-        chatterbox_chunk_chars=60,
-        chatterbox_http_timeout=5,
-        job_lease_seconds=1.0,
-    )
+    values: dict[str, Any] = {
+        "chatterbox_gateway_url": args.gateway,
+        "chatterbox_api_key": args.key,
+        "chatterbox_allow_http": True,
+        "database_url": args.db,
+        "cache_dir": args.cache_dir,
+        "quota_cooldown_seconds": 0,
+        "chatterbox_chunk_chars": 60,
+        "chatterbox_http_timeout": 5,
+        "job_lease_seconds": 1.0,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 async def main(args: argparse.Namespace) -> int:
