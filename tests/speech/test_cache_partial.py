@@ -345,3 +345,44 @@ async def test_a_cancel_refunds_the_unsent_parts_and_never_counts_the_cached_one
         record = await services.speech.get_job(job.job_id)
         assert record is not None and record.status is JobState.CANCELLED
         assert PartState.CACHED in [p.status for p in record.parts]
+
+
+async def test_a_completed_job_whose_cached_part_is_gone_is_closed_at_once_not_at_its_deadline(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    settings = speech_settings(emulator, database_url)
+    async with await Services.open(settings, clock=scaled_clock) as first:
+        await speak(first, MIDDLE)
+        job = await first.speech.start(ALICE, TEXT, voice_url=None, params=TTSParams(), target=TARGET)
+        await job.result()  # completed; the bot stops before it is delivered
+
+    def unlink_all() -> None:
+        for path in Path(settings.cache_dir).rglob("*.wav"):
+            path.unlink()
+
+    await asyncio.to_thread(unlink_all)
+    async with await Services.open(settings, clock=scaled_clock) as second:
+        deliveries = Deliveries()
+        assert await resume(second, deliveries) == 1
+        assert await resume(second, deliveries) == 0
+        assert deliveries.calls == []
+        [(failed, message)] = deliveries.failures
+        assert failed.job_id == job.job_id and message == CACHED_PART_GONE and not failed.refunded
+        record = await second.speech.get_job(job.job_id)
+        assert record is not None and record.status is JobState.DELIVERED and record.reservation_id
+        reservation = await second.quotas.get_reservation(record.reservation_id)
+        assert (reservation.committed_requests, reservation.state) == (2, ReservationState.COMMITTED)
+        assert emulator.counts["submit"] == 3
+
+
+async def test_the_daily_quota_counts_only_the_chunks_to_make(
+    emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
+) -> None:
+    settings = speech_settings(emulator, database_url, quota_requests_per_day=3)
+    async with await Services.open(settings, clock=scaled_clock) as services:
+        await speak(services, MIDDLE)  # 1 of 3 used
+        result = await speak(services, TEXT)  # 3 chunks, 2 to make: fits in the 2 left
+        assert result.cached_chunks == 1
+        usage = await services.quotas.usage(ALICE.guild_id, ALICE.user_id)
+        assert usage.requests_used == 3
+        assert usage.characters_used == len(MIDDLE) + len(FIRST) + len(LAST)
