@@ -257,6 +257,7 @@ class JobRun:
         self._suspend_message = CATCHING_UP
         self._failure: BaseException | None = None
         self._finalizing = False
+        self._cache_gone = False  # a cached part's entry left the cache (module doc)
 
     @property
     def chunks(self) -> int:
@@ -418,6 +419,7 @@ class JobRun:
             part.audio = None if cache is None or key is None else await cache.read(key)
             if part.audio is None:
                 log.warning("job %s: cached part %d is no longer in the audio cache", self.job_id, part.index)
+                self._cache_gone = True
                 self._fail(SpeechFailed(f"cached part {part.index} is gone", user_message=CACHED_PART_GONE))
                 return
 
@@ -620,7 +622,7 @@ class JobRun:
             # next try, until its deadline closes it (``bot.speech.service``). A cached part
             # that left the cache never comes back: that job is closed now.
             failure = self._failure or SpeechFailed()
-            if user_message(failure) == CACHED_PART_GONE and not await self._p.jobs.transition(
+            if self._cache_gone and not await self._p.jobs.transition(
                 self.job_id, JobState.COMPLETED, JobState.DELIVERED, owner=self._p.owner,
                 error=CACHED_PART_GONE,
             ):
