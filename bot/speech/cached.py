@@ -118,7 +118,8 @@ class Replay:
 
 
 class CacheSeam:
-    """What ``SpeechService`` asks of the cache: a replay on a full hit, a fill after a job."""
+    """What ``SpeechService`` asks of the cache: which chunks are cached, a replay on a full
+    hit, the plan of a partial one, a fill after a job."""
 
     def __init__(self, cache: AudioCache, quotas: QuotaService, settings: Settings, clock: Clock) -> None:
         self.cache = cache

@@ -154,7 +154,8 @@ class SpeechJob:
         self._task = task
 
     def __repr__(self) -> str:
-        return f"SpeechJob({self.job_id!r}, chunks={self.plan.requests}, done={self.done()})"
+        return (f"SpeechJob({self.job_id!r}, chunks={len(self.plan.chunks)}, "
+                f"from_cache={len(self.plan.from_cache)}, done={self.done()})")
 
     def done(self) -> bool:
         return self._task.done()
