@@ -3,7 +3,10 @@
 The key of a chunk is the SHA-256 of: its spoken text (after ``bot.speech.cleanup``), the
 SHA-256 of the reference clip's *bytes* ("" for the built-in voice; a clip URL changes, its
 bytes do not), the three tuning values and the provider's model id. A hit costs no request
-and no quota; a miss is filled after the job completes.
+and no quota; a miss is filled after the job completes. Hits are per chunk
+(``lookup_chunks``): a request of which some chunks are cached makes and pays only the others
+(``bot.speech.cached``); a job's cached part names its entry by ``cache_ref(key)`` in
+``job_parts.media_url``, so a resumed job reads it again with ``read``.
 
 Design decisions:
 
@@ -17,8 +20,11 @@ Design decisions:
   is dropped and the chunk is made again (and paid) as if it had never been cached.
 - Size: ``CACHE_MAX_MB`` caps the files' total; after each fill the least recently used rows
   are evicted (under one lock name, ``audio-cache``: SQLite's write lock / a PostgreSQL
-  advisory lock) until the total fits. A hit refreshes ``last_used_at``. ``CACHE_MAX_MB=0``
-  turns the cache off (lookups miss, fills store nothing).
+  advisory lock) until the total fits. A hit refreshes ``last_used_at``. Entries an open job
+  still needs (one of its parts is ``cached`` and the job is not delivered yet) are never
+  evicted, so a job resumed after a restart finds them (the total may then exceed the cap
+  until that job ends). ``CACHE_MAX_MB=0`` turns the cache off (lookups miss, fills store
+  nothing; ``read`` still finds what an open job named, while its file exists).
 - The model id is only known from the provider's answers (``model_id`` of a completed
   status), so a lookup uses the model id of the newest entry in the index: when the provider
   moves to a new model, the first new answer carries its id, from then on old entries miss
@@ -47,14 +53,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.audio import AudioError, wav_info
 from bot.clock import Clock
 from bot.gateway.models import TTSParams
 from bot.store.database import Database
-from bot.store.tables import audio_cache, speech_takes
+from bot.store.jobs import LIVE_STATES, PartState
+from bot.store.tables import audio_cache, job_parts, jobs, speech_takes
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,8 @@ LOCK = "audio-cache"
 EVICT_BATCH = 100
 TAKE_KEEP = timedelta(days=30)
 MIB = 1024 * 1024
+#: How a job's ``cached`` part names its entry in ``job_parts.media_url``.
+REF_PREFIX = "cache:"
 
 
 def clip_sha256(data: bytes) -> str:
@@ -83,6 +92,39 @@ def cache_key(text: str, clip: str, params: TTSParams, model_id: str) -> str:
         ensure_ascii=False,
     )
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def cache_ref(key: str) -> str:
+    """What a job's cached part stores in ``media_url``: its entry's key, marked as such."""
+    return REF_PREFIX + key
+
+
+def key_of_ref(ref: str | None) -> str | None:
+    """The key in a ``cache_ref``, or None when ``ref`` is not one."""
+    if ref is None or not ref.startswith(REF_PREFIX):
+        return None
+    return ref.removeprefix(REF_PREFIX)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One chunk found in the cache."""
+
+    key: str
+    audio: bytes
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Which chunks of a request are cached (for the model the provider answered last)."""
+
+    chunks: int
+    model_id: str
+    hits: Mapping[int, Hit]  # chunk index -> its cached audio
+
+    @property
+    def complete(self) -> bool:
+        return len(self.hits) == self.chunks
 
 
 @dataclass(frozen=True)
@@ -132,41 +174,73 @@ class AudioCache:
 
     async def lookup(self, chunks: Sequence[str], clip: str | None, params: TTSParams) -> list[bytes] | None:
         """Every chunk's audio if each one is cached for the current model, else None."""
+        found = await self.lookup_chunks(chunks, clip, params)
+        if found is None or not found.complete:
+            return None
+        return [found.hits[i].audio for i in range(len(chunks))]
+
+    async def lookup_chunks(
+        self, chunks: Sequence[str], clip: str | None, params: TTSParams
+    ) -> Lookup | None:
+        """The chunks that are cached for the current model (perhaps none of them); None when
+        nothing can be cached (the cache is off, the clip is known only by its URL, or
+        nothing was ever cached)."""
         if not self.enabled or clip is None or not chunks:
             return None
         async with self._db.read() as conn:
             model = await _newest_model(conn)
         if model is None:
             return None
-        return await self.get([cache_key(c, clip, params, model) for c in chunks])
+        keys = [cache_key(c, clip, params, model) for c in chunks]
+        found = await self._fetch(keys, every=False)
+        hits = {i: Hit(key, found[key]) for i, key in enumerate(keys) if key in found}
+        return Lookup(chunks=len(chunks), model_id=model, hits=hits)
 
     async def get(self, keys: Sequence[str]) -> list[bytes] | None:
         """The audio under ``keys``, in order, if all are cached (refreshing their use)."""
         if not self.enabled or not keys:
             return None
+        found = await self._fetch(keys, every=True)
+        if len(found) < len(set(keys)):
+            return None
+        return [found[k] for k in keys]
+
+    async def read(self, key: str) -> bytes | None:
+        """One entry's audio (a resumed job's cached part), even with the cache off; None
+        when it is gone (its row or its file)."""
+        found = await self._fetch([key], every=True)
+        return found.get(key)
+
+    async def _fetch(self, keys: Sequence[str], *, every: bool) -> dict[str, bytes]:
+        """The audio of those ``keys`` that are cached, refreshing their use. A missing or
+        damaged file drops its row (a miss). ``every``: nothing unless all keys have a row."""
+        wanted = list(dict.fromkeys(keys))
         async with self._db.read() as conn:
             rows = (await conn.execute(
-                select(audio_cache.c.key, audio_cache.c.path).where(audio_cache.c.key.in_(set(keys)))
+                select(audio_cache.c.key, audio_cache.c.path).where(audio_cache.c.key.in_(wanted))
             )).all()
         paths = {row.key: row.path for row in rows}
-        if any(key not in paths for key in keys):
-            return None
-        found = await asyncio.to_thread(_read_files, self._dir, [paths[k] for k in dict.fromkeys(keys)])
-        missing = [key for key, data in zip(dict.fromkeys(keys), found, strict=True) if data is None]
+        present = [key for key in wanted if key in paths]
+        if not present or (every and len(present) < len(wanted)):
+            return {}
+        read = await asyncio.to_thread(_read_files, self._dir, [paths[k] for k in present])
+        missing = [key for key, data in zip(present, read, strict=True) if data is None]
         if missing:
             log.warning("audio cache: %d file(s) missing or unreadable; treated as a miss", len(missing))
             await self._drop_rows({k: paths[k] for k in missing})
-            return None
-        audio = dict(zip(dict.fromkeys(keys), found, strict=True))
-        now = self._clock.now()
+            if every:
+                return {}
+        audio = {key: data for key, data in zip(present, read, strict=True) if data is not None}
+        if audio:
+            now = self._clock.now()
 
-        async def touch(conn: AsyncConnection) -> None:
-            await conn.execute(
-                update(audio_cache).where(audio_cache.c.key.in_(set(keys))).values(last_used_at=now)
-            )
+            async def touch(conn: AsyncConnection) -> None:
+                await conn.execute(
+                    update(audio_cache).where(audio_cache.c.key.in_(list(audio))).values(last_used_at=now)
+                )
 
-        await self._db.write(touch)
-        return [audio[k] for k in keys]  # type: ignore[misc]  # none is None here
+            await self._db.write(touch)
+        return audio
 
     # --- filling ---------------------------------------------------------------------------
 
@@ -296,15 +370,28 @@ async def _newest_model(conn: AsyncConnection) -> str | None:
 
 
 async def _evict(conn: AsyncConnection, max_bytes: int) -> list[str]:
-    """Delete least recently used rows until the total fits; return their files."""
+    """Delete least recently used rows until the total fits; return their files. Entries an
+    open job's ``cached`` part names are kept (see the module docstring)."""
     total_query = select(func.coalesce(func.sum(audio_cache.c.size_bytes), 0))
     total = int((await conn.execute(total_query)).scalar_one())
+    if total <= max_bytes:
+        return []
+    pinned = (  # open jobs by their status index, then their parts by primary key
+        select(job_parts.c.media_url)
+        .select_from(jobs.join(job_parts, job_parts.c.job_id == jobs.c.id))
+        .where(and_(jobs.c.status.in_([s.value for s in LIVE_STATES]), jobs.c.delivered == false(),
+                    job_parts.c.status == PartState.CACHED.value))
+    )
+    kept = sorted({key for key in map(key_of_ref, (await conn.execute(pinned)).scalars()) if key})
     evicted: list[str] = []
     while total > max_bytes:
-        rows = (await conn.execute(
+        query = (
             select(audio_cache.c.key, audio_cache.c.path, audio_cache.c.size_bytes)
             .order_by(audio_cache.c.last_used_at, audio_cache.c.key).limit(EVICT_BATCH)
-        )).all()
+        )
+        if kept:
+            query = query.where(audio_cache.c.key.not_in(kept))
+        rows = (await conn.execute(query)).all()
         if not rows:
             break
         doomed = []

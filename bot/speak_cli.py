@@ -72,9 +72,10 @@ class Progress:
     async def __call__(self, event: SpeechEvent) -> None:
         if isinstance(event, QuotaReserved):
             if event.plan.cached:
-                self.line(f"from cache, $0 ({plural(event.plan.requests, 'chunk')})")
+                self.line(f"from cache, $0 ({plural(len(event.plan.chunks), 'chunk')})")
             else:
-                self.line(f"queued… {plural(event.plan.requests, 'request')}, ${event.plan.cost:.2f}")
+                cached = f" ({len(event.plan.from_cache)} from cache)" if event.plan.from_cache else ""
+                self.line(f"queued… {plural(event.plan.requests, 'request')}{cached}, ${event.plan.cost:.2f}")
         elif isinstance(event, WaitingForSlot):
             self.line(f"waiting for a free slot (place {event.position})…")
         elif isinstance(event, Submitted) and event.chunks > 1:

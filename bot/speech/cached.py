@@ -1,16 +1,26 @@
-"""The speech pipeline's two seams with the audio cache (``bot.cache``), kept out of the runner.
+"""The speech pipeline's seams with the audio cache (``bot.cache``), kept out of the runner.
 
-- ``replay``: every chunk of a request is cached, so no job exists at all: no quota is
-  reserved, no request is sent, nothing is written but the take. The member still gets the
-  usual events in the usual order (``QuotaReserved`` with a ``cached`` $0 plan, one
-  ``ChunkReady`` per chunk, ``Completed`` with a ``cached`` result) through an
-  ``EventSink``, so the Discord card, voice playback and delivery need no second path.
-- ``ChunkCollector`` + ``fill``: a paid job's listener is wrapped to keep each chunk's audio
-  and model id as it arrives; on ``Completed`` — before the listener (the card) hears of it,
-  so whoever sees "done" can replay it for free — its take is recorded and its chunks are
-  stored (replacing older takes of the same key: that is what Re-roll does). Filling never
-  fails a job: an error is logged and the next request is a miss. Resumed jobs (after a
-  restart) are not cached: their chunks were never held in this process's memory.
+- ``find``: which chunks of a request are cached (per chunk, for the model the provider
+  answered last). Nothing is written.
+- ``replay``: every chunk is cached, so no job exists at all: no quota is reserved, no
+  request is sent, nothing is written but the take. The member still gets the usual events
+  in the usual order (``QuotaReserved`` with a ``cached`` $0 plan, one ``ChunkReady`` per
+  chunk, ``Completed`` with a ``cached`` result) through an ``EventSink``, so the Discord
+  card, voice playback and delivery need no second path.
+- ``partial_plan``: some chunks are cached (a partial hit). The job is made as usual, but its
+  plan lists those chunks in ``from_cache`` and prices only the others (their requests,
+  characters and cost are what is reserved). The cached chunks become ``cached`` parts of
+  the job (``bot.speech.runner``): never sent, never charged, their audio handed to the run
+  at once, so ``ChunkReady`` stays in chunk order across cached and made parts and a cached
+  chunk 0 plays at once. The result says how many chunks came from the cache
+  (``SpeechResult.cached_chunks``) and costs what the made ones cost.
+- ``ChunkCollector`` + ``fill``: a paid job's listener is wrapped to keep each made chunk's
+  audio and model id as it arrives; on ``Completed`` — before the listener (the card) hears of
+  it, so whoever sees "done" can replay it for free — its take is recorded and its made
+  chunks are stored (replacing older takes of the same key: that is what Re-roll does; the
+  cached chunks are already there). Filling never fails a job: an error is logged and the
+  next request is a miss. Resumed jobs (after a restart) are not cached: their chunks were
+  never held in this process's memory.
 
 Only a request whose voice is known by its bytes is cached: the built-in voice, or a clip
 whose SHA-256 the caller passed. A clip known only by its URL is never cached (the URL of
@@ -22,11 +32,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from decimal import Decimal
 
 from bot.audio import AudioError, join_wavs, wav_info
-from bot.cache import AudioCache, Take
+from bot.cache import AudioCache, Lookup, Take
 from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.models import TTSParams
@@ -53,7 +63,8 @@ REPLAY_FAILED = "The saved audio could not be played back; nothing was charged. 
 
 
 def free_plan(plan: CostPlan) -> CostPlan:
-    return dataclasses.replace(plan, cost=Decimal("0"), cached=True)
+    every = tuple(range(len(plan.chunks)))
+    return dataclasses.replace(plan, cost=Decimal("0"), cached=True, from_cache=every)
 
 
 class Replay:
@@ -96,6 +107,7 @@ class Replay:
                 job_id=job_id, audio=joined, duration=duration, size=len(joined), cost=Decimal("0"),
                 chunks=len(audio), text=self._text, exaggeration=params.exaggeration,
                 temperature=params.temperature, cfg=params.cfg, voice_url=self._voice_url, cached=True,
+                cached_chunks=len(audio),
             )
             sink.post(Completed(job_id, result))
             await sink.close()
@@ -106,7 +118,8 @@ class Replay:
 
 
 class CacheSeam:
-    """What ``SpeechService`` asks of the cache: a replay on a full hit, a fill after a job."""
+    """What ``SpeechService`` asks of the cache: which chunks are cached, a replay on a full
+    hit, the plan of a partial one, a fill after a job."""
 
     def __init__(self, cache: AudioCache, quotas: QuotaService, settings: Settings, clock: Clock) -> None:
         self.cache = cache
@@ -122,44 +135,57 @@ class CacheSeam:
                     chunks=plan.chunks, voice_url=voice_url, voice_name=voice_name, clip_sha256=clip,
                     params=params, model_id=model_id, created_at=self._clock.now())
 
+    async def find(self, plan: CostPlan, clip: str | None, params: TTSParams) -> Lookup | None:
+        """Which of the plan's chunks are cached (None: nothing can be, see ``AudioCache``)."""
+        return await self.cache.lookup_chunks(plan.chunks, clip, params)
+
+    def partial_plan(self, plan: CostPlan, found: Lookup) -> CostPlan:
+        """The plan of a partial hit: only the chunks not in ``found`` are requested and priced."""
+        made = [chunk for index, chunk in enumerate(plan.chunks) if index not in found.hits]
+        return dataclasses.replace(plan, from_cache=tuple(sorted(found.hits)),
+                                   characters=sum(len(chunk) for chunk in made),
+                                   cost=self._quotas.price(len(made)))
+
     async def replay(
         self, requester: Requester, text: str, plan: CostPlan, voice_url: str | None, clip: str | None,
-        voice_name: str | None, params: TTSParams, on_event: EventCallback | None,
-    ) -> Replay | None:
-        """A ``Replay`` when every chunk is cached, else None (and nothing written).
+        voice_name: str | None, params: TTSParams, on_event: EventCallback | None, found: Lookup,
+    ) -> Replay:
+        """The ``Replay`` of a request whose every chunk is in ``found`` (``Lookup.complete``).
 
         Free, but not a way around moderation: a paused server stays paused and a blocked
         member stays blocked (``GuildPaused`` / ``QuotaExceeded``). No cooldown or daily
         limit applies: nothing is spent."""
-        audio = await self.cache.lookup(plan.chunks, clip, params)
-        if audio is None:
-            return None
+        if not found.complete:
+            raise ValueError("a replay needs every chunk cached")
+        audio = [found.hits[index].audio for index in range(len(plan.chunks))]
         await self._quotas.assert_guild_open(requester.guild_id)
         guild_id = requester.guild_id
         if guild_id is not None and requester.user_id in await self._quotas.admin.blocked(guild_id):
             raise QuotaExceeded("You are blocked from using the bot on this server.", code="blocked")
         job_id = new_id()
-        model = await self.cache.current_model()
         await self.cache.record_take(
-            self.take(job_id, requester, text, plan, voice_url, clip, voice_name, params, model))
-        log.info("request %s served from the audio cache: %d chunk(s), user %s", job_id, plan.requests,
+            self.take(job_id, requester, text, plan, voice_url, clip, voice_name, params, found.model_id))
+        log.info("request %s served from the audio cache: %d chunk(s), user %s", job_id, len(plan.chunks),
                  requester.user_id)
         return Replay(job_id, text, free_plan(plan), audio, params, voice_url,
                       self._settings.chatterbox_chunk_pause_ms, on_event)
 
-    def collector(self, take: Take, listener: EventCallback | None) -> ChunkCollector:
-        """The listener wrapper of a paid job: keeps its chunks and, on ``Completed``, fills
-        the cache before passing the event on (whoever sees "done" can replay it free)."""
-        return ChunkCollector(listener, lambda collector: self.fill(take, collector))
+    def collector(self, take: Take, listener: EventCallback | None,
+                  from_cache: Collection[int] = ()) -> ChunkCollector:
+        """The listener wrapper of a paid job: keeps its made chunks (not those ``from_cache``)
+        and, on ``Completed``, fills the cache before passing the event on (whoever sees
+        "done" can replay it free)."""
+        return ChunkCollector(listener, lambda collector: self.fill(take, collector), skip=from_cache)
 
     async def fill(self, take: Take, collector: ChunkCollector) -> None:
-        """Record a completed job's take and cache its chunks; errors are logged, never raised."""
+        """Record a completed job's take and cache its made chunks; errors are logged, never raised."""
         cache = self.cache
         try:
             take = dataclasses.replace(take, model_id=collector.model_id)
             await cache.record_take(take)
-            if len(collector.audio) == len(take.chunks):
-                chunks = [(text, collector.audio[i]) for i, text in enumerate(take.chunks)]
+            made = [i for i in range(len(take.chunks)) if i not in collector.skip]
+            if all(i in collector.audio for i in made):
+                chunks = [(take.chunks[i], collector.audio[i]) for i in made]
                 stored = await cache.put(chunks, take.clip_sha256, take.params, collector.model_id)
                 log.debug("job %s: %d chunk(s) cached", take.id, stored)
         except Exception:
@@ -172,18 +198,21 @@ def _join(audio: list[bytes], pause_ms: int) -> tuple[bytes, float]:
 
 
 class ChunkCollector:
-    """A job's listener wrapper that keeps each chunk's audio and model id, and runs
-    ``on_completed`` before the listener hears of the ``Completed`` event."""
+    """A job's listener wrapper that keeps each made chunk's audio and model id (chunks in
+    ``skip`` came from the cache and are already there), and runs ``on_completed`` before
+    the listener hears of the ``Completed`` event."""
 
     def __init__(self, listener: EventCallback | None,
-                 on_completed: Callable[[ChunkCollector], Awaitable[None]] | None = None) -> None:
+                 on_completed: Callable[[ChunkCollector], Awaitable[None]] | None = None,
+                 skip: Collection[int] = ()) -> None:
         self._listener = listener
         self._on_completed = on_completed
+        self.skip = frozenset(skip)
         self.audio: dict[int, bytes] = {}
         self.model_id: str | None = None
 
     async def __call__(self, event: SpeechEvent) -> None:
-        if isinstance(event, ChunkReady):
+        if isinstance(event, ChunkReady) and event.index not in self.skip:
             self.audio[event.index] = event.audio
             self.model_id = self.model_id or event.model_id
         elif isinstance(event, Completed) and self._on_completed is not None:

@@ -79,10 +79,15 @@ class CostPlan:
     text: str = ""
     #: Every chunk is in the audio cache: no request, no quota, $0 (``bot.cache``).
     cached: bool = False
+    #: The chunks (indexes) found in the audio cache: not requested, not charged. All of them
+    #: when ``cached``; some of them for a partial hit (``characters`` and ``cost`` are then
+    #: those of the other chunks only).
+    from_cache: tuple[int, ...] = ()
 
     @property
     def requests(self) -> int:
-        return len(self.chunks)
+        """The requests this plan sends to the provider (and reserves): the chunks not cached."""
+        return len(self.chunks) - len(self.from_cache)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,9 @@ class SpeechResult:
     voice_url: str | None = None
     #: Served from the audio cache (``cost`` is 0; no request was made).
     cached: bool = False
+    #: How many of ``chunks`` came from the audio cache (all of them when ``cached``); ``cost``
+    #: is what the others cost.
+    cached_chunks: int = 0
 
 
 @dataclass(frozen=True)

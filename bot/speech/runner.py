@@ -42,6 +42,15 @@ Design decisions:
   the permit back (``WalletGuard.release_probe``).
 - Events go through an ``EventSink`` (in order, never blocking the pipeline). ``ChunkReady``
   is emitted strictly in chunk order: a chunk that finishes early waits in memory.
+- Parts from the audio cache (a partial hit, ``bot.speech.cached``): such a part is written
+  ``cached`` with the job and never changes state; it is never POSTed and counts neither as
+  committed nor as refunded (the reservation covers only the parts to make). A live run is
+  handed its audio at planning, so a cached chunk 0 is ready at once; a resumed run reads it
+  again from the cache (``AudioCache.read``, before any POST of its own). Where that entry
+  is gone (evicted past its pin, its file deleted, its voice deleted) the job FAILS with
+  ``CACHED_PART_GONE``: making the part instead would need more quota than was reserved
+  (a top-up that could be refused half way), so the parts still unsent are refunded, those
+  already made stay committed (they were charged) and the member is told which it was.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from decimal import Decimal
 from typing import NoReturn
 
 from bot.audio import AudioError, join_wavs, wav_info
+from bot.cache import AudioCache, key_of_ref
 from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import UserFacingError
@@ -103,6 +113,11 @@ PARTLY_CHARGED_ERROR = (
     "Please try again."
 )
 ERROR_TEXT_MAX = 500
+#: A resumed job whose cached part left the audio cache meanwhile (see the module docstring).
+CACHED_PART_GONE = (
+    "Part of this text was saved audio, and it was removed from the cache before the bot could "
+    "finish the job after a restart."
+)
 
 _CHARGED = frozenset({PartState.SUBMITTING, PartState.SUBMITTED, PartState.COMPLETED, PartState.FAILED})
 _NOT_CHARGED = frozenset({PartState.ERROR, PartState.CANCELLED})
@@ -122,6 +137,8 @@ class Pipeline:
     clock: Clock
     #: This process's id in ``jobs.owner``: every write names it (``bot.store.jobs``).
     owner: str | None = None
+    #: Where a resumed job's ``cached`` parts are read again (None: such a job fails).
+    cache: AudioCache | None = None
     # Jobs of this process holding downloaded audio at once (from a job's first download to
     # its end): when many jobs finish together the rest wait before downloading, so memory
     # stays bounded instead of growing with the number of jobs in flight.
@@ -157,6 +174,10 @@ class PartRun:
     def unsent(self) -> bool:
         return self.state is PartState.PENDING
 
+    @property
+    def cached(self) -> bool:
+        return self.state is PartState.CACHED
+
 
 def parts_from_record(record: JobRecord) -> list[PartRun]:
     return [
@@ -172,7 +193,8 @@ def parts_from_record(record: JobRecord) -> list[PartRun]:
 
 
 def settlement_totals(parts: Sequence[PartRun]) -> tuple[int, int]:
-    """(committed, refunded) so far; unsent pending parts are not settled yet."""
+    """(committed, refunded) so far; unsent pending parts are not settled yet, cached parts
+    never are (they were not reserved)."""
     committed = sum(1 for p in parts if p.charged)
     refunded = sum(1 for p in parts if p.state in _NOT_CHARGED)
     return committed, refunded
@@ -235,6 +257,7 @@ class JobRun:
         self._suspend_message = CATCHING_UP
         self._failure: BaseException | None = None
         self._finalizing = False
+        self._cache_gone = False  # a cached part's entry left the cache (module doc)
 
     @property
     def chunks(self) -> int:
@@ -356,6 +379,9 @@ class JobRun:
         try:
             self._check_resumable()
             if self._stop is None:
+                await self._read_cached()
+            if self._stop is None:
+                self._release_ready()  # a cached chunk 0 is ready at once
                 for part in self._parts:
                     if part.state in (PartState.SUBMITTED, PartState.COMPLETED):
                         self._follow(part, holds_slot=False)
@@ -379,6 +405,23 @@ class JobRun:
         except asyncio.CancelledError:
             await self._abort_all()
             raise
+
+    async def _read_cached(self) -> None:
+        """Read again the cached parts a resumed run was not handed (see the module doc);
+        before anything is POSTed, so a job whose entry is gone sends nothing more."""
+        missing = [p for p in self._parts if p.cached and p.audio is None]
+        if not missing:
+            return
+        cache = self._p.cache
+        await self._hold_audio_slot()
+        for part in missing:
+            key = key_of_ref(part.media_url)
+            part.audio = None if cache is None or key is None else await cache.read(key)
+            if part.audio is None:
+                log.warning("job %s: cached part %d is no longer in the audio cache", self.job_id, part.index)
+                self._cache_gone = True
+                self._fail(SpeechFailed(f"cached part {part.index} is gone", user_message=CACHED_PART_GONE))
+                return
 
     # --- submitting ------------------------------------------------------------------------
 
@@ -576,9 +619,16 @@ class JobRun:
             await self._give_up()
         if self._job_state is JobState.COMPLETED:
             # Its audio could not be fetched again: it stays completed (and charged) for the
-            # next try, until its deadline closes it (``bot.speech.service``).
+            # next try, until its deadline closes it (``bot.speech.service``). A cached part
+            # that left the cache never comes back: that job is closed now.
+            failure = self._failure or SpeechFailed()
+            if self._cache_gone and not await self._p.jobs.transition(
+                self.job_id, JobState.COMPLETED, JobState.DELIVERED, owner=self._p.owner,
+                error=CACHED_PART_GONE,
+            ):
+                self._lose("close")
             await self._sink.close()
-            raise self._failure or SpeechFailed()
+            raise failure
         committed = await self._settle_stopped()
         refunded = committed == 0
         if self._permit is not None:
@@ -648,7 +698,8 @@ class JobRun:
         return reservation.cost
 
     async def _complete(self, audio: bytes, duration: float) -> SpeechResult:
-        cost = await self._settle(self.chunks, 0)
+        from_cache = sum(1 for p in self._parts if p.cached)
+        cost = await self._settle(self.chunks - from_cache, 0)
         if self._job_state is not JobState.COMPLETED and not await self._p.jobs.transition(
             self.job_id, JobState.SUBMITTED, JobState.COMPLETED, owner=self._p.owner
         ):
@@ -666,8 +717,10 @@ class JobRun:
             temperature=self._params.temperature,
             cfg=self._params.cfg,
             voice_url=self._voice_url,
+            cached_chunks=from_cache,
         )
-        log.info("job %s completed: %.1f s of audio, %d chunk(s)", self.job_id, duration, self.chunks)
+        log.info("job %s completed: %.1f s of audio, %d chunk(s), %d from the cache", self.job_id, duration,
+                 self.chunks, from_cache)
         self._sink.post(Completed(self.job_id, result))
         await self._sink.close()
         return result

@@ -5,7 +5,10 @@
 pause — and only then reserves the quota and writes the job in ONE transaction
 (``QuotaService.reserve(job=...)``). Any refusal therefore leaves nothing behind: no job, no
 reservation (rule 6). The work then runs in a background task (``bot.speech.runner``) and
-the caller gets a ``SpeechJob`` handle plus events (``bot.speech.events``).
+the caller gets a ``SpeechJob`` handle plus events (``bot.speech.events``). The audio cache
+is asked first (``bot.speech.cached``): a request whose every chunk is cached is a free replay
+with no job row; one whose chunks are partly cached reserves, sends and pays only the others
+(its cached chunks are ``cached`` parts of the job, written with it).
 
 Delivery: the service never posts anything. For a live job the Discord layer (or the CLI)
 takes the audio from ``Completed`` / ``SpeechJob.result()``, calls ``begin_delivery`` (and
@@ -42,7 +45,7 @@ from typing import Any
 
 from sqlalchemy import literal_column, or_
 
-from bot.cache import BUILTIN_VOICE
+from bot.cache import BUILTIN_VOICE, Lookup, cache_ref
 from bot.clock import Clock
 from bot.config import Settings
 from bot.gateway.client import ChatterboxClient
@@ -67,7 +70,7 @@ from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
 from bot.store.database import Database, DatabaseUnavailable
 from bot.store.ids import new_id
-from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob
+from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob, PartState
 from bot.store.tables import jobs as jobs_table
 
 log = logging.getLogger(__name__)
@@ -151,7 +154,8 @@ class SpeechJob:
         self._task = task
 
     def __repr__(self) -> str:
-        return f"SpeechJob({self.job_id!r}, chunks={self.plan.requests}, done={self.done()})"
+        return (f"SpeechJob({self.job_id!r}, chunks={len(self.plan.chunks)}, "
+                f"from_cache={len(self.plan.from_cache)}, done={self.done()})")
 
     def done(self) -> bool:
         return self._task.done()
@@ -202,7 +206,8 @@ class SpeechService:
         self.owner = new_owner_id()
         self._lease = timedelta(seconds=settings.job_lease_seconds)
         self._pipeline = Pipeline(client=client, jobs=self._jobs, quotas=quotas, wallet=wallet,
-                                  limiter=limiter, settings=settings, clock=clock, owner=self.owner)
+                                  limiter=limiter, settings=settings, clock=clock, owner=self.owner,
+                                  cache=cache.cache if cache is not None else None)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[str] = set()  # jobs handled here now (module docstring)
         self._delivering: set[str] = set()  # begin_delivery called, mark_delivered not yet
@@ -263,9 +268,11 @@ class SpeechService:
         in its checks before deferring); otherwise it is made here. ``text`` is the spoken text
         (``bot.speech.cleanup`` ran before). Audio cache (``bot.speech.cached``): when every
         chunk is cached for this voice (``clip_sha256``: the reference clip's bytes; without
-        ``voice_url`` the built-in voice) the job is served from it, free; ``fresh`` (Re-roll)
-        skips the lookup and the new take replaces the cached one. Raises before anything is
-        written: ``InvalidTTSRequest``, ``GuildPaused``, ``SubmissionsPaused``, ``QuotaExceeded``.
+        ``voice_url`` the built-in voice) the job is served from it, free; when some are, only
+        the others are reserved, sent and charged (the returned job's ``plan`` says which);
+        ``fresh`` (Re-roll) skips the lookup and the new take replaces the cached one. Raises
+        before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
+        ``SubmissionsPaused``, ``QuotaExceeded``.
         """
         if self._stopping:
             raise ServiceStopping()
@@ -281,13 +288,18 @@ class SpeechService:
             TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
         ).audio_url
         clip = BUILTIN_VOICE if voice_url is None else clip_sha256
+        found = None
         if self._cache is not None and not fresh:
-            hit = await self._cache.replay(requester, plan.text, plan, voice_url, clip, voice_name, params,
-                                           on_event)
-            if hit is not None:
+            found = await self._cache.find(plan, clip, params)
+            if found is not None and found.complete:
+                hit = await self._cache.replay(requester, plan.text, plan, voice_url, clip, voice_name,
+                                               params, on_event, found)
                 self._replays.add(hit.job_id)  # no job row: delivering it claims nothing
                 task = self._spawn(hit.run(), name=f"speech-cached-{hit.job_id}")
                 return SpeechJob(hit.job_id, hit.plan, requester, hit, task)
+            if found is not None and found.hits:  # a partial hit: only the other chunks are made
+                plan = self._cache.partial_plan(plan, found)
+        hits = found.hits if found is not None else {}
         await self._quotas.assert_guild_open(requester.guild_id)
         permit = await self._wallet.before_submit()
         job = NewJob(
@@ -303,6 +315,7 @@ class SpeechService:
             owner=self.owner,
             lease_until=self._clock.now() + self._lease,
             deadline=self._clock.now() + timedelta(seconds=self._settings.job_deadline_seconds),
+            cached_parts={index: cache_ref(hit.key) for index, hit in hits.items()},
         )
         # Claimed before it exists, so a concurrent resume_pending never sees it unclaimed.
         self._claimed.add(job.id)
@@ -325,7 +338,7 @@ class SpeechService:
             sink = EventSink(on_event)
         else:  # the cache holds the audio before the listener hears of the completion
             take = self._cache.take(job.id, requester, job.text, plan, voice_url, clip, voice_name, params)
-            sink = EventSink(self._cache.collector(take, on_event))
+            sink = EventSink(self._cache.collector(take, on_event, plan.from_cache))
         sink.post(QuotaReserved(job.id, plan))
         run = JobRun(
             self._pipeline,
@@ -335,7 +348,7 @@ class SpeechService:
             text=job.text,
             voice_url=voice_url,
             params=params,
-            parts=[PartRun(index, chunk) for index, chunk in enumerate(plan.chunks)],
+            parts=[self._new_part(index, chunk, found) for index, chunk in enumerate(plan.chunks)],
             sink=sink,
             permit=permit,
             guild_id=requester.guild_id,
@@ -344,9 +357,18 @@ class SpeechService:
         self._runs[job.id] = run
         task = self._spawn(run.run(), name=f"speech-job-{job.id}")
         task.add_done_callback(lambda done: self._live_job_done(job.id, done))
-        log.info("job %s reserved: %d chunk(s), %d characters, user %s", job.id, plan.requests,
-                 plan.characters, requester.user_id)
+        log.info("job %s reserved: %d chunk(s) to make, %d from the cache, %d characters, user %s", job.id,
+                 plan.requests, len(plan.from_cache), plan.characters, requester.user_id)
         return SpeechJob(job.id, plan, requester, run, task)
+
+    @staticmethod
+    def _new_part(index: int, chunk: str, found: Lookup | None) -> PartRun:
+        """A new job's part: to be made, or (a partial hit) filled from the cache at once."""
+        hit = found.hits.get(index) if found is not None else None
+        if hit is None:
+            return PartRun(index, chunk)
+        return PartRun(index, chunk, state=PartState.CACHED, media_url=cache_ref(hit.key), audio=hit.audio,
+                       model_id=found.model_id if found is not None else None)
 
     def _live_job_done(self, job_id: str, task: asyncio.Task[SpeechResult]) -> None:
         # (Reading the exception also keeps asyncio from warning that nobody retrieved it.)
@@ -442,8 +464,11 @@ class SpeechService:
         - ``reserved``/``submitted``: parts never sent are POSTed now (a ``pending`` part was
           provably never sent); ``submitting`` ones may have been charged and cannot be
           recovered (committed; the job fails and says so); ``submitted`` ones are polled again.
-          When every part has audio the job completes, then it moves to ``delivering``,
-          ``deliver(job, result)`` is called once, and it is marked delivered.
+          ``cached`` parts (a partial cache hit) are read from the cache again before any
+          POST; one whose entry is gone fails the job (``runner.CACHED_PART_GONE``; unsent
+          parts refunded, made ones committed). When every part has audio the job completes,
+          then it moves to ``delivering``, ``deliver(job, result)`` is called once, and it is
+          marked delivered.
         - ``completed``: the media is downloaded again and delivered the same way.
         - ``delivering``: it may have been posted, so it is closed as delivered, never posted
           again (the README names this window).

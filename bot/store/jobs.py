@@ -29,6 +29,9 @@ own status, and the media URL or error. A part moves
 ``pending → submitting → submitted → completed | failed | error`` (or ``cancelled`` while
 pending): ``submitting`` is written and committed BEFORE its POST leaves, so a part found
 ``pending`` was provably never sent and one found ``submitting`` may have been charged.
+A part whose audio was in the audio cache when the job was planned is written ``cached``
+(with the job, in its reservation's transaction) and never changes: it is never sent and
+never charged, its ``media_url`` names the cache entry (``bot.cache.cache_ref``).
 
 ``advance`` is how the pipeline moves a part: the part's compare-and-set and its job's
 compare-and-set run in ONE transaction, and either both happen or neither does (a lost race
@@ -78,6 +81,7 @@ class PartState(StrEnum):
     FAILED = "failed"  # the gateway's FAILED (charged)
     ERROR = "error"  # the gateway's ERROR or a refused POST (not charged)
     CANCELLED = "cancelled"
+    CACHED = "cached"  # filled from the audio cache: never sent, never charged (media_url: its entry)
 
 
 ALLOWED_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
@@ -159,10 +163,16 @@ class NewJob:
     owner: str | None = None
     lease_until: datetime | None = None
     deadline: datetime | None = None
+    #: Parts served from the audio cache: index -> ``bot.cache.cache_ref`` (written ``cached``).
+    cached_parts: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.parts:
             raise ValueError("a job needs at least one part")
+        if len(self.cached_parts) >= len(self.parts) or any(
+            not 0 <= i < len(self.parts) for i in self.cached_parts
+        ):
+            raise ValueError("a job makes at least one part; cached_parts names some of its parts")
 
 
 @dataclass(frozen=True)
@@ -277,7 +287,8 @@ async def insert_job(
                 "job_id": job.id,
                 "idx": index,
                 "text": text,
-                "status": PartState.PENDING.value,
+                "status": (PartState.CACHED if index in job.cached_parts else PartState.PENDING).value,
+                "media_url": job.cached_parts.get(index),
                 "updated_at": now,
             }
             for index, text in enumerate(job.parts)

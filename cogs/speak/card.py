@@ -12,7 +12,9 @@ Decisions:
 - The card shows progress and the result only. What a request costs (``cost_note``) and why
   it failed (``failure_message``: the plain reason, whether the quota was refunded, the error
   id) go privately to the requester, each said once. A charged failure never says "try again":
-  a second attempt would be charged again.
+  a second attempt would be charged again. The one exception is the audio cache: a result
+  from it says so on the card with what it cost (``from cache, $0``; a partial hit
+  ``2 of 3 parts from cache, $0.01``), since that is the point of showing it.
 - The member's text is quoted, shortened and stripped of markdown so it cannot reshape the
   card; mentions stay as written but every message is sent with ``AllowedMentions.none()``,
   so nobody is pinged.
@@ -58,14 +60,22 @@ def status_starting() -> str:
     return "checking quota…"
 
 
-def status_quota_ok(requests: int) -> str:
+def status_quota_ok(requests: int, from_cache: int = 0) -> str:
+    """``requests``: the parts to make; ``from_cache``: the parts the audio cache has (free)."""
+    if from_cache:
+        return f"quota ok: {plural(requests, 'part')} to make, {from_cache} from cache"
     return "quota ok" if requests <= 1 else f"quota ok: {requests} parts"
 
 
-def cost_note(requests: int, cost: Decimal) -> str:
-    """Private to the requester, once the quota is reserved."""
+def cost_note(requests: int, cost: Decimal, from_cache: int = 0) -> str:
+    """Private to the requester, once the quota is reserved: what it really costs (the parts
+    from the audio cache cost nothing and are not counted)."""
+    cached = ""
+    if from_cache:
+        cached = (f" {plural(from_cache, 'part')} of this text {'was' if from_cache == 1 else 'were'} "
+                  "already in the audio cache, free;")
     return (
-        f"This /speak uses {plural(requests, 'request')} of your quota ({money(cost)}); "
+        f"This /speak uses {plural(requests, 'request')} of your quota ({money(cost)});{cached} "
         "it is given back if the TTS service does not charge for it."
     )
 
@@ -88,10 +98,21 @@ def status_from_cache() -> str:
     return "from cache, $0"
 
 
-def status_done(duration: float, *, where: str | None = None, cached: bool = False) -> str:
+def status_partly_cached(from_cache: int, chunks: int, cost: Decimal) -> str:
+    """Some parts were in the audio cache: how many, and what the others cost."""
+    return f"{from_cache} of {chunks} parts from cache, {money(cost)}"
+
+
+def status_done(
+    duration: float, *, where: str | None = None, cached: bool = False, from_cache: int = 0,
+    chunks: int = 1, cost: Decimal | None = None,
+) -> str:
+    """``cached``: all from the cache; ``from_cache`` of ``chunks`` (and ``cost``): a partial hit."""
     text = f"done: {seconds(duration)} of audio"
     if cached:
         text += f" ({status_from_cache()})"
+    elif from_cache and cost is not None:
+        text += f" ({status_partly_cached(from_cache, chunks, cost)})"
     return f"{text}, {where}" if where else text
 
 

@@ -189,13 +189,14 @@ class SpeakSession:
             if event.plan.cached:
                 card.status = _card.status_from_cache()
             else:
-                card.status = _card.status_quota_ok(event.plan.requests)
+                card.status = _card.status_quota_ok(event.plan.requests, len(event.plan.from_cache))
             await self.show("quota")
             # The cost is the requester's business: privately, and only once the card exists
             # (the first follow-up after a "thinking" defer would replace the card).
             if self._card_shown:
                 with contextlib.suppress(discord.HTTPException):
-                    await self.reply.tell(_card.cost_note(event.plan.requests, event.plan.cost))
+                    await self.reply.tell(_card.cost_note(event.plan.requests, event.plan.cost,
+                                                          len(event.plan.from_cache)))
         elif isinstance(event, WaitingForSlot):
             card.status = _card.status_waiting(event.position)
             await self.show("waiting")
@@ -234,7 +235,7 @@ class SpeakSession:
         self._buttons_on_card = True
         if self.posts_file:
             where = await self._post_audio(result)
-        self.card.status = _card.status_done(result.duration, where=where, cached=result.cached)
+        self.card.status = _done(result, where)
         if self._clip is not None and not self._clip.done and not self._file_posted:
             # Still waiting or playing in voice: delivered once the player is done with it
             # (``_voice_settled``), so a restart before that posts the file instead.
@@ -422,9 +423,13 @@ class SpeakSession:
             if not await self._begin_delivery(self._result.job_id):
                 return  # taken over meanwhile: the new owner posts it
             where = await self._post_audio(self._result)
-            self.card.status = _card.status_done(self._result.duration, where=where,
-                                                 cached=self._result.cached)
+            self.card.status = _done(self._result, where)
         await self.show(f"voice-fallback:{reason}", final=self._terminal is not None)
+
+
+def _done(result: SpeechResult, where: str | None) -> str:
+    return _card.status_done(result.duration, where=where, cached=result.cached,
+                             from_cache=result.cached_chunks, chunks=result.chunks, cost=result.cost)
 
 
 #: Discord's JSON error codes for an upload it refused (not our fault, not a permission).

@@ -87,7 +87,8 @@ async def test_same_text_and_voice_twice_is_one_provider_call_and_the_second_is_
     # The member sees the usual events: a $0 "quota" line, the chunks in order, the result.
     assert events.kinds() == ["QuotaReserved", "ChunkReady", "ChunkReady", "Completed"]
     [reserved] = events.of(QuotaReserved)
-    assert reserved.plan.cached and reserved.plan.cost == 0 and reserved.plan.requests == 2
+    assert reserved.plan.cached and reserved.plan.cost == 0 and len(reserved.plan.chunks) == 2
+    assert reserved.plan.requests == 0 and reserved.plan.from_cache == (0, 1)  # nothing is requested
     assert [e.index for e in events.of(ChunkReady)] == [0, 1]
     assert events.of(Completed)[0].result == second
     # The ledger has the first request only; no job row was made for the hit.

@@ -24,7 +24,8 @@ async def test_the_cli_skips_cooldown_and_characters_per_request(
                                quota_max_chars_per_request=50, quota_requests_per_day=1)
     async with await Services.open(settings, clock=scaled_clock) as services:
         for n in range(2):  # twice within the cooldown, past the daily request limit
-            text = f"{TEXT} Take {n + 1}."  # different texts: the audio cache does not answer
+            # Every chunk differs from the other take's: the audio cache answers none of them.
+            text = TEXT.replace("the bot", f"bot {n + 1}")
             job = await services.speech.start(CLI_REQUESTER, text, voice_url=None, params=TTSParams(),
                                               target=FILE)
             result = await job.result()
@@ -34,7 +35,7 @@ async def test_the_cli_skips_cooldown_and_characters_per_request(
         # A member with the same limits is held by them.
         member = CLI_REQUESTER.__class__(user_id=5, display_name="m", guild_id=77)
         with pytest.raises(QuotaExceeded) as caught:
-            await services.speech.start(member, f"{TEXT} A member's take.", voice_url=None,
+            await services.speech.start(member, TEXT.replace("the bot", "bot 3"), voice_url=None,
                                         params=TTSParams(), target=FILE)
         assert caught.value.code == "max_chars_per_request"
 
