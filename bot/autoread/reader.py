@@ -22,6 +22,9 @@ Decisions:
   that is deleted is dropped. A started read that is not playing yet is cancelled
   (``SpeechJob.cancel``: refunded when nothing was submitted) and, after an edit, started
   again with the new text in the same place. Deleting a message that is playing stops it.
+* **The author's voice** is looked up at the read's turn (``bot.autoread.voices``): their
+  default saved voice and tuning, as ``/speak`` would use them. When that voice cannot be
+  used (deleted, revoked) the message is read in the built-in voice and the log says why.
 * **Announcing** ("Alice said"): a second job in the bot's built-in voice, started after the
   message's own job was accepted; its audio goes first into the same clip while the message's
   chunks wait. The audio cache answers every later announcement of the same name for free.
@@ -44,7 +47,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.autoread.rules import IncomingMessage
-from bot.autoread.voices import VoiceLookup
+from bot.autoread.voices import ReadVoice, VoiceLookup
 from bot.clock import Clock
 from bot.errors import UserFacingError
 from bot.gateway.models import TTSParams
@@ -107,10 +110,11 @@ class Attempt:
         if not self.announcing:
             return
         self.announcing = False
-        for audio in self.held:
-            self.clip.push(audio)
-        self.held.clear()
-        if self.message_complete:
+        held, self.held = self.held, []
+        for n, audio in enumerate(held, 1):
+            # The message's last chunk finishes the clip with it, as in ``push``.
+            self.clip.push(audio, last=self.message_complete and n == len(held))
+        if self.message_complete and not held:
             self.clip.finish()
 
 
@@ -309,8 +313,8 @@ class GuildReader:
         clip.on_state = lambda text: self._on_voice_state(read, attempt, text)
         clip.fallback = lambda reason: self._on_voice_fallback(read, attempt, reason)
         read.attempt = attempt
+        voice = await self._voice(message)
         try:
-            voice = await self._voices(message.guild_id, message.author_id)
             job = await self._speech.start(
                 Requester(message.author_id, message.author_name, message.guild_id, message.role_ids),
                 read.text,
@@ -345,6 +349,24 @@ class GuildReader:
         if read.announce:
             await self._start_announcement(read, attempt)
         log.info("reading message %s of user %s as job %s", message.message_id, message.author_id, job.job_id)
+
+    async def _voice(self, message: IncomingMessage) -> ReadVoice:
+        """The author's voice for this read; the built-in one (logged) when theirs cannot be
+        used or the lookup fails: a voice problem never drops the message."""
+        try:
+            voice = await self._voices(message.guild_id, message.author_id)
+        except Exception:
+            log.exception(
+                "could not look up the voice of user %s; message %s is read in the built-in voice",
+                message.author_id, message.message_id,
+            )
+            return ReadVoice()
+        if voice.problem is not None:
+            log.info(
+                "message %s of user %s is read in the built-in voice: %s",
+                message.message_id, message.author_id, voice.problem,
+            )
+        return voice
 
     async def _start_announcement(self, read: Read, attempt: Attempt) -> None:
         """Start "<name> said" in the bot's voice, after the message itself was accepted (the
