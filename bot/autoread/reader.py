@@ -31,7 +31,8 @@ Decisions:
   If it is refused or fails, the message is read without it.
 * **Refusal notes** are throttled by ``NoteThrottle``: one per member per hour
   (``NOTE_INTERVAL``), however many messages are refused; the last reason is kept for
-  ``/autoread me status``.
+  ``/autoread me status``. ``Read.noted`` marks the one refusal to show (the cog shows ⚠️ on
+  it, or a direct message when it may not react); the others end without a mark.
 * **Reporting.** Every state change goes to the ``ReadOutlet`` (the cog turns it into a
   reaction); the outlet must not block (the cog queues reactions).
 """
