@@ -17,7 +17,10 @@ Decisions:
 * **Order of playback.** A started read's clip is handed to the voice player as soon as the
   read before it is playing (the first one at once): the player's own queue then never holds
   two reads of this server, so it cannot reorder them, and the next read is generated while
-  the current one plays. Playback starts with the first chunk (``VoiceClip`` streams).
+  the current one plays. Playback starts with the first chunk (``VoiceClip`` streams), and
+  the job's last chunk ends the clip, so the next read can start before the job's completion
+  is even committed; the read is done (✅) once it was played *and* its job recorded as
+  delivered, so a ✅ never stands on an open job.
 * **Edits and deletions.** A waiting message that is edited is read with its new text; one
   that is deleted is dropped. A started read that is not playing yet is cancelled
   (``SpeechJob.cancel``: refunded when nothing was submitted) and, after an edit, started
@@ -91,6 +94,10 @@ class Attempt:
     announcing: bool = False
     held: list[bytes] = field(default_factory=list)
     message_complete: bool = False
+    #: The clip was played to its end / the job's end was recorded (``mark_delivered``): the
+    #: read is done (✅) once both are true, so a ✅ never stands on a job still open.
+    played: bool = False
+    recorded: bool = False
 
     def push(self, audio: bytes, *, last: bool = False) -> None:
         """One chunk of the message; ``last`` completes it (see ``VoiceClip.push``)."""
@@ -437,6 +444,15 @@ class GuildReader:
     # -- events ---------------------------------------------------------------------------
 
     async def _on_event(self, read: Read, attempt: Attempt, event: SpeechEvent) -> None:
+        if attempt.played:
+            # Heard already (the last chunk ends the clip before the job's completion is
+            # committed): record the delivery, then the read is done.
+            if isinstance(event, Completed):
+                await self._record(event)
+            if isinstance(event, Completed | Failed | Cancelled):
+                attempt.recorded = True
+                self._played(read)
+            return
         if read.attempt is not attempt:
             return  # an attempt replaced by an edit, or the message was deleted
         if isinstance(event, ChunkReady):
@@ -445,10 +461,10 @@ class GuildReader:
             attempt.push(event.audio, last=event.index + 1 >= event.chunks)
         elif isinstance(event, Completed):
             attempt.complete()
-            try:
-                await self._speech.mark_delivered(event.result.job_id)
-            except Exception:
-                log.exception("could not mark job %s delivered", event.result.job_id)
+            await self._record(event)
+            attempt.recorded = True
+            if attempt.played:
+                self._played(read)  # it finished playing while the delivery was recorded
         elif isinstance(event, Failed):
             read.attempt = None
             await self._stop(attempt, event.user_message)
@@ -456,6 +472,16 @@ class GuildReader:
             self._refuse(read, event.user_message)
         elif isinstance(event, Cancelled):
             attempt.clip.abort("cancelled")
+
+    async def _record(self, event: Completed) -> None:
+        try:
+            await self._speech.mark_delivered(event.result.job_id)
+        except Exception:
+            log.exception("could not mark job %s delivered", event.result.job_id)
+
+    def _played(self, read: Read) -> None:
+        if read.state is ReadState.PLAYING:
+            self._end(read, ReadState.DONE)
 
     async def _on_announce_event(self, read: Read, attempt: Attempt, event: SpeechEvent) -> None:
         if read.attempt is not attempt:
@@ -482,8 +508,10 @@ class GuildReader:
             self._spawn(self.pump())  # the next read may go to voice now
         elif text.startswith("played in"):
             read.attempt = None
-            self._drop_active(read)
-            self._end(read, ReadState.DONE)
+            attempt.played = True
+            self._drop_active(read)  # the next read goes on at once; ✅ waits for the record
+            if attempt.recorded or attempt.job is None:
+                self._played(read)
         elif not text.startswith("queued"):
             read.attempt = None  # skipped, stopped, removed from the queue
             self._drop_active(read)
