@@ -17,18 +17,25 @@ Decisions:
 * **Order of playback.** A started read's clip is handed to the voice player as soon as the
   read before it is playing (the first one at once): the player's own queue then never holds
   two reads of this server, so it cannot reorder them, and the next read is generated while
-  the current one plays. Playback starts with the first chunk (``VoiceClip`` streams).
+  the current one plays. Playback starts with the first chunk (``VoiceClip`` streams), and
+  the job's last chunk ends the clip, so the next read can start before the job's completion
+  is even committed; the read is done (✅) once it was played *and* its job recorded as
+  delivered, so a ✅ never stands on an open job.
 * **Edits and deletions.** A waiting message that is edited is read with its new text; one
   that is deleted is dropped. A started read that is not playing yet is cancelled
   (``SpeechJob.cancel``: refunded when nothing was submitted) and, after an edit, started
   again with the new text in the same place. Deleting a message that is playing stops it.
+* **The author's voice** is looked up at the read's turn (``bot.autoread.voices``): their
+  default saved voice and tuning, as ``/speak`` would use them. When that voice cannot be
+  used (deleted, revoked) the message is read in the built-in voice and the log says why.
 * **Announcing** ("Alice said"): a second job in the bot's built-in voice, started after the
   message's own job was accepted; its audio goes first into the same clip while the message's
   chunks wait. The audio cache answers every later announcement of the same name for free.
   If it is refused or fails, the message is read without it.
 * **Refusal notes** are throttled by ``NoteThrottle``: one per member per hour
   (``NOTE_INTERVAL``), however many messages are refused; the last reason is kept for
-  ``/autoread me status``.
+  ``/autoread me status``. ``Read.noted`` marks the one refusal to show (the cog shows ⚠️ on
+  it, or a direct message when it may not react); the others end without a mark.
 * **Reporting.** Every state change goes to the ``ReadOutlet`` (the cog turns it into a
   reaction); the outlet must not block (the cog queues reactions).
 """
@@ -44,7 +51,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.autoread.rules import IncomingMessage
-from bot.autoread.voices import VoiceLookup
+from bot.autoread.voices import ReadVoice, VoiceLookup
 from bot.clock import Clock
 from bot.errors import UserFacingError
 from bot.gateway.models import TTSParams
@@ -87,6 +94,10 @@ class Attempt:
     announcing: bool = False
     held: list[bytes] = field(default_factory=list)
     message_complete: bool = False
+    #: The clip was played to its end / the job's end was recorded (``mark_delivered``): the
+    #: read is done (✅) once both are true, so a ✅ never stands on a job still open.
+    played: bool = False
+    recorded: bool = False
 
     def push(self, audio: bytes, *, last: bool = False) -> None:
         """One chunk of the message; ``last`` completes it (see ``VoiceClip.push``)."""
@@ -107,10 +118,11 @@ class Attempt:
         if not self.announcing:
             return
         self.announcing = False
-        for audio in self.held:
-            self.clip.push(audio)
-        self.held.clear()
-        if self.message_complete:
+        held, self.held = self.held, []
+        for n, audio in enumerate(held, 1):
+            # The message's last chunk finishes the clip with it, as in ``push``.
+            self.clip.push(audio, last=self.message_complete and n == len(held))
+        if self.message_complete and not held:
             self.clip.finish()
 
 
@@ -309,8 +321,8 @@ class GuildReader:
         clip.on_state = lambda text: self._on_voice_state(read, attempt, text)
         clip.fallback = lambda reason: self._on_voice_fallback(read, attempt, reason)
         read.attempt = attempt
+        voice = await self._voice(message)
         try:
-            voice = await self._voices(message.guild_id, message.author_id)
             job = await self._speech.start(
                 Requester(message.author_id, message.author_name, message.guild_id, message.role_ids),
                 read.text,
@@ -345,6 +357,24 @@ class GuildReader:
         if read.announce:
             await self._start_announcement(read, attempt)
         log.info("reading message %s of user %s as job %s", message.message_id, message.author_id, job.job_id)
+
+    async def _voice(self, message: IncomingMessage) -> ReadVoice:
+        """The author's voice for this read; the built-in one (logged) when theirs cannot be
+        used or the lookup fails: a voice problem never drops the message."""
+        try:
+            voice = await self._voices(message.guild_id, message.author_id)
+        except Exception:
+            log.exception(
+                "could not look up the voice of user %s; message %s is read in the built-in voice",
+                message.author_id, message.message_id,
+            )
+            return ReadVoice()
+        if voice.problem is not None:
+            log.info(
+                "message %s of user %s is read in the built-in voice: %s",
+                message.message_id, message.author_id, voice.problem,
+            )
+        return voice
 
     async def _start_announcement(self, read: Read, attempt: Attempt) -> None:
         """Start "<name> said" in the bot's voice, after the message itself was accepted (the
@@ -414,6 +444,15 @@ class GuildReader:
     # -- events ---------------------------------------------------------------------------
 
     async def _on_event(self, read: Read, attempt: Attempt, event: SpeechEvent) -> None:
+        if attempt.played:
+            # Heard already (the last chunk ends the clip before the job's completion is
+            # committed): record the delivery, then the read is done.
+            if isinstance(event, Completed):
+                await self._record(event)
+            if isinstance(event, Completed | Failed | Cancelled):
+                attempt.recorded = True
+                self._played(read)
+            return
         if read.attempt is not attempt:
             return  # an attempt replaced by an edit, or the message was deleted
         if isinstance(event, ChunkReady):
@@ -422,10 +461,10 @@ class GuildReader:
             attempt.push(event.audio, last=event.index + 1 >= event.chunks)
         elif isinstance(event, Completed):
             attempt.complete()
-            try:
-                await self._speech.mark_delivered(event.result.job_id)
-            except Exception:
-                log.exception("could not mark job %s delivered", event.result.job_id)
+            await self._record(event)
+            attempt.recorded = True
+            if attempt.played:
+                self._played(read)  # it finished playing while the delivery was recorded
         elif isinstance(event, Failed):
             read.attempt = None
             await self._stop(attempt, event.user_message)
@@ -433,6 +472,16 @@ class GuildReader:
             self._refuse(read, event.user_message)
         elif isinstance(event, Cancelled):
             attempt.clip.abort("cancelled")
+
+    async def _record(self, event: Completed) -> None:
+        try:
+            await self._speech.mark_delivered(event.result.job_id)
+        except Exception:
+            log.exception("could not mark job %s delivered", event.result.job_id)
+
+    def _played(self, read: Read) -> None:
+        if read.state is ReadState.PLAYING:
+            self._end(read, ReadState.DONE)
 
     async def _on_announce_event(self, read: Read, attempt: Attempt, event: SpeechEvent) -> None:
         if read.attempt is not attempt:
@@ -459,8 +508,10 @@ class GuildReader:
             self._spawn(self.pump())  # the next read may go to voice now
         elif text.startswith("played in"):
             read.attempt = None
-            self._drop_active(read)
-            self._end(read, ReadState.DONE)
+            attempt.played = True
+            self._drop_active(read)  # the next read goes on at once; ✅ waits for the record
+            if attempt.recorded or attempt.job is None:
+                self._played(read)
         elif not text.startswith("queued"):
             read.attempt = None  # skipped, stopped, removed from the queue
             self._drop_active(read)

@@ -1,8 +1,13 @@
 """The seam to members' default voices: ``VoiceLookup(guild_id, user_id) -> ReadVoice``.
 
-Until the voice library (``bot.voices``, "Saved voices with consent") is on this branch,
-``builtin_voice`` answers for everyone: the provider's built-in voice with its default tuning.
-Once it is, the cog passes a lookup built on the member's saved defaults instead.
+Every read asks the lookup at its turn (just before its job starts, so a default changed in
+the meantime counts and a clip URL is fresh). The bot's lookup is ``cogs.autoread.voices``:
+the member's ``/voices default`` voice and tuning, chosen and turned into an ``audio_url`` by
+the same helpers as ``/speak`` (``cogs.voices.choice``). A default voice that cannot be used
+(deleted, revoked, made private, nowhere to host its clip) gives the built-in voice with the
+member's own tuning and says why in ``problem``; the reader logs it and reads anyway.
+``builtin_voice`` answers the built-in voice for everyone (the service's default, for the
+benchmark and for a bot without the voice library).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class ReadVoice:
     name: str | None = None
     #: SHA-256 of the reference clip's bytes: the audio cache's key for this voice.
     clip_sha256: str | None = None
+    #: Why the member's default voice is not used (None: it is, or they have none).
+    problem: str | None = None
 
 
 VoiceLookup = Callable[[int, int], Awaitable[ReadVoice]]

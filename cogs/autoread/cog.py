@@ -9,7 +9,9 @@ Commands (guild only; answers are ephemeral, mentions off):
   (default on) lets the bot join the voice channel of the first opted-in member who writes.
 * ``/autoread off``, ``/autoread show`` (moderators).
 * ``/autoread me on|off|status`` (every member): nobody is read without opting in; ``status``
-  also says why the last message was not read, if it was refused.
+  also says which voice and tuning their messages are read in (``cogs.autoread.voices``: their
+  ``/voices default``, as /speak uses it) and why the last message was not read, if it was
+  refused. ``on`` says what the ⚠️ mark means and where its reason is.
 
 Events: ``on_message`` (new messages), ``on_raw_message_edit`` / ``on_raw_message_delete``
 (raw, so edits and deletions of messages not in discord.py's cache still count). Reading needs
@@ -35,6 +37,7 @@ from bot.autoread.rules import IncomingMessage, voice_problem
 from bot.autoread.service import AutoreadService
 from bot.autoread.store import AutoreadSettings
 from cogs.autoread.outlet import DiscordOutlet
+from cogs.autoread.voices import ReadVoices
 from cogs.common.guards import role_ids
 from cogs.speak.names import GuildNames
 
@@ -87,6 +90,7 @@ class AutoreadCog(
     def __init__(self, bot: ChatterboxBot) -> None:
         self.bot = bot
         self.outlet = DiscordOutlet(bot)
+        self.voices = ReadVoices(bot)
         self._service: AutoreadService | None = None
         #: Every message event this cog finished handling: (kind, message id, read or None).
         self.handled: list[tuple[str, int, Read | None]] = []
@@ -103,6 +107,7 @@ class AutoreadCog(
                 clock=self.bot.clock,
                 outlet=self.outlet,
                 max_chars=self.bot.settings.autoread_max_chars,
+                voices=self.voices,
             )
         return self._service
 
@@ -234,6 +239,8 @@ class AutoreadCog(
             lines = [
                 "Your messages are read aloud here." if opted else "Your messages are not read aloud here."
             ]
+            if opted:
+                lines.append(await self.voices.describe(guild.id, user.id))
             reason = self.service.last_refusal(guild.id, user.id)
             if reason:
                 lines.append(f"The last one I could not read: {reason}")
@@ -247,8 +254,9 @@ class AutoreadCog(
             settings = await self.service.settings(guild.id)
             where = f" in <#{settings.text_channel_id}>" if settings is not None else ""
             text = (
-                f"Your messages{where} will be read aloud while you are in voice with me. "
-                "Each one counts against your quota. `/autoread me off` stops it."
+                f"Your messages{where} will be read aloud while you are in voice with me, in your "
+                "`/voices default` voice. Each one counts against your quota. A ⚠️ on a message "
+                "means it was not read: `/autoread me status` says why. `/autoread me off` stops it."
             )
             if settings is None:
                 text += " (A moderator has not set up a channel yet.)"

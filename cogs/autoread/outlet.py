@@ -9,7 +9,11 @@ Decisions:
   worker task applies them in order. Discord rate-limits reactions (about 4 per second per
   channel); discord.py waits those limits out in the worker, not in the voice player.
 * A failed reaction (no Add Reactions permission, the message is gone) is logged at INFO and
-  dropped: reading does not depend on it.
+  dropped: reading does not depend on it. Except ⚠️: a refusal the member is to be shown
+  (the first in the hour) whose mark cannot be added becomes a private note instead, a direct
+  message with the reason (logged and dropped when the member does not accept DMs). So the
+  refusal reaches the member once per hour, as a reaction or a private note, never in the
+  channel.
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ class DiscordOutlet:
         """Every queued reaction change has been applied (for tests)."""
         return self._changes.empty() and (self._worker is None or self._worker.done())
 
+    async def applied(self) -> None:
+        """Return once every reaction change queued so far has been tried (for tests)."""
+        while (worker := self._worker) is not None and not worker.done():
+            await asyncio.wait([worker])  # a change shown meanwhile may start the next worker
+
     async def _apply(self) -> None:
         while not self._changes.empty():
             read, old, new = self._changes.get_nowait()
@@ -92,6 +101,23 @@ class DiscordOutlet:
                     await message.add_reaction(new)
             except discord.HTTPException as exc:
                 log.info("could not mark message %s (%s -> %s): %s", message_id, old, new, exc)
+                if new == MARKS[ReadState.REFUSED]:
+                    await self._note_privately(read)
+
+    async def _note_privately(self, read: Read) -> None:
+        """The refusal as a direct message, when its ⚠️ could not be put on the message."""
+        message = read.message
+        reason = (read.reason or "it was refused").rstrip(".")
+        text = (
+            f"I could not read your message in <#{message.channel_id}> aloud: {reason}. "
+            "`/autoread me status` shows the latest reason; I send this note at most once an hour."
+        )
+        try:
+            user = self.bot.get_user(message.author_id) or await self.bot.fetch_user(message.author_id)
+            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.info("could not tell user %s why message %s was not read: %s", message.author_id,
+                     message.message_id, exc)
 
     async def close(self) -> None:
         self._closed = True

@@ -321,6 +321,10 @@ class GuildPlayer:
         #: Set while a clip is being started (joining, starting FFmpeg), so idle cannot leave.
         self.busy = False
         self._announced: dict[VoiceClip, int] = {}
+        #: Times the worker found no clip ready to play and waited for one. Between two clips
+        #: it stays the same when the next one was ready: the worker went straight on (tests
+        #: prove back-to-back playback with it, without timing anything).
+        self.waits_for_clip = 0
         self._wake = asyncio.Event()
         self._voice_lock = asyncio.Lock()
         self._idle_task: asyncio.Task[None] | None = None
@@ -472,6 +476,7 @@ class GuildPlayer:
             self._wake.clear()
             clip = self.queue.pop_next(lambda c: c.settled)
             if clip is None:
+                self.waits_for_clip += 1
                 await self._wake.wait()
                 continue
             self._announced.pop(clip, None)

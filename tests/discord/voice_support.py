@@ -5,6 +5,8 @@ audio in a thread, plus Opus checks (packet durations, decoding through an Ogg c
 with (``channel.connect(cls=...)``), ``lab.playbacks`` records every ``play`` in order, and
 ``lab.wait_until(...)`` waits for a condition, re-checked whenever a voice thread or the
 gateway side reports progress. Failure knobs: ``connect_error`` (raised by ``connect``).
+``hold_ends`` keeps each playback at its end until ``lab.release(playback)``, so a test can
+let the next clip's audio complete "while this one plays" without any real time passing.
 
 Only the voice UDP transport is replaced: joining and leaving are real op 4 voice state
 updates answered by the sandbox, and ``play`` drains the real ``AudioSource`` (FFmpeg
@@ -52,6 +54,11 @@ class Playback:
     ended: threading.Event = field(default_factory=threading.Event)
     #: ``after`` has run too.
     finished: threading.Event = field(default_factory=threading.Event)
+    #: With ``VoiceLab.hold_ends``: the source is drained and the playback waits for ``release``.
+    drained: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    #: Of ``fillers``, those before the first audio packet (FFmpeg starting up).
+    leading_fillers: int = 0
 
     def plays(self, clip: Any) -> bool:
         """Whether this playback is ``clip``'s audio (a ``VoiceClip``)."""
@@ -71,6 +78,9 @@ class VoiceLab:
         self.voices: list[TestVoice] = []
         self.playbacks: list[Playback] = []
         self.connect_error: BaseException | None = None
+        #: Hold every playback at its end (source drained, ``after`` not yet called) until
+        #: ``release(playback)``: as if the clip took long to play, without any real time.
+        self.hold_ends = False
         self._changed = asyncio.Event()
         lab = self
 
@@ -98,6 +108,10 @@ class VoiceLab:
     async def wait_for_playbacks(self, count: int) -> list[Playback]:
         await self.wait_until(lambda: len(self.playbacks) >= count)
         return self.playbacks[:count]
+
+    def release(self, playback: Playback) -> None:
+        """Let a playback held by ``hold_ends`` end (its ``after`` runs)."""
+        playback.release.set()
 
     async def wait_finished(self, playback: Playback) -> Playback:
         await self.wait_until(playback.finished.is_set)
@@ -226,12 +240,18 @@ class TestVoice(discord.VoiceProtocol):
                     break
                 if data == OPUS_SILENCE:
                     playback.fillers += 1
+                    if not playback.packets:
+                        playback.leading_fillers += 1
                 else:
                     playback.packets.append(data)
                     self.lab.notify()
         except Exception as exc:
             error = exc
         finally:
+            if self.lab.hold_ends:
+                playback.drained.set()
+                self.lab.notify()
+                playback.release.wait(WAIT_LIMIT)
             playback.ended.set()
             source.cleanup()
             playback.error = error
@@ -247,6 +267,7 @@ class TestVoice(discord.VoiceProtocol):
     def stop(self) -> None:
         if self.playback is not None:
             self.playback.stopped.set()
+            self.playback.release.set()
 
 
 # --------------------------------------------------------------------------- Opus checks

@@ -1,0 +1,80 @@
+"""The voice a member's messages are read in: their ``/voices default``, as ``/speak`` uses it.
+
+``ReadVoices`` is the bot's ``VoiceLookup`` (``bot.autoread.voices``). It goes through the same
+helpers as ``/speak`` with no options typed (``cogs.voices.choice``): ``choose`` for the saved
+voice and the tuning (the member's default tuning > the voice's own > the built-in values),
+``audio_url`` for the clip URL of this one job. So a change to how ``/speak`` turns a saved
+voice into a job's ``audio_url`` applies to reading as well.
+
+Fallbacks (never a dropped message): no default voice → the built-in voice with the member's
+default tuning; a default that was deleted (the database clears it), revoked or made private,
+or whose clip cannot be hosted now (``VoiceError`` from ``audio_url``, e.g. no
+``PUBLIC_BASE_URL`` and no ``/voices storage`` channel) → the built-in voice with the member's
+tuning, and ``ReadVoice.problem`` says why (the reader logs it; ``/autoread me status`` shows
+it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.autoread.voices import ReadVoice
+from bot.gateway.models import TTSParams
+from bot.voices import VoiceError
+from cogs.voices import choice as _voices
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
+
+
+def _params(chosen: _voices.SpeakVoice) -> TTSParams:
+    return TTSParams(exaggeration=chosen.exaggeration, temperature=chosen.temperature, cfg=chosen.cfg)
+
+
+async def _defaults(
+    bot: ChatterboxBot, guild_id: int, user_id: int, *, with_voice: bool = True
+) -> _voices.SpeakVoice:
+    """What ``/speak`` with no options would use. ``with_voice=False``: the member's tuning
+    without a saved voice (as for a one-off clip: a voice's own tuning goes with the voice)."""
+    return await _voices.choose(
+        bot, guild_id, user_id, voice=None, clip_given=not with_voice,
+        exaggeration=None, temperature=None, cfg=None,
+    )
+
+
+class ReadVoices:
+    """``VoiceLookup`` over the voice library; see the module docstring."""
+
+    def __init__(self, bot: ChatterboxBot) -> None:
+        self.bot = bot
+
+    async def __call__(self, guild_id: int, user_id: int) -> ReadVoice:
+        bot = self.bot
+        chosen = await _defaults(bot, guild_id, user_id)
+        problem = chosen.note
+        saved = chosen.voice
+        if saved is not None:
+            try:
+                url = await _voices.audio_url(bot, saved)
+            except VoiceError as exc:
+                problem = exc.user_message
+            else:
+                return ReadVoice(url, _params(chosen), name=saved.name, clip_sha256=saved.clip_sha256)
+            chosen = await _defaults(bot, guild_id, user_id, with_voice=False)
+        return ReadVoice(params=_params(chosen), problem=problem)
+
+    async def describe(self, guild_id: int, user_id: int) -> str:
+        """One line for ``/autoread me status``: which voice and tuning a message is read in
+        (no clip URL is made for it)."""
+        chosen = await _defaults(self.bot, guild_id, user_id)
+        tuning = (
+            f"exaggeration {chosen.exaggeration:g}, temperature {chosen.temperature:g}, cfg {chosen.cfg:g}"
+        )
+        if chosen.voice is not None:
+            return f"They are read in your default voice “{chosen.voice.name}” ({tuning})."
+        line = f"They are read in the built-in voice ({tuning})."
+        if chosen.note:
+            line += f" {chosen.note}"
+        else:
+            line += " `/voices default` picks one of your saved voices."
+        return line
