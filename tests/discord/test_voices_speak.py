@@ -9,10 +9,13 @@ from sqlalchemy import select
 from bot.store.tables import audit_log, jobs, speech_takes
 from bot.store.tables import voices as voices_table
 from bot.voices import Voice
-from tests.discord.harness import Harness
+from tests.discord.harness import BOTH_DATABASES, Harness
 from tests.discord.speak_support import card_with, emulator_submissions, refusal
 from tests.discord.voices_support import add_voice, answer, self_hosted, voice_clip, voices
 from tests.sandbox import InteractionHandle, SandboxError
+
+#: On both databases, like the core voice tests (PostgreSQL is skipped when absent).
+pytestmark = BOTH_DATABASES
 
 #: A user mention a reporter might type (a snowflake-sized id, so Discord would render it).
 PING = "<@123456789012345678>"
