@@ -11,6 +11,9 @@ Flow and decisions (every request — /speak, a context menu, Re-roll — goes t
 0. ``/speak`` chooses the saved voice and the tuning before anything else
    (``cogs.voices.choice``: the typed option, else the member's ``/voices default``); an
    unknown, private or revoked voice, or ``voice`` and ``clip`` together, is refused privately.
+   The job is given the saved voice itself (``voice:<id>``), not a link: the clip's URL is
+   made right before each POST (``bot.speech.voice_ref``), so a job that waits never sends an
+   expired one; a voice revoked or deleted meanwhile fails the job there, refunded.
    The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
    checked, priced, cached, shown on the card and spoken is the spoken form. A text with
    nothing left to say is refused privately and costs nothing.
