@@ -224,3 +224,32 @@ async def test_a_malformed_reference_is_refused_before_anything_is_written(open_
             await world.services.speech.start(REQUESTER, "Bad reference.", voice_url="voice:not-an-id",
                                               params=TTSParams(), target=TARGET)
         assert await _ledger(world) == [] and world.emulator.counts["submit"] == 0
+
+
+async def test_a_voice_revoked_between_two_parts_keeps_the_sent_one_charged_and_refunds_the_rest(
+    open_world,
+) -> None:
+    async with open_world() as world:
+        voice = await _voice(world, "Two parts")
+        log = EventLog()
+        text = "The first sentence of this request goes out now. The second one waits its turn."
+        job = await world.services.speech.start(
+            REQUESTER, text, voice_url=voice_ref(voice.id), params=TTSParams(), target=TARGET,
+            on_event=log, voice_name=voice.name,
+        )
+        assert job.plan.requests == 2
+        first = await _sent(world)  # the first part took the rate guard's one token at once
+        assert first.audio_url is not None and f"/clips/{voice.id}.wav?" in first.audio_url
+        await log.wait_for(WaitingForSlot)  # the second part waits 1000 s for its own
+        await world.services.voices.revoke_by_id(GUILD, MO, voice.id, reason="impersonation")
+        world.clock.advance(1000)
+        failed = await log.wait_for(Failed)
+        assert "was revoked" in failed.user_message and not failed.refunded
+        assert world.emulator.counts["submit"] == 1 and world.emulator.counts["audio_fetch:200"] == 1
+        [ledger] = await _ledger(world)
+        assert (ledger["state"], ledger["committed_requests"], ledger["refunded_requests"]) == (
+            "partial", 1, 1)
+        async with world.services.db.read() as conn:
+            query = select(job_parts.c.status).order_by(job_parts.c.idx)
+            parts = [r.status for r in await conn.execute(query)]
+        assert parts[1] == "cancelled" and parts[0] in ("submitted", "completed")
