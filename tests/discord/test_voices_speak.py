@@ -6,12 +6,20 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from bot.clock import ManualClock
 from bot.store.tables import audit_log, jobs, speech_takes
 from bot.store.tables import voices as voices_table
 from bot.voices import Voice
 from tests.discord.harness import BOTH_DATABASES, Harness
-from tests.discord.speak_support import card_with, emulator_submissions, refusal
-from tests.discord.voices_support import add_voice, answer, self_hosted, voice_clip, voices
+from tests.discord.speak_support import card_with, emulator_submissions, processing_job, refusal
+from tests.discord.voices_support import (
+    add_voice,
+    answer,
+    restart_self_hosted,
+    self_hosted,
+    voice_clip,
+    voices,
+)
 from tests.sandbox import InteractionHandle, SandboxError
 
 #: On both databases, like the core voice tests (PostgreSQL is skipped when absent).
@@ -297,3 +305,33 @@ async def _reports(h: Harness) -> list[tuple[object, object]]:
         query = select(audit_log.c.details).where(audit_log.c.action == "voice.report")
         rows = (await conn.execute(query)).all()
     return [(r.details.get("reason"), r.details.get("details")) for r in rows]
+
+
+async def test_a_saved_voice_job_resumed_after_a_restart_is_named_and_rerolled_in_that_voice(
+    make_harness,
+) -> None:
+    held = ManualClock()  # the emulator keeps the job PROCESSING until the test moves this
+    async with self_hosted(make_harness, emulator_clock=held) as h:
+        await add_voice(h, "Narrator")
+        voice = await only_voice(h, h.alice.id)
+        handle = await h.speak(text="Still in my voice after a restart.", voice="narrator")
+        job = await processing_job(h)
+        await card_with(handle, "Status:** queued")
+        assert (await h.job_rows())[0]["voice_url"] == f"voice:{voice.id}"  # which voice, not a link
+
+        bot = await restart_self_hosted(h)
+        held.advance(job.duration)
+        resume = bot.get_cog("Speak").resume_task
+        assert resume is not None and await resume == 1
+        [audio] = h.audio_messages()
+        assert "voice: Narrator" in audio.content and "voice:" + voice.id not in audio.content
+
+        reroll = next(b["custom_id"] for b in audio.buttons if b["label"] == "Re-roll")
+        await h.sandbox.click(audio, reroll, user=h.alice)
+        await h.emulator.wait_until(lambda: len(h.emulator.jobs) == 2)
+        second = next(j for j in h.emulator.jobs.values() if j is not job)
+        assert second.audio_url is not None and f"/clips/{voice.id}.wav?" in second.audio_url
+        await h.emulator.wait_until(lambda: second.status != "QUEUED")
+        held.advance(second.duration)
+        await h.emulator.wait_for_status(second.request_id, "COMPLETED")  # a clip it could not fetch: FAILED
+        assert h.emulator.counts["audio_fetch:200"] == 2  # the new bot's /clips route served it
