@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     # Imported in setup_hook: the store pulls in Alembic, which logs at import time, and
     # `chatterbox-bot run` without a token must print exactly one line.
     from bot.services import Services
+    from bot.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class VoiceOutput(Protocol):
 class ChatterboxBot(commands.Bot):
     """The bot. Tests build it with a sandboxed HTTP session, an injected clock and, for voice,
     the ``VoiceProtocol`` class to connect with (``voice_cls``; discord.py's ``VoiceClient``
-    when None)."""
+    when None). ``database``: an open ``Database`` to use instead of opening ``DATABASE_URL``
+    (tests hand it a PostgreSQL schema of their own); it is left open when the bot closes."""
 
     def __init__(
         self,
@@ -121,6 +123,7 @@ class ChatterboxBot(commands.Bot):
         instance_lock: bool = True,
         voice_cls: type[discord.VoiceProtocol] | None = None,
         serve_http: bool = False,
+        database: Database | None = None,
         **options: Any,
     ) -> None:
         redact_interaction_tokens()
@@ -140,6 +143,7 @@ class ChatterboxBot(commands.Bot):
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._injected_session = session
+        self._injected_database = database
         self._cog_names = cogs
         self.commands_only = commands_only
         self._instance_lock = instance_lock
@@ -165,8 +169,8 @@ class ChatterboxBot(commands.Bot):
         from bot.services import Services
 
         self.services = await Services.open(self.settings, clock=self.clock, session=self._injected_session,
-                                            serve_http=self.serve_http, discord=self.discord_connected,
-                                            instance_lock=self._instance_lock)
+                                            database=self._injected_database, serve_http=self.serve_http,
+                                            discord=self.discord_connected, instance_lock=self._instance_lock)
         self.ffmpeg = await asyncio.to_thread(find_ffmpeg, self.settings.ffmpeg_path)
         if self.ffmpeg is None:
             log.warning("FFmpeg not found: large audio cannot be compressed and voice chat is off")

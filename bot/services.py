@@ -14,6 +14,10 @@ behind submissions and a 429 on reads slows reads only.
 The learned job durations (the poll plan's input) are loaded from the database at start and
 saved every ``DURATIONS_SAVE_SECONDS`` and at close.
 
+Saved voices: ``VoiceAudio`` (``bot.voices.urls``) is the speech pipeline's
+``VoiceUrlResolver``: a job made with a saved voice stores ``voice:<id>`` and gets the clip's
+URL from it right before each POST (``bot.speech.voice_ref``).
+
 Push and the HTTP side: with ``PUBLIC_BASE_URL`` a ``PushHub`` gives every submission a
 webhook; with ``serve_http`` (``chatterbox-bot run`` always, ``speak`` only with push) the
 ``WebServer`` (callbacks, ``/healthz``, ``/metrics``) listens on ``HTTP_HOST:HTTP_PORT``
@@ -97,6 +101,7 @@ class Services:
         cache: AudioCache,
         voices: VoiceLibrary | None = None,
         clip_signer: ClipSigner | None = None,
+        voice_audio: VoiceAudio | None = None,
         owns_session: bool,
         owns_db: bool,
         lock: InstanceLock | None = None,
@@ -123,7 +128,8 @@ class Services:
         self.voices = voices or VoiceLibrary(db, settings, clock)
         ttl = settings.voice_clip_url_ttl_seconds
         self.clip_signer = clip_signer or ClipSigner(db, clock, ttl_seconds=ttl)
-        self.voice_audio = VoiceAudio(self.voices, self.clip_signer, public_base_url=settings.public_base_url)
+        self.voice_audio = voice_audio or VoiceAudio(self.voices, self.clip_signer,
+                                                     public_base_url=settings.public_base_url)
         #: Hands-free reading's settings and opt-ins (``bot.autoread``).
         self.autoread = AutoreadStore(db, clock)
         self._owns_session = owns_session
@@ -192,11 +198,12 @@ class Services:
                                          push_fallback=settings.chatterbox_push_fallback_seconds)
             await durations.load(client.durations)
             cache = AudioCache.from_settings(db, settings, clock)
-            speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
-                                   settings=settings, clock=clock,
-                                   cache=CacheSeam(cache, quotas, settings, clock))
             voices = VoiceLibrary(db, settings, clock)
             clip_signer = ClipSigner(db, clock, ttl_seconds=settings.voice_clip_url_ttl_seconds)
+            voice_audio = VoiceAudio(voices, clip_signer, public_base_url=settings.public_base_url)
+            speech = SpeechService(client=client, db=db, quotas=quotas, wallet=wallet, limiter=limiter,
+                                   settings=settings, clock=clock,
+                                   cache=CacheSeam(cache, quotas, settings, clock), voice_urls=voice_audio)
             port = settings.http_port if http_port is None else http_port
             if serve_http and (http_port is not None or settings.http_port != 0):
                 server = WebServer(host=settings.http_host, port=port, db=db, wallet=wallet, metrics=metrics,
@@ -226,7 +233,7 @@ class Services:
                        limiter=limiter, status_limiter=status_limiter, durations=durations, client=client,
                        speech=speech, owns_session=owns_session, owns_db=database is None,
                        metrics=metrics, push=push, web=web, cache=cache, voices=voices,
-                       clip_signer=clip_signer, lock=lock)
+                       clip_signer=clip_signer, voice_audio=voice_audio, lock=lock)
         services._start_background()
         return services
 

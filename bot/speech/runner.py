@@ -13,6 +13,12 @@ Design decisions:
   sequential submitter gives a fixed order, lets the wallet's probe permit (a job allowed
   through a 402 pause) be tested by the first chunk alone, and leaves exactly one place where
   a POST can be in progress.
+- A saved voice's ``audio_url`` is made right before each POST, not when the job was asked
+  for (``bot.speech.voice_ref``): the job stores ``voice:<id>``, and the submit step asks
+  ``Pipeline.voice_urls`` for a fresh URL after the rate guard and before the part becomes
+  ``submitting``, so a job that waited (or was resumed after a restart) never sends an
+  expired link. A voice deleted or revoked meanwhile stops the job there: nothing was sent
+  for that part, so it and the later ones are refunded.
 - Before each POST the shared ``RateGuard`` is awaited here (not inside the client) so the
   member sees their place in line (``WaitingForSlot``) and so a cancel can tell "still
   waiting, nothing sent" from "posting, maybe charged". The slot is handed to the client
@@ -88,6 +94,7 @@ from bot.speech.events import (
 )
 from bot.speech.holds import SharedRateGuard
 from bot.speech.progress import EventSink
+from bot.speech.voice_ref import VoiceUnusable, VoiceUrlResolver, is_reference, referenced_voice
 from bot.store.database import DatabaseUnavailable
 from bot.store.jobs import AuditNote, JobRecord, JobsRepository, JobState, PartChange, PartState
 
@@ -139,6 +146,8 @@ class Pipeline:
     owner: str | None = None
     #: Where a resumed job's ``cached`` parts are read again (None: such a job fails).
     cache: AudioCache | None = None
+    #: Makes a saved voice's ``audio_url`` right before each POST (``bot.speech.voice_ref``).
+    voice_urls: VoiceUrlResolver | None = None
     # Jobs of this process holding downloaded audio at once (from a job's first download to
     # its end): when many jobs finish together the rest wait before downloading, so memory
     # stays bounded instead of growing with the number of jobs in flight.
@@ -226,6 +235,7 @@ class JobRun:
         job_state: JobState = JobState.RESERVED,
         guild_id: int | None = None,
         user_id: int | None = None,
+        voice_name: str | None = None,
     ) -> None:
         if not parts:
             raise ValueError("a job has at least one part")
@@ -234,7 +244,8 @@ class JobRun:
         self._reservation_id = reservation_id
         self._key = key
         self._text = text
-        self._voice_url = voice_url
+        self._voice_url = voice_url  # a URL, or a saved voice's ``voice:<id>`` (resolved per POST)
+        self._voice_name = voice_name
         self._params = params
         self._parts = list(parts)
         self._sink = sink
@@ -454,8 +465,31 @@ class JobRun:
     def _on_position(self, place: int) -> None:
         self._sink.post(WaitingForSlot(self.job_id, place))
 
+    async def _audio_url(self) -> str | None:
+        """The ``audio_url`` to send now: a saved voice's is made fresh (module docstring)."""
+        if not is_reference(self._voice_url):
+            return self._voice_url
+        voice_id = referenced_voice(self._voice_url)
+        resolver = self._p.voice_urls
+        if voice_id is None or resolver is None:
+            raise VoiceUnusable(f"unusable voice reference {self._voice_url!r} (resolver: {resolver!r})")
+        return await resolver.fresh_audio_url(voice_id, name=self._voice_name)
+
     async def _post(self, part: PartRun) -> bool:
         """POST one part; record the answer. False (and the job stopped) when it failed."""
+        try:
+            audio_url = await self._audio_url()
+        except VoiceUnusable as exc:  # nothing was sent: the part stays unsent and is refunded
+            log.info("job %s: part %d not sent: %s", self.job_id, part.index, exc)
+            self._fail(exc)
+            return False
+        except DatabaseUnavailable:
+            raise  # the run is left for the reconciler; the part is still unsent
+        except Exception as exc:
+            log.exception("job %s: could not make the voice's clip URL for part %d", self.job_id, part.index)
+            self._fail(VoiceUnusable(f"resolving the voice: {type(exc).__name__}", user_message=(
+                "The saved voice's clip could not be prepared for the TTS service; please try again.")))
+            return False
         try:
             moved = await self._record(part, PartState.SUBMITTING, expect=PartState.PENDING)
         except Exception as exc:  # nothing was sent: the part stays unsent and is refunded
@@ -467,7 +501,7 @@ class JobRun:
         if self._stop is not None:  # stopped during that write: nothing was sent after all
             await self._record(part, PartState.PENDING, expect=PartState.SUBMITTING)
             return False
-        request = TTSRequest(text=part.text, audio_url=self._voice_url, params=self._params)
+        request = TTSRequest(text=part.text, audio_url=audio_url, params=self._params)
         try:
             accepted = await self._p.client.submit(request, key=self._key, slot_held=True)
         except GatewayError as exc:

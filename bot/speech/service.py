@@ -68,6 +68,7 @@ from bot.speech.events import (
 )
 from bot.speech.progress import EventSink
 from bot.speech.runner import JobRun, PartRun, Pipeline, parts_from_record
+from bot.speech.voice_ref import VoiceUrlResolver, is_reference, referenced_voice
 from bot.store.database import Database, DatabaseUnavailable
 from bot.store.ids import new_id
 from bot.store.jobs import JobRecord, JobsRepository, JobState, NewJob, PartState
@@ -195,6 +196,7 @@ class SpeechService:
         settings: Settings,
         clock: Clock,
         cache: CacheSeam | None = None,
+        voice_urls: VoiceUrlResolver | None = None,
     ) -> None:
         self._client = client
         self._cache = cache
@@ -207,7 +209,8 @@ class SpeechService:
         self._lease = timedelta(seconds=settings.job_lease_seconds)
         self._pipeline = Pipeline(client=client, jobs=self._jobs, quotas=quotas, wallet=wallet,
                                   limiter=limiter, settings=settings, clock=clock, owner=self.owner,
-                                  cache=cache.cache if cache is not None else None)
+                                  cache=cache.cache if cache is not None else None,
+                                  voice_urls=voice_urls)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._claimed: set[str] = set()  # jobs handled here now (module docstring)
         self._delivering: set[str] = set()  # begin_delivery called, mark_delivered not yet
@@ -273,6 +276,11 @@ class SpeechService:
         ``fresh`` (Re-roll) skips the lookup and the new take replaces the cached one. Raises
         before anything is written: ``InvalidTTSRequest``, ``GuildPaused``,
         ``SubmissionsPaused``, ``QuotaExceeded``.
+
+        ``voice_url`` is a clip URL, or a saved voice's reference ``voice:<id>``
+        (``bot.speech.voice_ref``): the job stores the reference and each part's POST gets a
+        URL made at that moment. ``voice_name`` names the voice on the card, in the cache's
+        take and in the message when a saved voice is deleted before a part is sent.
         """
         if self._stopping:
             raise ServiceStopping()
@@ -282,11 +290,15 @@ class SpeechService:
             raise ValueError("the plan was made for another text")
         if voice_url is not None:
             refuse_unstorable(voice_url, "audio_url", "The voice link")
+        reference = voice_url.strip() if voice_url is not None and is_reference(voice_url.strip()) else None
+        if reference is not None and referenced_voice(reference) is None:
+            raise InvalidTTSRequest("audio_url", "That saved voice reference is not valid.")
         # One validation per request: the tuning and the voice URL are the same for every
-        # chunk, and plan() already bounded each chunk's text.
+        # chunk, and plan() already bounded each chunk's text. A saved voice's URL is made
+        # (and checked by the client) at each POST instead.
         voice_url = self._client.validate(
-            TTSRequest(text=plan.chunks[0], audio_url=voice_url, params=params)
-        ).audio_url
+            TTSRequest(text=plan.chunks[0], audio_url=None if reference else voice_url, params=params)
+        ).audio_url or reference
         clip = BUILTIN_VOICE if voice_url is None else clip_sha256
         found = None
         if self._cache is not None and not fresh:
@@ -353,6 +365,7 @@ class SpeechService:
             permit=permit,
             guild_id=requester.guild_id,
             user_id=requester.user_id,
+            voice_name=voice_name,
         )
         self._runs[job.id] = run
         task = self._spawn(run.run(), name=f"speech-job-{job.id}")

@@ -2,7 +2,8 @@
 
 * ``library`` — ``VoiceLibrary``: the voices table and its rules (consent, limits, scopes).
 * ``clips`` — checking and normalising an uploaded clip with FFmpeg.
-* ``urls`` — a fresh ``audio_url`` per job: signed ``/clips/…`` URLs or a Discord message.
+* ``urls`` — a fresh ``audio_url`` right before each POST (jobs store ``voice:<id>``): signed
+  ``/clips/…`` URLs or a Discord message.
 * ``web`` — the ``/clips`` sub-application for the bot's HTTP server.
 * ``privacy`` — ``/privacy forget-me`` and ``db prune``.
 

@@ -116,13 +116,15 @@ class JobReport:
     voice: Voice | None
 
 
-#: A saved voice's id inside a job's voice URL: ``/clips/{id}.wav`` or ``voice-{id}.wav``.
-_VOICE_IN_URL = re.compile(r"(?:/clips/|voice-)([0-9a-f]{32})\.wav")
+#: A saved voice's id in a job's ``voice_url``: the reference ``voice:{id}`` that jobs store
+#: (``bot.speech.voice_ref``), or, in rows written before that, its URL ``/clips/{id}.wav`` or
+#: ``voice-{id}.wav``.
+_VOICE_IN_URL = re.compile(r"^voice:([0-9a-f]{32})$|(?:/clips/|voice-)([0-9a-f]{32})\.wav")
 
 
 def voice_id_in_url(url: str | None) -> str | None:
     match = _VOICE_IN_URL.search(url or "")
-    return match.group(1) if match else None
+    return (match.group(1) or match.group(2)) if match else None
 
 
 _SUMMARY_COLUMNS = [c for c in voices.c if c.name not in ("clip", "preview")]

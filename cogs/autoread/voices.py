@@ -3,12 +3,14 @@
 ``ReadVoices`` is the bot's ``VoiceLookup`` (``bot.autoread.voices``). It goes through the same
 helpers as ``/speak`` with no options typed (``cogs.voices.choice``): ``choose`` for the saved
 voice and the tuning (the member's default tuning > the voice's own > the built-in values),
-``audio_url`` for the clip URL of this one job. So a change to how ``/speak`` turns a saved
-voice into a job's ``audio_url`` applies to reading as well.
+``ready`` to check the voice can be used now and ``job_voice`` for what the job stores (the
+reference ``voice:<id>``: the clip URL is made right before each POST, so a read that waits
+in the queue never sends an expired link). A change to how ``/speak`` turns a saved voice
+into a job's voice applies to reading as well.
 
 Fallbacks (never a dropped message): no default voice → the built-in voice with the member's
 default tuning; a default that was deleted (the database clears it), revoked or made private,
-or whose clip cannot be hosted now (``VoiceError`` from ``audio_url``, e.g. no
+or whose clip cannot be hosted now (``VoiceError`` from ``ready``, e.g. no
 ``PUBLIC_BASE_URL`` and no ``/voices storage`` channel) → the built-in voice with the member's
 tuning, and ``ReadVoice.problem`` says why (the reader logs it; ``/autoread me status`` shows
 it).
@@ -55,11 +57,13 @@ class ReadVoices:
         saved = chosen.voice
         if saved is not None:
             try:
-                url = await _voices.audio_url(bot, saved)
+                saved = await _voices.ready(bot, saved)
             except VoiceError as exc:
                 problem = exc.user_message
             else:
-                return ReadVoice(url, _params(chosen), name=saved.name, clip_sha256=saved.clip_sha256)
+                # The job stores the reference; its clip URL is made right before each POST.
+                return ReadVoice(_voices.job_voice(saved), _params(chosen), name=saved.name,
+                                 clip_sha256=saved.clip_sha256)
             chosen = await _defaults(bot, guild_id, user_id, with_voice=False)
         return ReadVoice(params=_params(chosen), problem=problem)
 

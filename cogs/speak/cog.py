@@ -11,6 +11,9 @@ Flow and decisions (every request — /speak, a context menu, Re-roll — goes t
 0. ``/speak`` chooses the saved voice and the tuning before anything else
    (``cogs.voices.choice``: the typed option, else the member's ``/voices default``); an
    unknown, private or revoked voice, or ``voice`` and ``clip`` together, is refused privately.
+   The job is given the saved voice itself (``voice:<id>``), not a link: the clip's URL is
+   made right before each POST (``bot.speech.voice_ref``), so a job that waits never sends an
+   expired one; a voice revoked or deleted meanwhile fails the job there, refunded.
    The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
    checked, priced, cached, shown on the card and spoken is the spoken form. A text with
    nothing left to say is refused privately and costs nothing.
@@ -265,13 +268,12 @@ class SpeakCog(commands.Cog, name="Speak"):
                     return
                 voice_url, voice_name, sha = voice.url, voice.filename, clip_sha256(data)
             elif request.saved_voice is not None:
-                saved = request.saved_voice
-                try:
-                    voice_url = await _voices.audio_url(self.bot, saved)
+                try:  # the clip's URL is made right before each POST (bot.speech.voice_ref)
+                    saved = await _voices.ready(self.bot, request.saved_voice)
                 except VoiceError as exc:
                     await reply.refuse(exc.user_message)
                     return
-                voice_name, sha = saved.name, saved.clip_sha256
+                voice_url, voice_name, sha = _voices.job_voice(saved), saved.name, saved.clip_sha256
             member = interaction.user
             session = SpeakSession(
                 bot=self.bot,
@@ -588,7 +590,7 @@ class SpeakCog(commands.Cog, name="Speak"):
             requester=f"<@{job.user_id}>", text=job.text,
             output=job.target.kind, exaggeration=params.exaggeration,
             temperature=params.temperature, cfg=params.cfg,
-            voice_name=_voice_name(job.voice_url),
+            voice_name=await _voices.voice_name_of(self.bot, job.voice_url),
             status=_card.status_failed(job.job_id),
             note="(Closed after a restart; " + (
                 "the quota was given back.)" if job.refunded else "the TTS service charged for it.)"
@@ -606,7 +608,8 @@ class SpeakCog(commands.Cog, name="Speak"):
             chunks = (result.text,)
         try:
             await self.bot.core.cache.record_take(
-                _resumed_take(job, result, guild_id, chunks, self.bot.clock.now()))
+                _resumed_take(job, result, guild_id, chunks, self.bot.clock.now(),
+                              await _voices.voice_name_of(self.bot, job.voice_url)))
         except Exception:
             log.exception("could not record the take of resumed job %s", job.job_id)
             return None
@@ -621,7 +624,7 @@ class SpeakCog(commands.Cog, name="Speak"):
         guild = getattr(channel, "guild", None)
         limit = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=job.target.card_message_id)
-        voice_name = _voice_name(job.voice_url)
+        voice_name = await _voices.voice_name_of(self.bot, job.voice_url)
         try:
             upload = await fit_upload(result.audio, limit_bytes=limit, ffmpeg=self.bot.ffmpeg,
                                       base_name=result.text)
@@ -651,11 +654,11 @@ class SpeakCog(commands.Cog, name="Speak"):
 
 
 def _resumed_take(job: ResumedJob, result: SpeechResult, guild_id: int | None, chunks: tuple[str, ...],
-                  now: datetime) -> Take:
+                  now: datetime, voice_name: str | None) -> Take:
     """A resumed job's take: enough for Re-roll (its chunks' audio was never cached here, and
     its clip is known only by URL, so Play in voice says it is not cached)."""
     return Take(id=job.job_id, user_id=job.user_id, guild_id=guild_id, text=result.text, chunks=chunks,
-                voice_url=job.voice_url, voice_name=_voice_name(job.voice_url), clip_sha256=None,
+                voice_url=job.voice_url, voice_name=voice_name, clip_sha256=None,
                 params=job.params, model_id=None, created_at=now)
 
 
@@ -673,11 +676,6 @@ def _delivery_target(interaction: discord.Interaction[Any], kind: str, card_id: 
         voice_channel_id=voice_channel.id if voice_channel is not None else None,
         card_message_id=card_id,
     )
-
-
-def _voice_name(voice_url: str | None) -> str | None:
-    """The voice clip's file name from its (CDN) URL, for the card."""
-    return voice_url.rsplit("/", 1)[-1].split("?", 1)[0] if voice_url else None
 
 
 

@@ -5,6 +5,12 @@ voice's own tuning (server voices carry one) > the built-in default (0.5 / 0.8 /
 voice: ``voice:`` (a saved voice, picked from autocomplete or typed) > a one-off ``clip:``
 attachment > the member's default voice > the built-in voice. ``voice`` and ``clip`` together
 are refused: the member meant one of them and the bot should not guess which.
+
+A saved voice goes into the job as the reference ``voice:<id>`` (``job_voice``), never as a
+URL: the speech pipeline makes the clip's URL right before each POST (``bot.speech.voice_ref``),
+so a job that waits longer than a signed URL lives still sends a fresh one. ``ready`` checks at
+request time that the voice can be served (not revoked, somewhere to live), so a refusal costs
+nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import discord
 from discord import app_commands
 
 from bot.gateway.models import TTSParams
+from bot.speech.voice_ref import voice_ref
 from bot.voices import Voice, VoiceError, VoiceUnavailable
 from bot.voices.library import voice_id_in_url
 from cogs.common.guards import is_moderator
@@ -136,12 +143,36 @@ async def choose(
 
 
 async def audio_url(bot: ChatterboxBot, voice: Voice) -> str:
-    """A fresh ``audio_url`` for one job (signed URL or a re-fetched Discord message)."""
+    """An ``audio_url`` valid now (signed URL or a re-fetched Discord message). A job must not
+    store it (it expires); give the job ``job_voice`` instead."""
     return await bot.core.voice_audio.audio_url(voice, DiscordClipHost(bot))
 
 
+async def ready(bot: ChatterboxBot, voice: Voice) -> Voice:
+    """The voice as it is now, if a job can use it; ``VoiceError`` (a clear sentence) if not."""
+    return await bot.core.voice_audio.check(voice)
+
+
+def job_voice(voice: Voice) -> str:
+    """What a job stores as its ``voice_url`` for a saved voice: ``voice:<id>``."""
+    return voice_ref(voice.id)
+
+
+async def voice_name_of(bot: ChatterboxBot, url: str | None) -> str | None:
+    """What a card calls an earlier job's voice: the saved voice's name (``voice:<id>``),
+    else the clip's file name from its URL; None for the built-in voice."""
+    if not url:
+        return None
+    voice_id = voice_id_in_url(url)
+    if voice_id is not None:
+        voice = await bot.core.voices.get(voice_id)
+        return voice.name if voice is not None else "a deleted voice"
+    return url.rsplit("/", 1)[-1].split("?", 1)[0]
+
+
 async def voice_of_url(bot: ChatterboxBot, guild_id: int | None, url: str | None) -> Voice | None:
-    """The saved voice behind an earlier job's ``audio_url`` (Re-roll makes a fresh URL for it);
+    """The saved voice behind an earlier job's ``voice_url`` (``voice:<id>``, or an older row's
+    clip URL); Re-roll gives the new job the voice, not the old URL;
     None for a one-off clip or the built-in voice; ``VoiceError`` when that voice is gone."""
     voice_id = voice_id_in_url(url)
     if voice_id is None or guild_id is None:

@@ -27,6 +27,7 @@ from bot.quotas.wallet import SubmissionsPaused
 from bot.speech import reference
 from bot.speech.errors import SpeechError
 from bot.speech.events import DeliveryTarget, Requester
+from bot.speech.voice_ref import voice_ref
 from bot.voices import ClipRejected, VoiceError, normalise_clip
 from bot.voices.library import NAME_MAX
 from cogs.common.guards import is_moderator, moderator_only
@@ -214,7 +215,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         await interaction.response.defer(ephemeral=True, thinking=True)
         member = interaction.user
         try:
-            url = await self.bot.core.voice_audio.audio_url(voice, self.host)
+            voice = await self.bot.core.voice_audio.check(voice)  # its URL is made at the POST
             params = TTSParams(
                 exaggeration=voice.exaggeration if voice.exaggeration is not None else 0.5,
                 temperature=voice.temperature if voice.temperature is not None else 0.8,
@@ -224,7 +225,8 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
             job = await self.bot.core.speech.start(
                 Requester(member.id, member.display_name, guild_id, roles),
                 PREVIEW_TEXT,
-                voice_url=url,
+                voice_url=voice_ref(voice.id),
+                voice_name=voice.name,
                 params=params,
                 target=DeliveryTarget(kind="file"),
             )

@@ -6,7 +6,9 @@
 - the gateway emulator (fast timing: jobs finish in well under a second of real time),
 - the Discord sandbox with one guild, "Test Server": ``#general``, ``#mod-alerts``, a voice
   channel "Lounge", a "Mods" role with Manage Server, and the members alice, bob and mo (mod),
-- a fresh SQLite database file in ``tmp_path``,
+- a fresh SQLite database file in ``tmp_path`` (or, with ``db=`` a PostgreSQL ``DbTarget``, a
+  schema of its own that every bot of the harness shares; ``BOTH_DATABASES`` runs a module on
+  both),
 - ``ChatterboxBot`` with settings pointing at both (``load_settings`` overrides), logged in
   and with its commands synced (``bot.tree.sync()`` against the sandbox).
 
@@ -41,12 +43,14 @@ from pathlib import Path
 from typing import Any
 
 import discord
+import pytest
 from sqlalchemy import select
 
 from bot.app import COGS, ChatterboxBot
 from bot.clock import Clock, SystemClock
 from bot.config import Settings, load_settings
 from bot.gateway.emulator import EmulatorConfig, GatewayEmulator
+from bot.store.database import Database
 from bot.store.tables import jobs, usage_ledger
 from tests.sandbox import (
     DEFAULT_BOT,
@@ -60,6 +64,7 @@ from tests.sandbox import (
     Permission,
     Role,
 )
+from tests.store.dbkit import DbTarget
 
 #: Emulator timing for Discord tests: jobs take ~0.05-0.2 s of real time.
 FAST_EMULATOR = {"base_seconds": 0.05, "per_char_seconds": 0.001, "jitter": 0.0, "seed": 7}
@@ -126,6 +131,8 @@ class Harness:
     cogs: tuple[str, ...] = COGS
     voice_cls: type[discord.VoiceProtocol] | None = None
     sync_commands: bool = True
+    #: The database every bot of this harness uses when not its SQLite file (PostgreSQL).
+    database: Database | None = None
     #: Every bot this harness started, oldest first (``restart_bot`` appends).
     bots: list[ChatterboxBot] = field(default_factory=list)
     _bot_stack: AsyncExitStack | None = None
@@ -142,6 +149,7 @@ class Harness:
             voice_cls=self.voice_cls,
             guild_ready_timeout=0.05,
             connector=self.sandbox.voice_connector(),  # trusts the sandbox's voice servers (wss://)
+            database=self.database,
         )
 
     async def start_bot(self, bot: ChatterboxBot | None = None) -> ChatterboxBot:
@@ -254,6 +262,7 @@ async def open_harness(
     start: bool = True,
     sync_commands: bool = True,
     privileged_intents: int = 0,
+    db: DbTarget | None = None,
 ) -> AsyncIterator[Harness]:
     """Bring everything up; tear it down in reverse order on exit.
 
@@ -262,6 +271,8 @@ async def open_harness(
     bot unstarted (``await h.start_bot()``), e.g. to change the world first.
     ``privileged_intents``: the intent bits the application is allowed in the Developer Portal
     (e.g. Message Content, ``1 << 15``); others close the gateway with 4014, as on Discord.
+    ``db``: where the bot keeps its data (``tests.store.dbkit.DbTarget``); None is a SQLite
+    file in ``tmp_path``.
     """
     if isinstance(emulator, EmulatorConfig):
         emulator_config = emulator
@@ -275,6 +286,10 @@ async def open_harness(
     else:
         discord_clock = bot_clock = clock
     async with AsyncExitStack() as stack:
+        database: Database | None = None
+        if db is not None and db.kind == "postgres":
+            database = await db.open()
+            stack.push_async_callback(database.close)  # after the bot stopped (callbacks unwind)
         gateway = await stack.enter_async_context(GatewayEmulator(emulator_config))
         sandbox = await stack.enter_async_context(
             DiscordSandbox(clock=discord_clock, privileged_intents=privileged_intents)
@@ -292,7 +307,7 @@ async def open_harness(
             "chatterbox_gateway_url": gateway.base_url,
             "chatterbox_api_key": gateway.api_key,
             "chatterbox_allow_http": True,
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+            "database_url": db.url if db is not None else f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
             "cache_dir": str(tmp_path / "cache"),
             "quota_cooldown_seconds": 0,
             **(settings or {}),
@@ -316,6 +331,7 @@ async def open_harness(
             cogs=cogs,
             voice_cls=voice_cls,
             sync_commands=sync_commands,
+            database=database,
         )
         stack.push_async_callback(harness.stop_bot)
         if start:
@@ -323,4 +339,11 @@ async def open_harness(
         yield harness
 
 
-__all__ = ["FAST_EMULATOR", "BotClock", "Harness", "JumpClock", "open_harness"]
+#: ``pytestmark = BOTH_DATABASES``: every test of a module runs on SQLite and on PostgreSQL
+#: (the ``bot_db`` fixture of ``tests/discord/conftest.py``; PostgreSQL is skipped with the
+#: reason when absent, and fails the run under ``CI=true``, as in ``tests/conftest.py``).
+BOTH_DATABASES = pytest.mark.parametrize(
+    "bot_db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+__all__ = ["BOTH_DATABASES", "FAST_EMULATOR", "BotClock", "Harness", "JumpClock", "open_harness"]

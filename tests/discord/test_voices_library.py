@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from bot.audio import wav_info
-from tests.discord.harness import Harness
+from tests.discord.harness import BOTH_DATABASES, Harness
 from tests.discord.voices_support import add_voice, answer, voice_clip, voices
+from tests.store.dbkit import DbTarget
+
+#: On both databases, like the core voice tests (PostgreSQL is skipped when absent).
+pytestmark = BOTH_DATABASES
 
 
-async def test_add_plays_back_the_stored_clip_and_list_shows_it(harness: Harness) -> None:
+async def test_add_plays_back_the_stored_clip_and_list_shows_it(harness: Harness, bot_db: DbTarget | None
+                                                                ) -> None:
     h = harness
+    assert h.bot.core.db.dialect == ("postgresql" if bot_db is not None else "sqlite")
     saved = await add_voice(h, "Narrator")
     [played] = saved.attachments
     info = wav_info(played.data)

@@ -3,14 +3,30 @@ defaults, revoking, reporting, previews and forgetting."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
-from bot.store.tables import jobs, speech_takes
+from bot.clock import ManualClock
+from bot.store.tables import audit_log, jobs, speech_takes
 from bot.store.tables import voices as voices_table
 from bot.voices import Voice
-from tests.discord.harness import Harness
-from tests.discord.speak_support import card_with, emulator_submissions, refusal
-from tests.discord.voices_support import add_voice, answer, self_hosted, voice_clip, voices
+from tests.discord.harness import BOTH_DATABASES, Harness
+from tests.discord.speak_support import card_with, emulator_submissions, processing_job, refusal
+from tests.discord.voices_support import (
+    add_voice,
+    answer,
+    restart_self_hosted,
+    self_hosted,
+    voice_clip,
+    voices,
+)
+from tests.sandbox import InteractionHandle, SandboxError
+
+#: On both databases, like the core voice tests (PostgreSQL is skipped when absent).
+pytestmark = BOTH_DATABASES
+
+#: A user mention a reporter might type (a snowflake-sized id, so Discord would render it).
+PING = "<@123456789012345678>"
 
 
 async def only_voice(h: Harness, user_id: int) -> Voice:
@@ -168,12 +184,21 @@ async def test_report_reaches_the_moderators_who_can_revoke(make_harness) -> Non
         await card_with(await h.speak(text="Something rude in a borrowed voice.", voice="mimic"), "done")
         [audio] = h.audio_messages()
         [job] = await h.job_rows()
-        thanks = await h.sandbox.click(audio, f"voices:report:{job['id']}", user=h.bob)
+        clicked = await h.sandbox.click(audio, f"voices:report:{job['id']}", user=h.bob)
+        await clicked.wait_for(lambda x: x.modal is not None)  # first: why?
+        assert clicked.modal is not None and h.messages(h.alerts) == []
+        thanks = await h.sandbox.submit_modal(
+            clicked, {"kind": ["impersonation"], "details": f"That is **not** her.\n@everyone {PING} listen"}
+        )
         await thanks.wait_for_message(lambda m: m.ephemeral and "moderators have been told" in m.content)
         [alert] = h.messages(h.alerts)
         assert f"<@{h.bob.id}> flagged" in alert.content and f"Asked by <@{h.alice.id}>" in alert.content
         assert "“Mimic”" in alert.content and "Something rude in a borrowed voice." in alert.content
-        assert alert.pings()["users"] == set()
+        # The reason, on one line, its markup and mentions escaped (nothing pings, nothing is bold).
+        [reason] = [line for line in alert.content.splitlines() if line.startswith("Reason:")]
+        assert reason.startswith("Reason: Impersonation (a voice used without its owner's consent): “That is")
+        assert "\\*\\*not\\*\\*" in reason and "@\u200beveryone" in reason and PING not in reason
+        assert alert.pings()["users"] == set() and not alert.pings()["everyone"]
         revoke_id = f"voices:revoke:{voice.id}"
         nope = await h.sandbox.click(alert, revoke_id, user=h.bob)
         await nope.wait_for_message(lambda m: m.ephemeral and "Only moderators" in m.content)
@@ -245,3 +270,71 @@ async def test_forget_me_removes_what_it_says(make_harness) -> None:
         assert (await h.bot.core.cache.usage())[0] == 0  # audio cached from her voice is gone
         async with h.bot.core.db.read() as conn:
             assert (await conn.execute(select(speech_takes))).all() == []  # and her results' texts
+
+
+async def test_report_reason_is_optional_and_a_bad_one_sends_nothing(harness: Harness) -> None:
+    h = harness
+    await h.set_alert_channel(h.alerts)
+    await card_with(await h.speak(text="Built-in voice, reported anyway."), "done")
+    [audio] = h.audio_messages()
+    [job] = await h.job_rows()
+    report_id = f"voices:report:{job['id']}"
+
+    async def opened() -> InteractionHandle:
+        clicked = await h.sandbox.click(audio, report_id, user=h.bob)
+        await clicked.wait_for(lambda x: x.modal is not None)
+        return clicked
+
+    # Discord's client itself stops a text over the modal's max_length or an unknown choice.
+    with pytest.raises(SandboxError, match="takes 0-300 characters"):
+        await h.sandbox.submit_modal(await opened(), {"details": "x" * 301})
+    # A hand-made client sends them anyway: one clear private message, nothing sent or kept.
+    for values, words in (({"details": "x" * 301}, "The reason is 301 characters; at most 300"),
+                          ({"kind": ["spam"]}, "not one of the choices")):
+        refused = await h.sandbox.submit_modal(await opened(), values, validate=False)
+        await refused.wait_for_message(lambda m, w=words: m.ephemeral and w in m.content)
+    assert h.messages(h.alerts) == [] and await _reports(h) == []
+
+    thanks = await h.sandbox.submit_modal(await opened(), {})  # both fields are optional
+    await thanks.wait_for_message(lambda m: m.ephemeral and "moderators have been told" in m.content)
+    [alert] = h.messages(h.alerts)
+    assert "\nReason: not given\n" in alert.content and "no saved voice" in alert.content
+    [(kind, details)] = await _reports(h)
+    assert (kind, details) == (None, "")
+
+
+async def _reports(h: Harness) -> list[tuple[object, object]]:
+    async with h.bot.core.db.read() as conn:
+        query = select(audit_log.c.details).where(audit_log.c.action == "voice.report")
+        rows = (await conn.execute(query)).all()
+    return [(r.details.get("reason"), r.details.get("details")) for r in rows]
+
+
+async def test_a_saved_voice_job_resumed_after_a_restart_is_named_and_rerolled_in_that_voice(
+    make_harness,
+) -> None:
+    held = ManualClock()  # the emulator keeps the job PROCESSING until the test moves this
+    async with self_hosted(make_harness, emulator_clock=held) as h:
+        await add_voice(h, "Narrator")
+        voice = await only_voice(h, h.alice.id)
+        handle = await h.speak(text="Still in my voice after a restart.", voice="narrator")
+        job = await processing_job(h)
+        await card_with(handle, "Status:** queued")
+        assert (await h.job_rows())[0]["voice_url"] == f"voice:{voice.id}"  # which voice, not a link
+
+        bot = await restart_self_hosted(h)
+        held.advance(job.duration)
+        resume = bot.get_cog("Speak").resume_task
+        assert resume is not None and await resume == 1
+        [audio] = h.audio_messages()
+        assert "voice: Narrator" in audio.content and "voice:" + voice.id not in audio.content
+
+        reroll = next(b["custom_id"] for b in audio.buttons if b["label"] == "Re-roll")
+        await h.sandbox.click(audio, reroll, user=h.alice)
+        await h.emulator.wait_until(lambda: len(h.emulator.jobs) == 2)
+        second = next(j for j in h.emulator.jobs.values() if j is not job)
+        assert second.audio_url is not None and f"/clips/{voice.id}.wav?" in second.audio_url
+        await h.emulator.wait_until(lambda: second.status != "QUEUED")
+        held.advance(second.duration)
+        await h.emulator.wait_for_status(second.request_id, "COMPLETED")  # a clip it could not fetch: FAILED
+        assert h.emulator.counts["audio_fetch:200"] == 2  # the new bot's /clips route served it

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+from bot.app import ChatterboxBot
+from bot.clock import Clock
 from tests.discord.harness import Harness
 from tests.discord.speak_support import make_wav
 from tests.sandbox import InteractionHandle, Member, Message
@@ -41,15 +43,26 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def self_hosted(
-    make_harness: Callable[..., AbstractAsyncContextManager[Harness]], **settings: Any
+    make_harness: Callable[..., AbstractAsyncContextManager[Harness]],
+    *,
+    emulator_clock: Clock | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Harness]:
     """The bot with its own HTTP server (as ``chatterbox-bot run``) and ``PUBLIC_BASE_URL``
-    pointing at it, so saved clips are served at signed ``/clips`` URLs."""
+    pointing at it, so saved clips are served at signed ``/clips`` URLs (``restart_self_hosted``
+    restarts it the same way)."""
     port = free_port()
     knobs = {"http_port": port, "public_base_url": f"http://127.0.0.1:{port}", **settings}
     # Push delivery is on too (PUBLIC_BASE_URL): the emulator may call back over plain http here.
-    async with make_harness(start=False, settings=knobs, emulator={"allow_http_webhooks": True}) as h:
-        bot = h.new_bot()
-        bot.serve_http = True  # what run_bot does
-        await h.start_bot(bot)
+    async with make_harness(start=False, settings=knobs, emulator={"allow_http_webhooks": True},
+                            emulator_clock=emulator_clock) as h:
+        await restart_self_hosted(h)
         yield h
+
+
+async def restart_self_hosted(h: Harness) -> ChatterboxBot:
+    """Stop the bot (if running) and start a new one that serves HTTP, as ``run_bot`` does."""
+    await h.stop_bot()
+    bot = h.new_bot()
+    bot.serve_http = True
+    return await h.start_bot(bot)

@@ -37,6 +37,7 @@ from tests.sandbox.interactions import (
     Refusal,
 )
 from tests.sandbox.messages import EPHEMERAL, LOADING, TYPE_CHAT_INPUT_COMMAND, TYPE_DEFAULT, Message
+from tests.sandbox.modals import check_modal
 from tests.sandbox.models import Channel, Guild
 from tests.sandbox.permissions import Permission, has
 from tests.sandbox.state import MessageBody, SandboxState, Upload
@@ -507,6 +508,7 @@ class RestApi:
         elif kind == MODAL:
             if handle.type in (MODAL_SUBMIT, AUTOCOMPLETE):
                 raise errors.invalid_callback_type("A modal cannot answer this interaction")
+            check_modal(data)
             handle.modal = data
         else:
             raise errors.invalid_callback_type(f"Value {kind!r} is not a valid interaction callback type")

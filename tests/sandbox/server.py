@@ -37,6 +37,7 @@ from tests.sandbox.interactions import (
     InteractionHandle,
 )
 from tests.sandbox.messages import _ROLE_MENTION, _USER_MENTION, Message, StoredFile, guess_content_type
+from tests.sandbox.modals import submission_problem
 from tests.sandbox.models import Channel, Guild, Member, User
 from tests.sandbox.permissions import DEFAULT_BOT, Permission, has, to_bits
 from tests.sandbox.rest import RestApi, discord_errors
@@ -414,9 +415,19 @@ class DiscordSandbox:
         return self._dispatch(MESSAGE_COMPONENT, user, channel, data, None, "en-US", source_message=message)
 
     async def submit_modal(
-        self, handle: InteractionHandle, values: Mapping[str, str | list[str]], *, user: Member | None = None
+        self,
+        handle: InteractionHandle,
+        values: Mapping[str, str | list[str]],
+        *,
+        user: Member | None = None,
+        validate: bool = True,
     ) -> InteractionHandle:
-        """Fill in and submit the modal the bot answered ``handle`` with."""
+        """Fill in and submit the modal the bot answered ``handle`` with.
+
+        As Discord's client, it refuses (``SandboxError``) a text outside the input's
+        ``min_length``/``max_length``, an empty required field, or select values the menu
+        does not offer (``tests.sandbox.modals``); ``validate=False`` submits them anyway,
+        like a hand-made client, to test the bot's own checks."""
         modal = handle.modal
         if modal is None:
             raise SandboxError(f"{handle!r} was not answered with a modal")
@@ -433,9 +444,10 @@ class DiscordSandbox:
             if custom_id is None:
                 return None
             value = values.get(custom_id)
+            problem = submission_problem(component, value) if validate else None
+            if problem is not None:
+                raise SandboxError(problem)
             if kind == 4:
-                if value is None and component.get("required", True):
-                    raise SandboxError(f"modal text input {custom_id!r} is required")
                 return {"type": 4, "custom_id": custom_id, "value": value or ""}
             return {"type": kind, "custom_id": custom_id, "values": list(value or [])}
 
