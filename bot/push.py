@@ -2,13 +2,15 @@
 
 What happens to one part (``bot.gateway.push`` is the client's side of it):
 
-1. ``issue()`` before its POST: a fresh token of 192 random bits (``secrets``); only its
-   SHA-256 goes to ``push_callbacks`` (migration 0006). The URL
+1. ``issue()`` before its POST: a fresh token of 192 random bits (``secrets``), kept in this
+   process only; nothing is written, so a submission never waits for the database. The URL
    ``{PUBLIC_BASE_URL}/callbacks/chatterbox/{token}`` goes to the provider in
    ``X-Webhook-URL``. A token is never logged (the web server's access log redacts it).
 2. ``bind()`` after the 202: this process maps the token to the ``request_id`` at once (its
    callbacks need no database read from then on, and one that came before the 202 was handled
-   is honoured if it names the same request); the row gets the ``request_id`` right after.
+   is honoured if it names the same request); right after, one row with the token's SHA-256
+   and the ``request_id`` goes to ``push_callbacks`` (migration 0006), batched with other
+   parts' rows (``_GroupCommit``). Only accepted POSTs get a row.
 3. ``receive(token, body)`` (``POST /callbacks/chatterbox/{token}``, answered within
    milliseconds): an unknown token is 404 and nothing else happens (looked up by its hash,
    then compared with ``hmac.compare_digest``); a body that is not a status document is 400;
@@ -32,9 +34,13 @@ calls ``watch(request_id)``; ``notify(request_id, status)`` wakes it in this pro
 PostgreSQL, ``LISTEN/NOTIFY`` could replace the sweep's latency; the table stays the record.
 
 A callback that arrives before its ``bind`` (a very fast job) is kept in memory when this
-process issued the token, or in the row (``early_request_id``) when another did; either way
-it counts only if the 202 named the same request. A token whose POST failed is forgotten
-(``forget``). Rows older than ``RETENTION`` are pruned by the sweeper.
+process issued the token and counts only if the 202 named the same request. Another process
+knows a token only once its row is written (milliseconds after the 202): a callback that
+reaches it sooner is answered 404, which a provider retries (the emulator does); if it does
+not, the safety poll finishes the job. (Rows written by earlier versions before their 202
+may lack the request id; a callback for one is kept in ``early_request_id``.) A token whose
+POST failed is forgotten (``forget``) and never written. Rows older than ``RETENTION`` are
+pruned by the sweeper.
 """
 
 from __future__ import annotations
@@ -119,21 +125,19 @@ class PushHub:
 
     # --- the client's side (PushChannel) -----------------------------------------------------
     async def issue(self) -> IssuedWebhook | None:
+        """A fresh token for one POST. Nothing is written yet: only an accepted POST gets a
+        row (``bind``), so a submission never waits for the database, and a refused one
+        leaves nothing behind."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         digest = token_hash(token)
-
-        try:
-            await self._writes.run(_INSERT, {"token_hash": digest, "created_at": self._clock.now()})
-        except Exception as exc:  # push is an optimisation: this part is polled instead
-            log.warning("could not store a webhook token (%s); the job is polled", type(exc).__name__)
-            return None
         self._local[digest] = None
         url = f"{self.base_url}{CALLBACK_PREFIX}{token}"
         return IssuedWebhook(Webhook(url=url, mode=self.mode), handle=digest)  # type: ignore[arg-type]
 
     async def bind(self, issued: IssuedWebhook, request_id: str) -> None:
         """The 202 named ``request_id``: this process knows it at once (callbacks for it are
-        handled without the database from now on); the row learns it right after."""
+        handled without the database from now on); the row is written right after, for
+        callbacks that reach another process."""
         digest = issued.handle
         self._local[digest] = request_id
         early = self._early.pop(digest, None)
@@ -142,12 +146,9 @@ class PushHub:
         progress = self._early_progress.pop(digest, None)
         if progress is not None and hmac.compare_digest(progress.request_id, request_id):
             self._early_progress[request_id] = progress
-        self._after_answer(self._bind_row(digest, request_id))
-
-    async def _bind_row(self, digest: str, request_id: str) -> None:
-        # A callback that reached another process before this is found by the sweeper (the
-        # row then has both the request id and the callback).
-        await self._writes.run(_BIND, {"b_hash": digest, "b_request": request_id})
+        self._after_answer(self._writes.run(_INSERT, {
+            "token_hash": digest, "request_id": request_id, "created_at": self._clock.now(),
+        }))
 
     def forget(self, issued: IssuedWebhook) -> None:
         """The POST carrying this token was not accepted: nothing will call back."""
@@ -360,14 +361,15 @@ class PushHub:
 
 # The writes of the hub, each one statement run with many parameter sets at once.
 _INSERT = push_callbacks.insert()
-_BIND = (update(push_callbacks).where(push_callbacks.c.token_hash == bindparam("b_hash"))
-         .values(request_id=bindparam("b_request")))
 _SETTLE = (update(push_callbacks).where(push_callbacks.c.request_id == bindparam("b_request"))
            .values(settled_at=bindparam("b_at")))
 _RECORD = (update(push_callbacks)
            .where(push_callbacks.c.token_hash == bindparam("b_hash"), push_callbacks.c.callback_at.is_(None))
            .values(callback_at=bindparam("b_at"), callback_status=bindparam("b_status"),
                    early_request_id=func.coalesce(bindparam("b_early"), push_callbacks.c.early_request_id)))
+# Within one transaction the kinds run in this order: a row's insert before anything that
+# updates it, whatever order they were queued in.
+_ORDER = {id(_INSERT): 0, id(_RECORD): 1, id(_SETTLE): 2}
 
 
 class _GroupCommit:
@@ -378,8 +380,8 @@ class _GroupCommit:
     the first caller starts a transaction with every write queued so far, each kind of
     statement executed once with all its parameter sets (``executemany``); writes queued
     meanwhile go in the next one. A failed transaction fails each write in it (their callers
-    fall back to polling). Kinds run in the order they first appear in a batch, and a token
-    is inserted in an earlier batch than its bind (``issue`` waits for its insert).
+    fall back to polling). Kinds run in a fixed order (``_ORDER``: insert, record, settle), so
+    a row queued for insert in the same batch as its settle mark exists when it is marked.
     """
 
     def __init__(self, db: Database) -> None:
@@ -402,8 +404,9 @@ class _GroupCommit:
                 for statement, params, _ in batch:
                     grouped.setdefault(id(statement), (statement, []))[1].append(params)
 
+                groups = sorted(grouped.items(), key=lambda item: _ORDER.get(item[0], len(_ORDER)))
                 try:
-                    await self._db.write(functools.partial(_execute_all, list(grouped.values())),
+                    await self._db.write(functools.partial(_execute_all, [g for _, g in groups]),
                                          lock="push_callbacks")
                 except Exception as exc:
                     for _, _, done in batch:
