@@ -27,11 +27,17 @@ What happens to one part (``bot.gateway.push`` is the client's side of it):
 5. ``settle()`` when the wait is over: later callbacks are ignored.
 
 Several processes: a callback may reach a process that does not wait for that job. It is
-recorded in ``push_callbacks`` all the same, and every process with waiters checks that table
-every ``CHATTERBOX_PUSH_SWEEP_SECONDS`` for its own requests (one indexed query, only while it
-has waiters). This is the interface a lease/owner scheme plugs into: whoever owns a request
-calls ``watch(request_id)``; ``notify(request_id, status)`` wakes it in this process. With
-PostgreSQL, ``LISTEN/NOTIFY`` could replace the sweep's latency; the table stays the record.
+recorded in ``push_callbacks`` all the same. On PostgreSQL the recording process then sends
+``NOTIFY`` (``pg_notify``, payload ``"{request_id} {status}"``) on a channel named after the
+database schema (``notify_channel``; tests sharing a server in separate schemas do not hear
+each other), and every process with waiters ``LISTEN``s on it over one connection of its own,
+so the owner wakes at once. Whatever the database, every process with waiters also checks
+the table every ``CHATTERBOX_PUSH_SWEEP_SECONDS`` for its own requests (one indexed query,
+only while it has waiters): on SQLite that is the only way, on PostgreSQL it covers a
+notification lost while the listening connection was down (the sweeper reopens it). This is
+the interface a lease/owner scheme plugs into: whoever owns a request calls
+``watch(request_id)``; ``notify(request_id, status)`` wakes it in this process. A
+notification never carries a result: the woken waiter confirms with its status GET.
 
 A callback that arrives before its ``bind`` (a very fast job) is kept in memory when this
 process issued the token and counts only if the 202 named the same request. Another process
@@ -83,6 +89,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def notify_channel(schema: str | None) -> str:
+    """The PostgreSQL NOTIFY channel of the bots sharing one schema (a plain identifier)."""
+    return "chatterbox_push_" + hashlib.sha256((schema or "").encode()).hexdigest()[:16]
+
+
 class PushHub:
     """Implements ``bot.gateway.push.PushChannel`` and ``bot.web.CallbackReceiver``."""
 
@@ -118,6 +129,10 @@ class PushHub:
         self._background: set[asyncio.Task[None]] = set()
         self._writes = _GroupCommit(db)
         self._sweeper: asyncio.Task[None] | None = None
+        self._channel = notify_channel(db.schema)
+        # PostgreSQL: the LISTENing connection, and asyncpg's connection under it.
+        self._listener: tuple[AsyncConnection, Any] | None = None
+        self.listening = asyncio.Event()  # set while that LISTEN is up (tests wait for it)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -246,8 +261,9 @@ class PushHub:
             return self._outcome("accepted", 200)
         if row.callback_at is not None:
             return self._outcome("duplicate", 200)
-        _remember(self._arrived, bound if bound is not None else doc.request_id)
-        self._after_answer(self._record(digest, doc, early=bound is None))
+        owner_request = bound if bound is not None else doc.request_id
+        _remember(self._arrived, owner_request)
+        self._after_answer(self._record(digest, doc, early=bound is None, request_id=owner_request))
         return self._outcome("accepted", 200)
 
     def _receive_local(self, digest: str, body: bytes) -> int:
@@ -284,11 +300,18 @@ class PushHub:
         watch.event.set()
         return self._outcome("accepted", 200)
 
-    async def _record(self, digest: str, doc: StatusDocument, *, early: bool) -> None:
+    async def _record(self, digest: str, doc: StatusDocument, *, early: bool, request_id: str) -> None:
         await self._writes.run(_RECORD, {
             "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
             "b_early": doc.request_id if early else None,
         })
+        if self._db.dialect == "postgresql":  # wake the owner now (after the record committed)
+            payload = f"{request_id} {doc.status.value}"
+
+            async def send(conn: AsyncConnection) -> None:
+                await conn.execute(select(func.pg_notify(self._channel, payload)))
+
+            await self._db.write(send)
 
     def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the caller has its answer (a task; errors are logged)."""
@@ -312,9 +335,11 @@ class PushHub:
     # --- other processes' callbacks and housekeeping -------------------------------------------
     async def _sweep(self) -> None:
         last_prune = -_PRUNE_EVERY
+        await self._ensure_listening()
         while not self._closed:
             await self._clock.sleep(self._sweep_seconds)
             try:
+                await self._ensure_listening()
                 if self._watches:
                     await self._pick_up()
                 if self._clock.monotonic() - last_prune >= _PRUNE_EVERY:
@@ -335,6 +360,46 @@ class PushHub:
             for row in rows:
                 if _is_terminal(row.callback_status):
                     self.notify(row.request_id, JobStatus(row.callback_status))
+
+    async def _ensure_listening(self) -> None:
+        """PostgreSQL: LISTEN on this schema's channel over a connection of our own (reopened
+        when it was lost; a failure is logged and tried again at the next sweep)."""
+        if self._db.dialect != "postgresql" or self._closed:
+            return
+        if self._listener is not None:
+            if not self._listener[1].is_closed():
+                return
+            log.warning("push: the LISTEN connection was lost; reopening it")
+            await self._close_listener()
+        conn: AsyncConnection | None = None
+        try:
+            conn = await self._db.engine.connect()
+            driver: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's
+            await driver.add_listener(self._channel, self._on_notification)
+        except Exception as exc:
+            log.warning("push: could not LISTEN for other processes' callbacks (%s); the sweep "
+                        "covers them", type(exc).__name__)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            return
+        self._listener = (conn, driver)
+        self.listening.set()
+
+    def _on_notification(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        request_id, _, status = payload.partition(" ")
+        if request_id in self._watches and _is_terminal(status):
+            self.notify(request_id, JobStatus(status))
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        self.listening.clear()
+        if listener is not None:
+            conn, driver = listener
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(self._channel, self._on_notification)
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _prune(self) -> None:
         cutoff = self._clock.now() - RETENTION
@@ -357,6 +422,7 @@ class PushHub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._close_listener()
 
 
 # The writes of the hub, each one statement run with many parameter sets at once.
