@@ -262,6 +262,8 @@ class PushHub:
         if row.callback_at is not None:
             return self._outcome("duplicate", 200)
         owner_request = bound if bound is not None else doc.request_id
+        if owner_request in self._arrived:  # already being recorded (and notified) from here
+            return self._outcome("duplicate", 200)
         _remember(self._arrived, owner_request)
         self._after_answer(self._record(digest, doc, early=bound is None, request_id=owner_request))
         return self._outcome("accepted", 200)
@@ -301,10 +303,14 @@ class PushHub:
         return self._outcome("accepted", 200)
 
     async def _record(self, digest: str, doc: StatusDocument, *, early: bool, request_id: str) -> None:
-        await self._writes.run(_RECORD, {
-            "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
-            "b_early": doc.request_id if early else None,
-        })
+        try:
+            await self._writes.run(_RECORD, {
+                "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
+                "b_early": doc.request_id if early else None,
+            })
+        except Exception:
+            self._arrived.pop(request_id, None)  # not recorded: the provider's retry may record it
+            raise
         if self._db.dialect == "postgresql":  # wake the owner now (after the record committed)
             payload = f"{request_id} {doc.status.value}"
 
