@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.clock import ScaledClock
+from bot.clock import ManualClock, ScaledClock
 from bot.gateway.emulator import GatewayEmulator, Outcome
 from bot.gateway.errors import BadRequest
 from bot.gateway.models import TTSParams
+from bot.push import PushHub
 from bot.services import Services
 from bot.speech.events import DeliveryTarget, Processing, Requester
+from bot.store import open_database
 from bot.store.tables import push_callbacks
 from tests.gateway.client_support import closed_port_base_url
 from tests.speech.support import EventLog, speech_settings
@@ -195,3 +198,23 @@ async def test_a_refused_submission_leaves_no_token_behind(
         emulator.script_submit(Outcome("complete", duration=2.0))
         await speak(services, "Accepted.")
         assert services.push.open_tokens == 0  # settled after delivery
+
+
+async def test_a_row_queued_with_its_settle_mark_is_written_before_it_is_marked(tmp_path: Path) -> None:
+    """Bind and settle of a quick part can land in one group commit behind another part's
+    settle mark: the insert still runs first, so the row ends up settled."""
+    async with await open_database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}") as db:
+        hub = PushHub(db, ManualClock(), public_base_url="http://127.0.0.1:9")
+        first, second = await hub.issue(), await hub.issue()
+        assert first is not None and second is not None
+        await hub.bind(first, "req-first")
+        await hub.idle()
+        await hub.settle("req-first")  # queued first in the next batch...
+        await hub.bind(second, "req-second")  # ...then this row's insert...
+        await hub.settle("req-second")  # ...and its settle mark
+        await hub.idle()
+        await hub.close()
+        async with db.read() as conn:
+            rows = {r.request_id: r for r in (await conn.execute(select(push_callbacks))).all()}
+        assert set(rows) == {"req-first", "req-second"}
+        assert all(r.settled_at is not None for r in rows.values())
