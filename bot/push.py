@@ -2,13 +2,15 @@
 
 What happens to one part (``bot.gateway.push`` is the client's side of it):
 
-1. ``issue()`` before its POST: a fresh token of 192 random bits (``secrets``); only its
-   SHA-256 goes to ``push_callbacks`` (migration 0006). The URL
+1. ``issue()`` before its POST: a fresh token of 192 random bits (``secrets``), kept in this
+   process only; nothing is written, so a submission never waits for the database. The URL
    ``{PUBLIC_BASE_URL}/callbacks/chatterbox/{token}`` goes to the provider in
    ``X-Webhook-URL``. A token is never logged (the web server's access log redacts it).
 2. ``bind()`` after the 202: this process maps the token to the ``request_id`` at once (its
    callbacks need no database read from then on, and one that came before the 202 was handled
-   is honoured if it names the same request); the row gets the ``request_id`` right after.
+   is honoured if it names the same request); right after, one row with the token's SHA-256
+   and the ``request_id`` goes to ``push_callbacks`` (migration 0006), batched with other
+   parts' rows (``_GroupCommit``). Only accepted POSTs get a row.
 3. ``receive(token, body)`` (``POST /callbacks/chatterbox/{token}``, answered within
    milliseconds): an unknown token is 404 and nothing else happens (looked up by its hash,
    then compared with ``hmac.compare_digest``); a body that is not a status document is 400;
@@ -25,16 +27,26 @@ What happens to one part (``bot.gateway.push`` is the client's side of it):
 5. ``settle()`` when the wait is over: later callbacks are ignored.
 
 Several processes: a callback may reach a process that does not wait for that job. It is
-recorded in ``push_callbacks`` all the same, and every process with waiters checks that table
-every ``CHATTERBOX_PUSH_SWEEP_SECONDS`` for its own requests (one indexed query, only while it
-has waiters). This is the interface a lease/owner scheme plugs into: whoever owns a request
-calls ``watch(request_id)``; ``notify(request_id, status)`` wakes it in this process. With
-PostgreSQL, ``LISTEN/NOTIFY`` could replace the sweep's latency; the table stays the record.
+recorded in ``push_callbacks`` all the same. On PostgreSQL the recording process then sends
+``NOTIFY`` (``pg_notify``, payload ``"{request_id} {status}"``) on a channel named after the
+database schema (``notify_channel``; tests sharing a server in separate schemas do not hear
+each other), and every process with waiters ``LISTEN``s on it over one connection of its own,
+so the owner wakes at once. Whatever the database, every process with waiters also checks
+the table every ``CHATTERBOX_PUSH_SWEEP_SECONDS`` for its own requests (one indexed query,
+only while it has waiters): on SQLite that is the only way, on PostgreSQL it covers a
+notification lost while the listening connection was down (the sweeper reopens it). This is
+the interface a lease/owner scheme plugs into: whoever owns a request calls
+``watch(request_id)``; ``notify(request_id, status)`` wakes it in this process. A
+notification never carries a result: the woken waiter confirms with its status GET.
 
 A callback that arrives before its ``bind`` (a very fast job) is kept in memory when this
-process issued the token, or in the row (``early_request_id``) when another did; either way
-it counts only if the 202 named the same request. A token whose POST failed is forgotten
-(``forget``). Rows older than ``RETENTION`` are pruned by the sweeper.
+process issued the token and counts only if the 202 named the same request. Another process
+knows a token only once its row is written (milliseconds after the 202): a callback that
+reaches it sooner is answered 404, which a provider retries (the emulator does); if it does
+not, the safety poll finishes the job. (Rows written by earlier versions before their 202
+may lack the request id; a callback for one is kept in ``early_request_id``.) A token whose
+POST failed is forgotten (``forget``) and never written. Rows older than ``RETENTION`` are
+pruned by the sweeper.
 """
 
 from __future__ import annotations
@@ -77,6 +89,11 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def notify_channel(schema: str | None) -> str:
+    """The PostgreSQL NOTIFY channel of the bots sharing one schema (a plain identifier)."""
+    return "chatterbox_push_" + hashlib.sha256((schema or "").encode()).hexdigest()[:16]
+
+
 class PushHub:
     """Implements ``bot.gateway.push.PushChannel`` and ``bot.web.CallbackReceiver``."""
 
@@ -112,6 +129,10 @@ class PushHub:
         self._background: set[asyncio.Task[None]] = set()
         self._writes = _GroupCommit(db)
         self._sweeper: asyncio.Task[None] | None = None
+        self._channel = notify_channel(db.schema)
+        # PostgreSQL: the LISTENing connection, and asyncpg's connection under it.
+        self._listener: tuple[AsyncConnection, Any] | None = None
+        self.listening = asyncio.Event()  # set while that LISTEN is up (tests wait for it)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -119,21 +140,19 @@ class PushHub:
 
     # --- the client's side (PushChannel) -----------------------------------------------------
     async def issue(self) -> IssuedWebhook | None:
+        """A fresh token for one POST. Nothing is written yet: only an accepted POST gets a
+        row (``bind``), so a submission never waits for the database, and a refused one
+        leaves nothing behind."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         digest = token_hash(token)
-
-        try:
-            await self._writes.run(_INSERT, {"token_hash": digest, "created_at": self._clock.now()})
-        except Exception as exc:  # push is an optimisation: this part is polled instead
-            log.warning("could not store a webhook token (%s); the job is polled", type(exc).__name__)
-            return None
         self._local[digest] = None
         url = f"{self.base_url}{CALLBACK_PREFIX}{token}"
         return IssuedWebhook(Webhook(url=url, mode=self.mode), handle=digest)  # type: ignore[arg-type]
 
     async def bind(self, issued: IssuedWebhook, request_id: str) -> None:
         """The 202 named ``request_id``: this process knows it at once (callbacks for it are
-        handled without the database from now on); the row learns it right after."""
+        handled without the database from now on); the row is written right after, for
+        callbacks that reach another process."""
         digest = issued.handle
         self._local[digest] = request_id
         early = self._early.pop(digest, None)
@@ -142,12 +161,9 @@ class PushHub:
         progress = self._early_progress.pop(digest, None)
         if progress is not None and hmac.compare_digest(progress.request_id, request_id):
             self._early_progress[request_id] = progress
-        self._after_answer(self._bind_row(digest, request_id))
-
-    async def _bind_row(self, digest: str, request_id: str) -> None:
-        # A callback that reached another process before this is found by the sweeper (the
-        # row then has both the request id and the callback).
-        await self._writes.run(_BIND, {"b_hash": digest, "b_request": request_id})
+        self._after_answer(self._writes.run(_INSERT, {
+            "token_hash": digest, "request_id": request_id, "created_at": self._clock.now(),
+        }))
 
     def forget(self, issued: IssuedWebhook) -> None:
         """The POST carrying this token was not accepted: nothing will call back."""
@@ -245,8 +261,11 @@ class PushHub:
             return self._outcome("accepted", 200)
         if row.callback_at is not None:
             return self._outcome("duplicate", 200)
-        _remember(self._arrived, bound if bound is not None else doc.request_id)
-        self._after_answer(self._record(digest, doc, early=bound is None))
+        owner_request = bound if bound is not None else doc.request_id
+        if owner_request in self._arrived:  # already being recorded (and notified) from here
+            return self._outcome("duplicate", 200)
+        _remember(self._arrived, owner_request)
+        self._after_answer(self._record(digest, doc, early=bound is None, request_id=owner_request))
         return self._outcome("accepted", 200)
 
     def _receive_local(self, digest: str, body: bytes) -> int:
@@ -283,11 +302,22 @@ class PushHub:
         watch.event.set()
         return self._outcome("accepted", 200)
 
-    async def _record(self, digest: str, doc: StatusDocument, *, early: bool) -> None:
-        await self._writes.run(_RECORD, {
-            "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
-            "b_early": doc.request_id if early else None,
-        })
+    async def _record(self, digest: str, doc: StatusDocument, *, early: bool, request_id: str) -> None:
+        try:
+            await self._writes.run(_RECORD, {
+                "b_hash": digest, "b_at": self._clock.now(), "b_status": doc.status.value,
+                "b_early": doc.request_id if early else None,
+            })
+        except Exception:
+            self._arrived.pop(request_id, None)  # not recorded: the provider's retry may record it
+            raise
+        if self._db.dialect == "postgresql":  # wake the owner now (after the record committed)
+            payload = f"{request_id} {doc.status.value}"
+
+            async def send(conn: AsyncConnection) -> None:
+                await conn.execute(select(func.pg_notify(self._channel, payload)))
+
+            await self._db.write(send)
 
     def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` after the caller has its answer (a task; errors are logged)."""
@@ -311,9 +341,11 @@ class PushHub:
     # --- other processes' callbacks and housekeeping -------------------------------------------
     async def _sweep(self) -> None:
         last_prune = -_PRUNE_EVERY
+        await self._ensure_listening()
         while not self._closed:
             await self._clock.sleep(self._sweep_seconds)
             try:
+                await self._ensure_listening()
                 if self._watches:
                     await self._pick_up()
                 if self._clock.monotonic() - last_prune >= _PRUNE_EVERY:
@@ -334,6 +366,46 @@ class PushHub:
             for row in rows:
                 if _is_terminal(row.callback_status):
                     self.notify(row.request_id, JobStatus(row.callback_status))
+
+    async def _ensure_listening(self) -> None:
+        """PostgreSQL: LISTEN on this schema's channel over a connection of our own (reopened
+        when it was lost; a failure is logged and tried again at the next sweep)."""
+        if self._db.dialect != "postgresql" or self._closed:
+            return
+        if self._listener is not None:
+            if not self._listener[1].is_closed():
+                return
+            log.warning("push: the LISTEN connection was lost; reopening it")
+            await self._close_listener()
+        conn: AsyncConnection | None = None
+        try:
+            conn = await self._db.engine.connect()
+            driver: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's
+            await driver.add_listener(self._channel, self._on_notification)
+        except Exception as exc:
+            log.warning("push: could not LISTEN for other processes' callbacks (%s); the sweep "
+                        "covers them", type(exc).__name__)
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            return
+        self._listener = (conn, driver)
+        self.listening.set()
+
+    def _on_notification(self, connection: object, pid: int, channel: str, payload: str) -> None:
+        request_id, _, status = payload.partition(" ")
+        if request_id in self._watches and _is_terminal(status):
+            self.notify(request_id, JobStatus(status))
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        self.listening.clear()
+        if listener is not None:
+            conn, driver = listener
+            with contextlib.suppress(Exception):
+                await driver.remove_listener(self._channel, self._on_notification)
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _prune(self) -> None:
         cutoff = self._clock.now() - RETENTION
@@ -356,18 +428,20 @@ class PushHub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._close_listener()
 
 
 # The writes of the hub, each one statement run with many parameter sets at once.
 _INSERT = push_callbacks.insert()
-_BIND = (update(push_callbacks).where(push_callbacks.c.token_hash == bindparam("b_hash"))
-         .values(request_id=bindparam("b_request")))
 _SETTLE = (update(push_callbacks).where(push_callbacks.c.request_id == bindparam("b_request"))
            .values(settled_at=bindparam("b_at")))
 _RECORD = (update(push_callbacks)
            .where(push_callbacks.c.token_hash == bindparam("b_hash"), push_callbacks.c.callback_at.is_(None))
            .values(callback_at=bindparam("b_at"), callback_status=bindparam("b_status"),
                    early_request_id=func.coalesce(bindparam("b_early"), push_callbacks.c.early_request_id)))
+# Within one transaction the kinds run in this order: a row's insert before anything that
+# updates it, whatever order they were queued in.
+_ORDER = {id(_INSERT): 0, id(_RECORD): 1, id(_SETTLE): 2}
 
 
 class _GroupCommit:
@@ -378,8 +452,8 @@ class _GroupCommit:
     the first caller starts a transaction with every write queued so far, each kind of
     statement executed once with all its parameter sets (``executemany``); writes queued
     meanwhile go in the next one. A failed transaction fails each write in it (their callers
-    fall back to polling). Kinds run in the order they first appear in a batch, and a token
-    is inserted in an earlier batch than its bind (``issue`` waits for its insert).
+    fall back to polling). Kinds run in a fixed order (``_ORDER``: insert, record, settle), so
+    a row queued for insert in the same batch as its settle mark exists when it is marked.
     """
 
     def __init__(self, db: Database) -> None:
@@ -402,8 +476,9 @@ class _GroupCommit:
                 for statement, params, _ in batch:
                     grouped.setdefault(id(statement), (statement, []))[1].append(params)
 
+                groups = sorted(grouped.items(), key=lambda item: _ORDER.get(item[0], len(_ORDER)))
                 try:
-                    await self._db.write(functools.partial(_execute_all, list(grouped.values())),
+                    await self._db.write(functools.partial(_execute_all, [g for _, g in groups]),
                                          lock="push_callbacks")
                 except Exception as exc:
                     for _, _, done in batch:

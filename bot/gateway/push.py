@@ -5,10 +5,10 @@ The receiver itself (tokens in the database, the HTTP route, other processes) is
 the database and the web server, and tests can plug in their own.
 
 - ``issue()`` before a POST: a fresh webhook URL (with its secret token) and an opaque
-  handle. ``None`` when push is off or the token could not be stored (then the job is
-  polled; push is an optimisation, never a reason to fail a submission).
-- ``bind(handle, request_id)`` after the 202: the token now belongs to that request;
-  ``forget(handle)`` when the POST was not accepted.
+  handle, without waiting for storage. ``None`` when a channel cannot push this part (then
+  the job is polled; push is an optimisation, never a reason to fail a submission).
+- ``bind(handle, request_id)`` after the 202: the token now belongs to that request (the
+  receiver stores it then); ``forget(handle)`` when the POST was not accepted.
 - ``watch(request_id)`` while waiting: a ``PushWatch`` whose ``event`` is set when a terminal
   callback for the request arrived (here or in another process), and whose ``progress``
   holds the last non-terminal document a ``sync`` callback brought (display only: a

@@ -72,15 +72,17 @@ async def run_job(
     return await drive(clock, submit_and_wait(), asleep)
 
 
-async def test_a_fresh_bot_sees_a_one_second_job_at_once(
+async def test_a_fresh_bot_sees_a_one_second_job_within_a_dense_interval(
     session: aiohttp.ClientSession, driven_emulator: GatewayEmulator, driven_clock: DrivenClock
 ) -> None:
     client = make_client(session, driven_emulator, driven_clock, ObservedDurations())
     job = await run_job(client, driven_emulator, driven_clock, "Hi there.", duration=1.0)
     polls, lag = polls_and_lag(job)
     first_poll = job.status_polls[0][0] - job.created_mono
-    assert first_poll <= 1.3  # the prior's earliest durations, not a guess from the text
-    assert lag <= DENSE and polls <= 3
+    # One dense interval past the prior's earliest durations (1 s), not a guess from the text;
+    # the prior's 1st percentile sits a few hundredths past 1 s.
+    assert first_poll <= 1.0 + DENSE + 0.05
+    assert lag <= DENSE + 0.05 and polls <= 2
 
 
 async def test_the_plan_learns_the_providers_durations_whatever_the_text(

@@ -9,26 +9,29 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.clock import ScaledClock
+from bot.clock import ManualClock, ScaledClock
 from bot.gateway.emulator import GatewayEmulator, Outcome
 from bot.gateway.errors import BadRequest
 from bot.gateway.models import TTSParams
+from bot.push import PushHub
 from bot.services import Services
 from bot.speech.events import DeliveryTarget, Processing, Requester
+from bot.store import open_database
 from bot.store.tables import push_callbacks
 from tests.gateway.client_support import closed_port_base_url
 from tests.speech.support import EventLog, speech_settings
-from tests.store.dbkit import DbTarget, db_target
+from tests.store.dbkit import DbTarget, db_target, postgres_target
 from tests.web.conftest import open_services
 
 ALICE = Requester(user_id=101, display_name="alice", guild_id=5001)
 TARGET = DeliveryTarget(kind="file", channel_id=7001)
-__all__ = ["db_target"]
+__all__ = ["db_target", "postgres_target"]
 
 PUSH = {"public_base_url": "http://127.0.0.1:9", "quota_max_in_flight": 20, "quota_requests_per_day": 100}
 
@@ -147,6 +150,42 @@ async def test_a_callback_reaching_another_process_is_picked_up_by_the_owner(
         assert row.callback_status == "COMPLETED" and row.callback_at is not None
 
 
+@pytest.mark.postgres
+async def test_on_postgresql_notify_wakes_the_owner_at_once(
+    emulator: GatewayEmulator, postgres_target: DbTarget, scaled_clock: ScaledClock
+) -> None:
+    """Two processes on PostgreSQL; the callback reaches the one that did not submit. Its
+    sweep is at the longest (60 s) and the safety poll at 30 s, so a 4 s job confirmed
+    before either was woken by the other process's NOTIFY."""
+    settings = speech_settings(emulator, postgres_target.url, chatterbox_push_sweep_seconds=60.0,
+                               chatterbox_push_fallback_seconds=30.0, **PUSH)
+    async with AsyncExitStack() as stack:
+        bots = []
+        for _ in range(2):
+            database = await postgres_target.open()
+            stack.push_async_callback(database.close)
+            bot = await Services.open(settings, clock=scaled_clock, database=database, serve_http=True,
+                                      http_port=0)
+            stack.push_async_callback(bot.close)
+            bots.append(bot)
+        owner, other = bots
+        assert owner.push is not None and other.web is not None and other.push is not None
+        owner.push.base_url = other.web.base_url  # the proxy routed the callback elsewhere
+        warm_up = owner.push.watch("warm-up")  # starts the owner's sweeper, which LISTENs first
+        await owner.push.listening.wait()
+        owner.push.unwatch(warm_up)
+        emulator.script_submit(Outcome("complete", duration=4.0))
+        audio = await speak(owner, "Woken by a notification.")
+        assert audio.startswith(b"RIFF")
+        (job,) = emulator.jobs.values()
+        assert [status for _, status in job.status_polls] == ["COMPLETED"]
+        assert job.status_polls[0][0] - job.created_mono < 30.0  # neither the sweep nor the safety poll
+        await other.push.idle()
+        async with owner.db.read() as conn:
+            row = (await conn.execute(select(push_callbacks))).one()
+        assert row.callback_status == "COMPLETED" and row.request_id == job.request_id
+
+
 async def test_a_refused_submission_leaves_no_token_behind(
     emulator: GatewayEmulator, database_url: str, scaled_clock: ScaledClock
 ) -> None:
@@ -159,3 +198,23 @@ async def test_a_refused_submission_leaves_no_token_behind(
         emulator.script_submit(Outcome("complete", duration=2.0))
         await speak(services, "Accepted.")
         assert services.push.open_tokens == 0  # settled after delivery
+
+
+async def test_a_row_queued_with_its_settle_mark_is_written_before_it_is_marked(tmp_path: Path) -> None:
+    """Bind and settle of a quick part can land in one group commit behind another part's
+    settle mark: the insert still runs first, so the row ends up settled."""
+    async with await open_database(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}") as db:
+        hub = PushHub(db, ManualClock(), public_base_url="http://127.0.0.1:9")
+        first, second = await hub.issue(), await hub.issue()
+        assert first is not None and second is not None
+        await hub.bind(first, "req-first")
+        await hub.idle()
+        await hub.settle("req-first")  # queued first in the next batch...
+        await hub.bind(second, "req-second")  # ...then this row's insert...
+        await hub.settle("req-second")  # ...and its settle mark
+        await hub.idle()
+        await hub.close()
+        async with db.read() as conn:
+            rows = {r.request_id: r for r in (await conn.execute(select(push_callbacks))).all()}
+        assert set(rows) == {"req-first", "req-second"}
+        assert all(r.settled_at is not None for r in rows.values())
