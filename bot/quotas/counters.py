@@ -29,6 +29,8 @@ scalar subquery in RETURNING), so checking the policy cache costs no extra round
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, case, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.tables import quota_guild_days, quota_members, quota_versions
@@ -207,6 +210,204 @@ async def take_member(
     if row is None:
         return False, None
     return True, (int(row[1] or 0) if version_of is not None else None)
+
+
+# ---- one reservation in one statement (PostgreSQL) or three driver calls (SQLite) -------------
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What ``take_all`` did: ``refused`` names the first counter that refused (``"guild_day"``
+    or ``"member"``; nothing after it was written, and the refused row stays locked), else the
+    reservation's ledger row is written too. ``version``: the guild's configuration version,
+    read in the same statement (None without ``version_of`` or when refused)."""
+
+    refused: str | None
+    version: int | None = None
+
+
+class _Prepared:
+    """A statement compiled once for the driver: its SQL, and per position the name of the
+    parameter, its bind processor (the column type's own, so stored values are exactly what
+    SQLAlchemy would store) and the value a literal of the statement carries."""
+
+    __slots__ = ("slots", "sql")
+
+    def __init__(self, stmt: Any, dialect: Any, column_keys: list[str] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.sql: str = compiled.string
+        self.slots: list[tuple[str, Any, Any]] = []
+        for name in compiled.positiontup or ():
+            bind = compiled.binds[name]
+            self.slots.append((name, bind.type.dialect_impl(dialect).bind_processor(dialect), bind.value))
+
+    def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, process, default in self.slots:
+            value = params.get(name, default)
+            out.append(value if process is None or value is None else process(value))
+        return tuple(out)
+
+
+def _prepared(conn: AsyncConnection, key: tuple[Any, ...], build: Callable[[], _Prepared]) -> _Prepared:
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        prepared = _PREPARED[key] = build()
+    return prepared
+
+
+_PREPARED: dict[tuple[Any, ...], _Prepared] = {}
+LEDGER_COLUMNS = ["id", "guild_id", "user_id", "requests", "characters", "price_per_request", "cost", "state",
+                  "committed_requests", "refunded_requests", "job_id", "created_at", "quota_day"]
+
+
+async def _sqlite_rows(conn: AsyncConnection, prepared: _Prepared, params: dict[str, Any]) -> list[Any]:
+    """Run ``prepared`` on the transaction's own SQLite connection in one call of the driver's
+    thread (SQLAlchemy's cursor layer takes four). The transaction is the caller's: its
+    ``BEGIN IMMEDIATE`` already holds the write lock. Driver errors come out as SQLAlchemy's,
+    so ``Database.write`` tells transient ones apart as usual."""
+    args = prepared.args(params)
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        return list(await driver.execute_fetchall(prepared.sql, args))
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(prepared.sql, args, exc, sqlite3.Error) from exc
+
+
+def _ledger_values(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in LEDGER_COLUMNS}
+
+
+async def insert_ledger(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """The reservation's ledger row (the slow path; ``take_all`` writes it on the fast one)."""
+    if conn.dialect.name == "sqlite":
+        prepared = _prepared(conn, ("ledger", "sqlite"), lambda: _Prepared(
+            ledger.insert(), conn.dialect, LEDGER_COLUMNS))
+        await _sqlite_rows(conn, prepared, row)
+    else:
+        await conn.execute(ledger.insert(), _ledger_values(row))
+
+
+async def take_all(
+    conn: AsyncConnection, key: int, user_id: int, day: datetime, *, now: datetime, requests: int,
+    characters: int, cost: Decimal, budget: int | None, cap: Decimal | None, limits: MemberLimits,
+    version_of: int | None, ledger_row: dict[str, Any],
+) -> Taken:
+    """A whole reservation's writes: the server's day (``take_guild_day``), the member's row
+    (``take_member``) and the ledger row, each only if the one before it took.
+
+    PostgreSQL runs them as one statement (three data-modifying CTEs, each reading the one
+    before): one round trip, and the two counter rows are locked only from that statement to
+    COMMIT. SQLite runs the same three statements one driver call each. Either way it is the
+    caller's transaction: a refusal after the guild's day took is rolled back with it."""
+    if (budget is not None and requests > budget) or (cap is not None and cost > cap):
+        return Taken("guild_day")
+    if (limits.requests_per_day is not None and requests > limits.requests_per_day) or (
+        limits.chars_per_day is not None and characters > limits.chars_per_day
+    ):
+        return Taken("member")
+    shape = (limits.requests_per_day is not None, limits.chars_per_day is not None,
+             limits.max_in_flight is not None, limits.cooldown_cutoff is not None, version_of is not None)
+    params: dict[str, Any] = {
+        "p_key": key, "p_user": user_id, "p_day": day, "p_now": now, "p_r": requests, "p_c": characters,
+        "p_cost": cost, "p_budget": budget, "p_cap": cap, "p_max_r": limits.requests_per_day,
+        "p_max_c": limits.chars_per_day, "p_max_in_flight": limits.max_in_flight,
+        "p_cutoff": limits.cooldown_cutoff, "p_version_of": version_of,
+    }
+    if conn.dialect.name == "postgresql":
+        sql, names = _pg_reservation(budget is not None, cap is not None, shape)
+        values = {**params, **{f"l_{k}": v for k, v in ledger_row.items()}}
+        row: Any = (await conn.exec_driver_sql(sql, tuple(values[n] for n in names))).one()
+        if not row[0]:
+            return Taken("guild_day")
+        if not row[1]:
+            return Taken("member")
+        return Taken(None, int(row[2] or 0) if version_of is not None else None)
+    dialect = conn.dialect
+    guild = _prepared(conn, ("guild_day", "sqlite", budget is not None, cap is not None), lambda: _Prepared(
+        _guild_day_statement("sqlite", budget is not None, cap is not None), dialect))
+    if not await _sqlite_rows(conn, guild, params):
+        return Taken("guild_day")
+    member = _prepared(conn, ("member", "sqlite", *shape), lambda: _Prepared(
+        _member_statement("sqlite", shape), dialect))
+    rows = await _sqlite_rows(conn, member, params)
+    if not rows:
+        return Taken("member")
+    await insert_ledger(conn, ledger_row)
+    return Taken(None, int(rows[0][1] or 0) if version_of is not None else None)
+
+
+_PG_SQL: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
+
+
+def _pg_reservation(budget: bool, cap: bool, shape: tuple[bool, ...]) -> tuple[str, list[str]]:
+    """The reservation as one PostgreSQL statement (``take_all``), and its parameters' names
+    in ``$n`` order. Mirrors ``_guild_day_statement`` and ``_member_statement``."""
+    cached = _PG_SQL.get((budget, cap, shape))
+    if cached is not None:
+        return cached
+    names: list[str] = []
+
+    def p(name: str, cast: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}::{cast}"
+
+    key, user, day, now = p("p_key", "bigint"), p("p_user", "bigint"), p("p_day", "timestamptz"), p(
+        "p_now", "timestamptz")
+    r, c, cost = p("p_r", "integer"), p("p_c", "integer"), p("p_cost", "numeric")
+    guild_if = ["true"]
+    if budget:
+        guild_if.append(f"g.requests + {r} <= {p('p_budget', 'integer')}")
+    if cap:
+        guild_if.append(f"g.cost + {cost} <= {p('p_cap', 'numeric')}")
+    per_day, per_chars, in_flight, cooldown, with_version = shape
+    member_if = [f"m.day <= {day}"]
+    if per_day:
+        member_if.append(f"(m.day <> {day} OR m.requests + {r} <= {p('p_max_r', 'integer')})")
+    if per_chars:
+        member_if.append(f"(m.day <> {day} OR m.characters + {c} <= {p('p_max_c', 'integer')})")
+    if in_flight:
+        member_if.append(f"m.in_flight < {p('p_max_in_flight', 'integer')}")
+    if cooldown:
+        cutoff = p("p_cutoff", "timestamptz")
+        member_if.append(f"(m.last_request_at IS NULL OR m.last_request_at <= {cutoff})")
+    casts = {"id": "varchar", "guild_id": "bigint", "user_id": "bigint", "requests": "integer",
+             "characters": "integer", "price_per_request": "numeric", "cost": "numeric", "state": "varchar",
+             "committed_requests": "integer", "refunded_requests": "integer", "job_id": "varchar",
+             "created_at": "timestamptz", "quota_day": "timestamptz"}
+    ledger_values = ", ".join(p(f"l_{name}", casts[name]) for name in LEDGER_COLUMNS)
+    version = "NULL"
+    if with_version:
+        of = p("p_version_of", "bigint")
+        version = f"(SELECT v.version FROM quota_versions AS v WHERE v.guild_key = {of})"
+    sql = f"""WITH g AS (
+  INSERT INTO quota_guild_days AS g (guild_key, day, requests, characters, cost)
+  VALUES ({key}, {day}, {r}, {c}, {cost})
+  ON CONFLICT (guild_key, day) DO UPDATE SET
+    requests = g.requests + {r}, characters = g.characters + {c}, cost = g.cost + {cost}
+  WHERE {" AND ".join(guild_if)}
+  RETURNING 1
+), m AS (
+  INSERT INTO quota_members AS m (guild_key, user_id, day, requests, characters, in_flight, last_request_at)
+  SELECT {key}, {user}, {day}, {r}, {c}, 1, {now} WHERE EXISTS (SELECT FROM g)
+  ON CONFLICT (guild_key, user_id) DO UPDATE SET
+    requests = CASE WHEN m.day = {day} THEN m.requests + {r} ELSE {r} END,
+    characters = CASE WHEN m.day = {day} THEN m.characters + {c} ELSE {c} END,
+    day = {day},
+    in_flight = m.in_flight + 1,
+    last_request_at = CASE WHEN m.last_request_at IS NULL OR m.last_request_at < {now}
+                           THEN {now} ELSE m.last_request_at END
+  WHERE {" AND ".join(member_if)}
+  RETURNING 1
+), l AS (
+  INSERT INTO usage_ledger ({", ".join(LEDGER_COLUMNS)})
+  SELECT {ledger_values} WHERE EXISTS (SELECT FROM m)
+  RETURNING 1
+)
+SELECT EXISTS (SELECT FROM g), EXISTS (SELECT FROM l), {version}"""
+    _PG_SQL[(budget, cap, shape)] = sql, names
+    return sql, names
 
 
 # ---- reading -----------------------------------------------------------------------------------

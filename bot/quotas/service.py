@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -195,8 +196,6 @@ class QuotaService:
                     await self._configs.get(conn, guild_id)
                     cached = self._configs.peek(guild_id)
             config = cached[1] if cached else None
-            await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
-                             characters=characters, member_limits=member_limits)
             price = self.price_per_request
             values = {
                 "id": new_id(),
@@ -213,7 +212,8 @@ class QuotaService:
                 "created_at": now,
                 "quota_day": day_start(now, self._reset_hour(config.settings if config else None)),
             }
-            await conn.execute(_LEDGER_INSERT, values)
+            await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
+                             characters=characters, member_limits=member_limits, ledger_row=values)
             if job is not None:
                 await insert_job(conn, job, reservation_id=values["id"], now=now)
             return _reservation(values)
@@ -451,17 +451,19 @@ class QuotaService:
     async def _take(
         self, conn: AsyncConnection, cached: tuple[int, GuildConfig] | None, guild_id: int | None,
         user_id: int, role_ids: Sequence[int], *, now: datetime, requests: int, characters: int,
-        member_limits: bool,
+        member_limits: bool, ledger_row: dict[str, Any],
     ) -> None:
-        """Take from the two counter rows, or raise the refusal (the transaction rolls back).
+        """Take from the two counter rows and write the ledger row, or raise the refusal (the
+        transaction rolls back).
 
-        The hot path is two conditional upserts; the member's also returns the guild's
-        configuration version, and a version other than the cached one raises ``_StaleConfig``
-        (the caller runs the transaction again with the fresh configuration). When an upsert
-        refuses, its row stays locked, the member's full picture is read (``_read_member``)
-        and ``_refusal`` names the limit in its usual order; if nothing is actually exceeded
-        (an in-flight counter still holding a reservation whose job died), the rest is taken
-        without conditions — exact, because the refused upsert holds the row's lock.
+        The hot path is ``counters.take_all``: one statement on PostgreSQL, three driver calls
+        on SQLite; it also returns the guild's configuration version, and a version other than
+        the cached one raises ``_StaleConfig`` (the caller runs the transaction again with the
+        fresh configuration). When a counter refuses, its row stays locked, the member's full
+        picture is read (``_read_member``) and ``_refusal`` names the limit in its usual order;
+        if nothing is actually exceeded (an in-flight counter still holding a reservation whose
+        job died), the rest is taken without conditions — exact, because the refused upsert
+        holds the row's lock.
         """
         version, config = cached if cached is not None else (0, None)
         guild = config.settings if config else None
@@ -477,33 +479,42 @@ class QuotaService:
             not exempt and characters > policy.max_chars_per_request
         ):
             await refuse(set())
-        key, day = counters.guild_key(guild_id), day_start(now, self._reset_hour(guild))
-        cost = self.price(requests)
-        if not await counters.take_guild_day(
-            conn, key, day, requests=requests, characters=characters, cost=cost,
-            budget=guild.daily_request_budget if guild else None, cap=guild.daily_cost_cap if guild else None,
-        ):
-            await refuse(set())
-            await counters.take_guild_day(conn, key, day, requests=requests, characters=characters, cost=cost,
-                                          budget=None, cap=None)
+        key, day = counters.guild_key(guild_id), ledger_row["quota_day"]
+        cost = ledger_row["cost"]
+        budget = guild.daily_request_budget if guild else None
+        cap = guild.daily_cost_cap if guild else None
         wait = policy.cooldown_seconds
-        limits = counters.MemberLimits() if exempt else counters.MemberLimits(
+        limits = _NO_LIMITS if exempt else counters.MemberLimits(
             requests_per_day=policy.requests_per_day, chars_per_day=policy.chars_per_day,
             max_in_flight=policy.max_in_flight,
             cooldown_cutoff=now - timedelta(seconds=wait) if wait else None,
         )
-        taken, seen = await counters.take_member(
-            conn, key, user_id, day, now=now, requests=requests, characters=characters, limits=limits,
-            version_of=guild_id,
+        taken = await counters.take_all(
+            conn, key, user_id, day, now=now, requests=requests, characters=characters, cost=cost,
+            budget=budget, cap=cap, limits=limits, version_of=guild_id, ledger_row=ledger_row,
         )
-        if not taken:
-            await refuse({"guild_day"})
-            taken, seen = await counters.take_member(
-                conn, key, user_id, day, now=now, requests=requests, characters=characters,
-                limits=counters.MemberLimits(), version_of=guild_id,
+        seen = taken.version
+        if taken.refused is not None:  # the slow path: say what ran out, or take what is free
+            if taken.refused == "guild_day" and not await counters.take_guild_day(
+                conn, key, day, requests=requests, characters=characters, cost=cost, budget=budget, cap=cap,
+            ):
+                await refuse(set())
+                await counters.take_guild_day(conn, key, day, requests=requests, characters=characters,
+                                              cost=cost, budget=None, cap=None)
+            took, seen = await counters.take_member(
+                conn, key, user_id, day, now=now, requests=requests, characters=characters, limits=limits,
+                version_of=guild_id,
             )
-            if not taken:  # the row is of a later day: this process's clock lags at the reset
-                raise QuotaExceeded("The quota day is changing over; try again in a moment.", code="clock")
+            if not took:
+                await refuse({"guild_day"})
+                took, seen = await counters.take_member(
+                    conn, key, user_id, day, now=now, requests=requests, characters=characters,
+                    limits=_NO_LIMITS, version_of=guild_id,
+                )
+                if not took:  # the row is of a later day: this process's clock lags at the reset
+                    raise QuotaExceeded("The quota day is changing over; try again in a moment.",
+                                        code="clock")
+            await counters.insert_ledger(conn, ledger_row)
         if guild_id is not None and seen != version:
             self._configs.forget(guild_id)
             raise _StaleConfig()
@@ -650,7 +661,7 @@ class QuotaService:
         return None
 
 
-_LEDGER_INSERT = ledger.insert()
+_NO_LIMITS = counters.MemberLimits()
 
 
 class _StaleConfig(Exception):
@@ -668,10 +679,12 @@ _CHARS_LIMIT_OWNER = {
 }
 
 
-def _reservation(values: dict[str, object]) -> Reservation:
+_RESERVATION_FIELDS = frozenset(f.name for f in dataclasses.fields(Reservation)) - {"state", "settled_at"}
+
+
+def _reservation(values: dict[str, Any]) -> Reservation:
     """The reservation just inserted, without reading it back."""
-    fields = {f.name for f in dataclasses.fields(Reservation)}
-    return Reservation(**{k: v for k, v in values.items() if k in fields and k != "state"},  # type: ignore[arg-type]
+    return Reservation(**{k: v for k, v in values.items() if k in _RESERVATION_FIELDS},
                        state=ReservationState.RESERVED, settled_at=None)
 
 
