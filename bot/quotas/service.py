@@ -29,8 +29,10 @@ protect the server's wallet. A blocked member is always refused, exempt or not.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -148,6 +150,7 @@ class QuotaService:
         self._in_flight_horizon = timedelta(seconds=2 * settings.chatterbox_max_wait_seconds + 600)
         self.admin = QuotaAdmin(db, settings, clock)
         self._configs = GuildConfigCache()
+        self._turns: dict[tuple[int, int], _Turn] = {}
 
     # ---- prices ---------------------------------------------------------------------------
     @property
@@ -218,12 +221,36 @@ class QuotaService:
                 await insert_job(conn, job, reservation_id=values["id"], now=now)
             return _reservation(values)
 
-        for _attempt in range(_STALE_ATTEMPTS - 1):
-            try:
-                return await self._db.write(write)
-            except _StaleConfig:
-                continue  # a moderator changed the guild's settings meanwhile: decide again
-        return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
+        async with self._turn(guild_id, user_id):
+            for _attempt in range(_STALE_ATTEMPTS - 1):
+                try:
+                    return await self._db.write(write)
+                except _StaleConfig:
+                    continue  # a moderator changed the guild's settings meanwhile: decide again
+            return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
+
+    @asynccontextmanager
+    async def _turn(self, guild_id: int | None, user_id: int) -> AsyncIterator[None]:
+        """Wait for this process's previous reservation that would hold the same lock.
+
+        SQLite runs one write transaction at a time, and one member's reservations on
+        PostgreSQL queue on that member's counter row anyway; queueing them here first keeps
+        the waiters off the database (SQLite's busy handler sleeps, PostgreSQL's lock waits
+        each hold a pooled connection). Correctness never depends on it: other processes and
+        other writers are kept apart by the database as before.
+        """
+        key = (0, 0) if self._db.is_sqlite else (counters.guild_key(guild_id), user_id)
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = _Turn()
+        entry.waiting += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.waiting -= 1
+            if entry.waiting == 0:
+                del self._turns[key]
 
     async def check(
         self,
@@ -662,6 +689,16 @@ class QuotaService:
 
 
 _NO_LIMITS = counters.MemberLimits()
+
+
+class _Turn:
+    """One queue of ``QuotaService._turn``: its lock and how many reservations use it."""
+
+    __slots__ = ("lock", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
 
 
 class _StaleConfig(Exception):
