@@ -25,6 +25,13 @@ column.
 
 The member upsert also returns the guild's configuration version (``quota_versions``, a
 scalar subquery in RETURNING), so checking the policy cache costs no extra round trip.
+
+A reservation's writes (``take_all``) are built once per shape. On PostgreSQL they are one
+statement: three data-modifying CTEs, each running only if the one before it took, so the two
+counter rows are locked from that one round trip to COMMIT. On SQLite (no DML in CTEs) they are
+three statements sent on the transaction's own connection straight to the driver, one call of
+its thread each (SQLAlchemy's cursor layer makes four), with the column types' own bind
+processors, so what is stored is byte for byte what SQLAlchemy would store.
 """
 
 from __future__ import annotations
@@ -249,7 +256,7 @@ class _Prepared:
         return tuple(out)
 
 
-def _prepared(conn: AsyncConnection, key: tuple[Any, ...], build: Callable[[], _Prepared]) -> _Prepared:
+def _prepared(key: tuple[Any, ...], build: Callable[[], _Prepared]) -> _Prepared:
     prepared = _PREPARED.get(key)
     if prepared is None:
         prepared = _PREPARED[key] = build()
@@ -281,7 +288,7 @@ def _ledger_values(row: dict[str, Any]) -> dict[str, Any]:
 async def insert_ledger(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """The reservation's ledger row (the slow path; ``take_all`` writes it on the fast one)."""
     if conn.dialect.name == "sqlite":
-        prepared = _prepared(conn, ("ledger", "sqlite"), lambda: _Prepared(
+        prepared = _prepared(("ledger", "sqlite"), lambda: _Prepared(
             ledger.insert(), conn.dialect, LEDGER_COLUMNS))
         await _sqlite_rows(conn, prepared, row)
     else:
@@ -324,11 +331,11 @@ async def take_all(
             return Taken("member")
         return Taken(None, int(row[2] or 0) if version_of is not None else None)
     dialect = conn.dialect
-    guild = _prepared(conn, ("guild_day", "sqlite", budget is not None, cap is not None), lambda: _Prepared(
+    guild = _prepared(("guild_day", "sqlite", budget is not None, cap is not None), lambda: _Prepared(
         _guild_day_statement("sqlite", budget is not None, cap is not None), dialect))
     if not await _sqlite_rows(conn, guild, params):
         return Taken("guild_day")
-    member = _prepared(conn, ("member", "sqlite", *shape), lambda: _Prepared(
+    member = _prepared(("member", "sqlite", *shape), lambda: _Prepared(
         _member_statement("sqlite", shape), dialect))
     rows = await _sqlite_rows(conn, member, params)
     if not rows:

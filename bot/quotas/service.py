@@ -1,14 +1,21 @@
 """``QuotaService``: reserve quota before a submission, settle it after (DESIGN rule 3).
 
-O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, two
-conditional upserts (``bot.quotas.counters``: the server's day — budget and cost cap — and
-the member's row — daily requests and characters, in flight, cooldown; each ``… WHERE used + n
-<= limit``), the ledger insert (and the job's rows) and COMMIT. The guild's policies, blocks and
-settings come from a per-process cache (``bot.quotas.guild_config``) whose version the member
-upsert returns; a reservation decided on a stale copy runs again with the fresh one (after two
-stale tries, under the guild's lock, which moderator changes also take). Only a refusal reads
-more, to say exactly what ran out. Settling adjusts the ledger row and the counters together;
-``counters.verify`` (``chatterbox-bot db verify``) proves they agree.
+O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, the
+reservation's writes (``counters.take_all``: the server's day — budget and cost cap — then the
+member's row — daily requests and characters, in flight, cooldown — each a conditional upsert
+``… WHERE used + n <= limit``, then the ledger row; one statement on PostgreSQL, one driver call
+each on SQLite), the job's rows and COMMIT. The guild's policies, blocks and settings come from
+a per-process cache (``bot.quotas.guild_config``) whose version the same statement returns; a
+reservation decided on a stale copy runs again with the fresh one (after two stale tries, under
+the guild's lock, which moderator changes also take). Only a refusal reads more, to say exactly
+what ran out. Settling adjusts the ledger row and the counters together; ``counters.verify``
+(``chatterbox-bot db verify``) proves they agree.
+
+A process queues its own reservations that would wait on the same database lock (``_turn``:
+all of them on SQLite, which has one writer at a time; one member's on PostgreSQL, where they
+queue on that member's row) before they reach the database: waiting there costs SQLite's busy
+handler its sleeps and PostgreSQL a pooled connection per waiter. Correctness does not rest on
+it (other processes and writers are kept apart by the database).
 
 Atomicity — no over-grant under concurrency, within and across processes: each limit is checked
 by the statement that adds to its counter, so two reservations can never both pass the last
