@@ -496,6 +496,57 @@ async def apply_delta(
         )
 
 
+async def settle_counters(
+    conn: AsyncConnection, key: int, user_id: int, day: datetime, *, requests: int, characters: int,
+    cost: Decimal, member_day: bool, in_flight_delta: int, set_last: bool = False,
+    last_request_at: datetime | None = None,
+) -> None:
+    """A settlement's counter changes: ``apply_delta`` and ``set_member`` in at most two
+    statements (the server's day only when something of it changed; the member's row once)."""
+    if requests or characters or cost:
+        await conn.execute(_SETTLE_GUILD, {"p_key": key, "p_day": day, "p_r": requests, "p_c": characters,
+                                           "p_cost": cost})
+    counts = member_day and bool(requests or characters)
+    if not (counts or in_flight_delta or set_last):
+        return
+    params: dict[str, Any] = {"p_key": key, "p_user": user_id, "p_in_flight": in_flight_delta}
+    if counts:
+        params.update(p_day=day, p_r=requests, p_c=characters)
+    if set_last:
+        params["p_last"] = last_request_at
+    await conn.execute(_settle_member_statement(counts, set_last), params)
+
+
+_g = quota_guild_days.c
+_SETTLE_GUILD = update(quota_guild_days).where(
+    _g.guild_key == bindparam("p_key"), _g.day == bindparam("p_day", type_=UTCDateTime())
+).values(
+    requests=_g.requests + bindparam("p_r", type_=Integer()),
+    characters=_g.characters + bindparam("p_c", type_=Integer()),
+    cost=_g.cost + bindparam("p_cost", type_=Money()),
+)
+
+
+def _settle_member_statement(counts: bool, set_last: bool) -> Any:
+    key = ("settle_member", counts, set_last)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        m = quota_members.c
+        values: dict[str, Any] = {"in_flight": m.in_flight + bindparam("p_in_flight", type_=Integer())}
+        if counts:
+            same_day = m.day == bindparam("p_day", type_=UTCDateTime())
+            values["requests"] = case((same_day, m.requests + bindparam("p_r", type_=Integer())),
+                                      else_=m.requests)
+            values["characters"] = case((same_day, m.characters + bindparam("p_c", type_=Integer())),
+                                        else_=m.characters)
+        if set_last:
+            values["last_request_at"] = bindparam("p_last", type_=UTCDateTime())
+        stmt = _STATEMENTS[key] = update(quota_members).where(
+            m.guild_key == bindparam("p_key"), m.user_id == bindparam("p_user")
+        ).values(**values)
+    return stmt
+
+
 async def set_member(
     conn: AsyncConnection, key: int, user_id: int, *, in_flight_delta: int = 0,
     set_last: bool = False, last_request_at: datetime | None = None,

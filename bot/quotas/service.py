@@ -45,7 +45,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -322,9 +322,7 @@ class QuotaService:
         """Apply ``totals(current row)`` to the locked ledger row, in one transaction."""
 
         async def write(conn: AsyncConnection) -> Reservation:
-            row = (
-                await conn.execute(select(ledger).where(ledger.c.id == reservation_id).with_for_update())
-            ).first()
+            row = (await conn.execute(_SETTLE_SELECT, {"p_id": reservation_id})).first()
             if row is None:
                 raise UnknownReservation(reservation_id)
             current = reservation_from_row(row)
@@ -350,30 +348,21 @@ class QuotaService:
                 )
             cost = to_money(current.price_per_request * (current.requests - new_refunded))
             settled_at = self._clock.now() if done else None
-            await conn.execute(
-                update(ledger)
-                .where(ledger.c.id == reservation_id)
-                .values(
-                    committed_requests=new_committed,
-                    refunded_requests=new_refunded,
-                    cost=cost,
-                    state=state.value,
-                    settled_at=settled_at,
-                )
-            )
+            await conn.execute(_SETTLE_UPDATE, {
+                "p_id": reservation_id, "p_committed": new_committed, "p_refunded": new_refunded,
+                "p_cost": cost, "p_state": state.value, "p_settled_at": settled_at,
+            })
             key, forgiven = counters.guild_key(current.guild_id), row.forgiven_at is not None
-            await counters.apply_delta(
+            # A reservation refunded whole no longer starts a cooldown: find the one before.
+            again = done and state is ReservationState.REFUNDED and not forgiven
+            newest = await counters.newest_counted(conn, key, current.user_id) if again else None
+            await counters.settle_counters(
                 conn, key, current.user_id, row.quota_day,
                 requests=current.refunded_requests - new_refunded,
                 characters=-current.characters if state is ReservationState.REFUNDED else 0,
-                cost=cost - current.cost, member_day=not forgiven,
+                cost=cost - current.cost, member_day=not forgiven, in_flight_delta=-1 if done else 0,
+                set_last=again, last_request_at=newest,
             )
-            if done:
-                # A reservation refunded whole no longer starts a cooldown: find the one before.
-                again = state is ReservationState.REFUNDED and not forgiven
-                newest = await counters.newest_counted(conn, key, current.user_id) if again else None
-                await counters.set_member(conn, key, current.user_id, in_flight_delta=-1,
-                                          set_last=again, last_request_at=newest)
             return dataclasses.replace(
                 current, committed_requests=new_committed, refunded_requests=new_refunded, cost=cost,
                 state=state, settled_at=settled_at,
@@ -696,6 +685,12 @@ class QuotaService:
 
 
 _NO_LIMITS = counters.MemberLimits()
+# Settlement's two ledger statements, built once (only their values change).
+_SETTLE_SELECT = select(ledger).where(ledger.c.id == bindparam("p_id")).with_for_update()
+_SETTLE_UPDATE = update(ledger).where(ledger.c.id == bindparam("p_id")).values(
+    committed_requests=bindparam("p_committed"), refunded_requests=bindparam("p_refunded"),
+    cost=bindparam("p_cost"), state=bindparam("p_state"), settled_at=bindparam("p_settled_at"),
+)
 
 
 class _Turn:
