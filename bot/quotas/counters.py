@@ -234,26 +234,29 @@ class Taken:
 
 
 class _Prepared:
-    """A statement compiled once for the driver: its SQL, and per position the name of the
-    parameter, its bind processor (the column type's own, so stored values are exactly what
-    SQLAlchemy would store) and the value a literal of the statement carries."""
+    """A statement compiled once for the driver: its SQL, each distinct parameter once (its
+    name, its column type's own bind processor, so stored values are exactly what SQLAlchemy
+    would store, and the value a literal of the statement carries) and, per position, which
+    of them goes there (a parameter used N times is processed once)."""
 
-    __slots__ = ("slots", "sql")
+    __slots__ = ("order", "slots", "sql")
 
     def __init__(self, stmt: Any, dialect: Any, column_keys: list[str] | None = None) -> None:
         compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
         self.sql: str = compiled.string
+        names = list(dict.fromkeys(compiled.positiontup or ()))
         self.slots: list[tuple[str, Any, Any]] = []
-        for name in compiled.positiontup or ():
+        for name in names:
             bind = compiled.binds[name]
             self.slots.append((name, bind.type.dialect_impl(dialect).bind_processor(dialect), bind.value))
+        self.order = [names.index(name) for name in compiled.positiontup or ()]
 
     def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        out = []
+        values = []
         for name, process, default in self.slots:
             value = params.get(name, default)
-            out.append(value if process is None or value is None else process(value))
-        return tuple(out)
+            values.append(value if process is None or value is None else process(value))
+        return tuple([values[i] for i in self.order])
 
 
 def _prepared(key: tuple[Any, ...], build: Callable[[], _Prepared]) -> _Prepared:
@@ -268,13 +271,17 @@ LEDGER_COLUMNS = ["id", "guild_id", "user_id", "requests", "characters", "price_
                   "committed_requests", "refunded_requests", "job_id", "created_at", "quota_day"]
 
 
-async def _sqlite_rows(conn: AsyncConnection, prepared: _Prepared, params: dict[str, Any]) -> list[Any]:
-    """Run ``prepared`` on the transaction's own SQLite connection in one call of the driver's
-    thread (SQLAlchemy's cursor layer takes four). The transaction is the caller's: its
-    ``BEGIN IMMEDIATE`` already holds the write lock. Driver errors come out as SQLAlchemy's,
-    so ``Database.write`` tells transient ones apart as usual."""
+async def _driver(conn: AsyncConnection) -> Any:
+    """The transaction's own SQLite connection as the driver (aiosqlite) has it."""
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def _sqlite_rows(driver: Any, prepared: _Prepared, params: dict[str, Any]) -> list[Any]:
+    """Run ``prepared`` on the transaction's own SQLite connection (``_driver``) in one call of
+    the driver's thread (SQLAlchemy's cursor layer takes four). The transaction is the
+    caller's: its ``BEGIN IMMEDIATE`` already holds the write lock. Driver errors come out as
+    SQLAlchemy's, so ``Database.write`` tells transient ones apart as usual."""
     args = prepared.args(params)
-    driver: Any = (await conn.get_raw_connection()).driver_connection
     try:
         return list(await driver.execute_fetchall(prepared.sql, args))
     except sqlite3.Error as exc:
@@ -285,12 +292,12 @@ def _ledger_values(row: dict[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in LEDGER_COLUMNS}
 
 
-async def insert_ledger(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def insert_ledger(conn: AsyncConnection, row: dict[str, Any], *, driver: Any = None) -> None:
     """The reservation's ledger row (the slow path; ``take_all`` writes it on the fast one)."""
     if conn.dialect.name == "sqlite":
         prepared = _prepared(("ledger", "sqlite"), lambda: _Prepared(
             ledger.insert(), conn.dialect, LEDGER_COLUMNS))
-        await _sqlite_rows(conn, prepared, row)
+        await _sqlite_rows(driver or await _driver(conn), prepared, row)
     else:
         await conn.execute(ledger.insert(), _ledger_values(row))
 
@@ -330,17 +337,17 @@ async def take_all(
         if not row[1]:
             return Taken("member")
         return Taken(None, int(row[2] or 0) if version_of is not None else None)
-    dialect = conn.dialect
+    dialect, driver = conn.dialect, await _driver(conn)
     guild = _prepared(("guild_day", "sqlite", budget is not None, cap is not None), lambda: _Prepared(
         _guild_day_statement("sqlite", budget is not None, cap is not None), dialect))
-    if not await _sqlite_rows(conn, guild, params):
+    if not await _sqlite_rows(driver, guild, params):
         return Taken("guild_day")
     member = _prepared(("member", "sqlite", *shape), lambda: _Prepared(
         _member_statement("sqlite", shape), dialect))
-    rows = await _sqlite_rows(conn, member, params)
+    rows = await _sqlite_rows(driver, member, params)
     if not rows:
         return Taken("member")
-    await insert_ledger(conn, ledger_row)
+    await insert_ledger(conn, ledger_row, driver=driver)
     return Taken(None, int(rows[0][1] or 0) if version_of is not None else None)
 
 
