@@ -195,3 +195,33 @@ async def test_a_new_reset_hour_keeps_the_running_day_and_the_counters_exact(
     await quotas.admin.set_reset_hour(GUILD, 6, actor_id=MOD)  # 05:00 now belongs to yesterday
     assert await verify(db) == []
     assert (await quotas.usage(GUILD, USER)).requests_used == 3
+
+
+async def test_a_refusal_by_either_counter_changes_neither(db: Database, clock: ManualClock) -> None:
+    """The reservation's writes run as one statement on PostgreSQL and one after another on
+    SQLite; a refusal by the second counter must also undo what the first one took."""
+    clock.set(NOON)
+    quotas = QuotaService(db, make_settings(quota_cooldown_seconds=0, quota_requests_per_day=3), clock)
+    await quotas.admin.set_daily_budget(GUILD, 5, actor_id=MOD)
+    for _ in range(3):
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=10)
+    # The server's day has room (3 of 5), the member's has none: the member's row refuses.
+    try:
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=10)
+    except QuotaExceeded as refusal:
+        assert refusal.code == "requests_per_day"
+    else:
+        raise AssertionError("the member's fourth request was granted")
+    assert (await quotas.guild_usage(GUILD)).requests == 3
+    assert await verify(db) == []
+    await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=2, characters=10)
+    # Now the server's day refuses first (5 of 5); the other member's row stays as it was.
+    try:
+        await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=10)
+    except QuotaExceeded as refusal:
+        assert refusal.code == "guild_budget"
+    else:
+        raise AssertionError("the server's budget was passed")
+    assert (await quotas.usage(GUILD, USER + 1)).requests_used == 2
+    assert (await quotas.guild_usage(GUILD)).requests == 5
+    assert await verify(db) == []
