@@ -51,7 +51,7 @@ def long_text(chars: int = 1500) -> str:
 
 def settings_for(base_url: str, api_key: str, database: str, **extra: object) -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, chatterbox_gateway_url=base_url, chatterbox_api_key=api_key,
+        _env_file=None, chatterbox_gateway_url=base_url, chatterbox_api_key=api_key,  # pyright: ignore[reportCallIssue]
         chatterbox_allow_http=True, database_url=database, **extra,
     )
 
@@ -173,7 +173,7 @@ async def run_thousand(jobs: int, audio_per_char: float = 0.06) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--audio-seconds-per-char", type=float, default=0.06, help=argparse.SUPPRESS)
     parser.add_argument("--only-jobs", action="store_true", help=argparse.SUPPRESS)

@@ -4,8 +4,9 @@ For SQLite (a file) and PostgreSQL (127.0.0.1:5432, database ``test``, a throwaw
 ``CHATTERBOX_TEST_POSTGRES_URL`` to change it; skipped with a note when unreachable), in the
 same run:
 
-* **project**: ``QuotaService.reserve`` (guild lock, cached policy check, three conditional
-  counter upserts, the ledger row), limits set out of reach so every request is granted;
+* **project**: ``QuotaService.reserve`` (cached policies, the server's day and the member's
+  row by conditional upserts, the ledger row: one statement on PostgreSQL, three driver calls
+  on SQLite), limits set out of reach so every request is granted;
 * **peer**: the naive version written here: one transaction with ``INSERT … ON CONFLICT DO
   UPDATE SET used = used + 1 WHERE used + 1 <= limit RETURNING`` and a ledger insert;
 * **old**: the reservation code before the counters (``bot/quotas/service.py`` at the
@@ -83,7 +84,7 @@ peer_ledger = Table(
 def settings(limit: int | None) -> Settings:
     high = 10**9
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, quota_requests_per_day=limit or high, quota_chars_per_day=high,
+        _env_file=None, quota_requests_per_day=limit or high, quota_chars_per_day=high,  # pyright: ignore[reportCallIssue]
         quota_cooldown_seconds=0, quota_max_in_flight=high, quota_max_chars_per_request=100_000,
     )
 
@@ -340,7 +341,7 @@ def report(kind: str, f: dict[str, float]) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--worker", nargs=2, metavar=("URL", "SCHEMA"), help=argparse.SUPPRESS)
     args = parser.parse_args()

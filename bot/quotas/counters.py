@@ -25,10 +25,19 @@ column.
 
 The member upsert also returns the guild's configuration version (``quota_versions``, a
 scalar subquery in RETURNING), so checking the policy cache costs no extra round trip.
+
+A reservation's writes (``take_all``) are built once per shape. On PostgreSQL they are one
+statement: three data-modifying CTEs, each running only if the one before it took, so the two
+counter rows are locked from that one round trip to COMMIT. On SQLite (no DML in CTEs) they are
+three statements sent on the transaction's own connection straight to the driver, one call of
+its thread each (SQLAlchemy's cursor layer makes four), with the column types' own bind
+processors, so what is stored is byte for byte what SQLAlchemy would store.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,6 +45,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, case, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.tables import quota_guild_days, quota_members, quota_versions
@@ -209,6 +219,211 @@ async def take_member(
     return True, (int(row[1] or 0) if version_of is not None else None)
 
 
+# ---- one reservation in one statement (PostgreSQL) or three driver calls (SQLite) -------------
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What ``take_all`` did: ``refused`` names the first counter that refused (``"guild_day"``
+    or ``"member"``; nothing after it was written, and the refused row stays locked), else the
+    reservation's ledger row is written too. ``version``: the guild's configuration version,
+    read in the same statement (None without ``version_of`` or when refused)."""
+
+    refused: str | None
+    version: int | None = None
+
+
+class _Prepared:
+    """A statement compiled once for the driver: its SQL, each distinct parameter once (its
+    name, its column type's own bind processor, so stored values are exactly what SQLAlchemy
+    would store, and the value a literal of the statement carries) and, per position, which
+    of them goes there (a parameter used N times is processed once)."""
+
+    __slots__ = ("order", "slots", "sql")
+
+    def __init__(self, stmt: Any, dialect: Any, column_keys: list[str] | None = None) -> None:
+        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.sql: str = compiled.string
+        names = list(dict.fromkeys(compiled.positiontup or ()))
+        self.slots: list[tuple[str, Any, Any]] = []
+        for name in names:
+            bind = compiled.binds[name]
+            self.slots.append((name, bind.type.dialect_impl(dialect).bind_processor(dialect), bind.value))
+        self.order = [names.index(name) for name in compiled.positiontup or ()]
+
+    def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        values = []
+        for name, process, default in self.slots:
+            value = params.get(name, default)
+            values.append(value if process is None or value is None else process(value))
+        return tuple([values[i] for i in self.order])
+
+
+def _prepared(key: tuple[Any, ...], build: Callable[[], _Prepared]) -> _Prepared:
+    prepared = _PREPARED.get(key)
+    if prepared is None:
+        prepared = _PREPARED[key] = build()
+    return prepared
+
+
+_PREPARED: dict[tuple[Any, ...], _Prepared] = {}
+LEDGER_COLUMNS = ["id", "guild_id", "user_id", "requests", "characters", "price_per_request", "cost", "state",
+                  "committed_requests", "refunded_requests", "job_id", "created_at", "quota_day"]
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The transaction's own SQLite connection as the driver (aiosqlite) has it."""
+    return (await conn.get_raw_connection()).driver_connection
+
+
+async def _sqlite_rows(driver: Any, prepared: _Prepared, params: dict[str, Any]) -> list[Any]:
+    """Run ``prepared`` on the transaction's own SQLite connection (``_driver``) in one call of
+    the driver's thread (SQLAlchemy's cursor layer takes four). The transaction is the
+    caller's: its ``BEGIN IMMEDIATE`` already holds the write lock. Driver errors come out as
+    SQLAlchemy's, so ``Database.write`` tells transient ones apart as usual."""
+    args = prepared.args(params)
+    try:
+        return list(await driver.execute_fetchall(prepared.sql, args))
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(prepared.sql, args, exc, sqlite3.Error) from exc
+
+
+def _ledger_values(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in LEDGER_COLUMNS}
+
+
+async def insert_ledger(conn: AsyncConnection, row: dict[str, Any], *, driver: Any = None) -> None:
+    """The reservation's ledger row (the slow path; ``take_all`` writes it on the fast one)."""
+    if conn.dialect.name == "sqlite":
+        prepared = _prepared(("ledger", "sqlite"), lambda: _Prepared(
+            ledger.insert(), conn.dialect, LEDGER_COLUMNS))
+        await _sqlite_rows(driver or await _driver(conn), prepared, row)
+    else:
+        await conn.execute(ledger.insert(), _ledger_values(row))
+
+
+async def take_all(
+    conn: AsyncConnection, key: int, user_id: int, day: datetime, *, now: datetime, requests: int,
+    characters: int, cost: Decimal, budget: int | None, cap: Decimal | None, limits: MemberLimits,
+    version_of: int | None, ledger_row: dict[str, Any],
+) -> Taken:
+    """A whole reservation's writes: the server's day (``take_guild_day``), the member's row
+    (``take_member``) and the ledger row, each only if the one before it took.
+
+    PostgreSQL runs them as one statement (three data-modifying CTEs, each reading the one
+    before): one round trip, and the two counter rows are locked only from that statement to
+    COMMIT. SQLite runs the same three statements one driver call each. Either way it is the
+    caller's transaction: a refusal after the guild's day took is rolled back with it."""
+    if (budget is not None and requests > budget) or (cap is not None and cost > cap):
+        return Taken("guild_day")
+    if (limits.requests_per_day is not None and requests > limits.requests_per_day) or (
+        limits.chars_per_day is not None and characters > limits.chars_per_day
+    ):
+        return Taken("member")
+    shape = (limits.requests_per_day is not None, limits.chars_per_day is not None,
+             limits.max_in_flight is not None, limits.cooldown_cutoff is not None, version_of is not None)
+    params: dict[str, Any] = {
+        "p_key": key, "p_user": user_id, "p_day": day, "p_now": now, "p_r": requests, "p_c": characters,
+        "p_cost": cost, "p_budget": budget, "p_cap": cap, "p_max_r": limits.requests_per_day,
+        "p_max_c": limits.chars_per_day, "p_max_in_flight": limits.max_in_flight,
+        "p_cutoff": limits.cooldown_cutoff, "p_version_of": version_of,
+    }
+    if conn.dialect.name == "postgresql":
+        sql, names = _pg_reservation(budget is not None, cap is not None, shape)
+        values = {**params, **{f"l_{k}": v for k, v in ledger_row.items()}}
+        row: Any = (await conn.exec_driver_sql(sql, tuple(values[n] for n in names))).one()
+        if not row[0]:
+            return Taken("guild_day")
+        if not row[1]:
+            return Taken("member")
+        return Taken(None, int(row[2] or 0) if version_of is not None else None)
+    dialect, driver = conn.dialect, await _driver(conn)
+    guild = _prepared(("guild_day", "sqlite", budget is not None, cap is not None), lambda: _Prepared(
+        _guild_day_statement("sqlite", budget is not None, cap is not None), dialect))
+    if not await _sqlite_rows(driver, guild, params):
+        return Taken("guild_day")
+    member = _prepared(("member", "sqlite", *shape), lambda: _Prepared(
+        _member_statement("sqlite", shape), dialect))
+    rows = await _sqlite_rows(driver, member, params)
+    if not rows:
+        return Taken("member")
+    await insert_ledger(conn, ledger_row, driver=driver)
+    return Taken(None, int(rows[0][1] or 0) if version_of is not None else None)
+
+
+_PG_SQL: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
+
+
+def _pg_reservation(budget: bool, cap: bool, shape: tuple[bool, ...]) -> tuple[str, list[str]]:
+    """The reservation as one PostgreSQL statement (``take_all``), and its parameters' names
+    in ``$n`` order. Mirrors ``_guild_day_statement`` and ``_member_statement``."""
+    cached = _PG_SQL.get((budget, cap, shape))
+    if cached is not None:
+        return cached
+    names: list[str] = []
+
+    def p(name: str, cast: str) -> str:
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}::{cast}"
+
+    key, user, day, now = p("p_key", "bigint"), p("p_user", "bigint"), p("p_day", "timestamptz"), p(
+        "p_now", "timestamptz")
+    r, c, cost = p("p_r", "integer"), p("p_c", "integer"), p("p_cost", "numeric")
+    guild_if = ["true"]
+    if budget:
+        guild_if.append(f"g.requests + {r} <= {p('p_budget', 'integer')}")
+    if cap:
+        guild_if.append(f"g.cost + {cost} <= {p('p_cap', 'numeric')}")
+    per_day, per_chars, in_flight, cooldown, with_version = shape
+    member_if = [f"m.day <= {day}"]
+    if per_day:
+        member_if.append(f"(m.day <> {day} OR m.requests + {r} <= {p('p_max_r', 'integer')})")
+    if per_chars:
+        member_if.append(f"(m.day <> {day} OR m.characters + {c} <= {p('p_max_c', 'integer')})")
+    if in_flight:
+        member_if.append(f"m.in_flight < {p('p_max_in_flight', 'integer')}")
+    if cooldown:
+        cutoff = p("p_cutoff", "timestamptz")
+        member_if.append(f"(m.last_request_at IS NULL OR m.last_request_at <= {cutoff})")
+    casts = {"id": "varchar", "guild_id": "bigint", "user_id": "bigint", "requests": "integer",
+             "characters": "integer", "price_per_request": "numeric", "cost": "numeric", "state": "varchar",
+             "committed_requests": "integer", "refunded_requests": "integer", "job_id": "varchar",
+             "created_at": "timestamptz", "quota_day": "timestamptz"}
+    ledger_values = ", ".join(p(f"l_{name}", casts[name]) for name in LEDGER_COLUMNS)
+    version = "NULL"
+    if with_version:
+        of = p("p_version_of", "bigint")
+        version = f"(SELECT v.version FROM quota_versions AS v WHERE v.guild_key = {of})"
+    sql = f"""WITH g AS (
+  INSERT INTO quota_guild_days AS g (guild_key, day, requests, characters, cost)
+  VALUES ({key}, {day}, {r}, {c}, {cost})
+  ON CONFLICT (guild_key, day) DO UPDATE SET
+    requests = g.requests + {r}, characters = g.characters + {c}, cost = g.cost + {cost}
+  WHERE {" AND ".join(guild_if)}
+  RETURNING 1
+), m AS (
+  INSERT INTO quota_members AS m (guild_key, user_id, day, requests, characters, in_flight, last_request_at)
+  SELECT {key}, {user}, {day}, {r}, {c}, 1, {now} WHERE EXISTS (SELECT FROM g)
+  ON CONFLICT (guild_key, user_id) DO UPDATE SET
+    requests = CASE WHEN m.day = {day} THEN m.requests + {r} ELSE {r} END,
+    characters = CASE WHEN m.day = {day} THEN m.characters + {c} ELSE {c} END,
+    day = {day},
+    in_flight = m.in_flight + 1,
+    last_request_at = CASE WHEN m.last_request_at IS NULL OR m.last_request_at < {now}
+                           THEN {now} ELSE m.last_request_at END
+  WHERE {" AND ".join(member_if)}
+  RETURNING 1
+), l AS (
+  INSERT INTO usage_ledger ({", ".join(LEDGER_COLUMNS)})
+  SELECT {ledger_values} WHERE EXISTS (SELECT FROM m)
+  RETURNING 1
+)
+SELECT EXISTS (SELECT FROM g), EXISTS (SELECT FROM l), {version}"""
+    _PG_SQL[(budget, cap, shape)] = sql, names
+    return sql, names
+
+
 # ---- reading -----------------------------------------------------------------------------------
 
 
@@ -286,6 +501,57 @@ async def apply_delta(
             .where(m.guild_key == key, m.user_id == user_id, m.day == day)
             .values(requests=m.requests + requests, characters=m.characters + characters)
         )
+
+
+async def settle_counters(
+    conn: AsyncConnection, key: int, user_id: int, day: datetime, *, requests: int, characters: int,
+    cost: Decimal, member_day: bool, in_flight_delta: int, set_last: bool = False,
+    last_request_at: datetime | None = None,
+) -> None:
+    """A settlement's counter changes: ``apply_delta`` and ``set_member`` in at most two
+    statements (the server's day only when something of it changed; the member's row once)."""
+    if requests or characters or cost:
+        await conn.execute(_SETTLE_GUILD, {"p_key": key, "p_day": day, "p_r": requests, "p_c": characters,
+                                           "p_cost": cost})
+    counts = member_day and bool(requests or characters)
+    if not (counts or in_flight_delta or set_last):
+        return
+    params: dict[str, Any] = {"p_key": key, "p_user": user_id, "p_in_flight": in_flight_delta}
+    if counts:
+        params.update(p_day=day, p_r=requests, p_c=characters)
+    if set_last:
+        params["p_last"] = last_request_at
+    await conn.execute(_settle_member_statement(counts, set_last), params)
+
+
+_g = quota_guild_days.c
+_SETTLE_GUILD = update(quota_guild_days).where(
+    _g.guild_key == bindparam("p_key"), _g.day == bindparam("p_day", type_=UTCDateTime())
+).values(
+    requests=_g.requests + bindparam("p_r", type_=Integer()),
+    characters=_g.characters + bindparam("p_c", type_=Integer()),
+    cost=_g.cost + bindparam("p_cost", type_=Money()),
+)
+
+
+def _settle_member_statement(counts: bool, set_last: bool) -> Any:
+    key = ("settle_member", counts, set_last)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        m = quota_members.c
+        values: dict[str, Any] = {"in_flight": m.in_flight + bindparam("p_in_flight", type_=Integer())}
+        if counts:
+            same_day = m.day == bindparam("p_day", type_=UTCDateTime())
+            values["requests"] = case((same_day, m.requests + bindparam("p_r", type_=Integer())),
+                                      else_=m.requests)
+            values["characters"] = case((same_day, m.characters + bindparam("p_c", type_=Integer())),
+                                        else_=m.characters)
+        if set_last:
+            values["last_request_at"] = bindparam("p_last", type_=UTCDateTime())
+        stmt = _STATEMENTS[key] = update(quota_members).where(
+            m.guild_key == bindparam("p_key"), m.user_id == bindparam("p_user")
+        ).values(**values)
+    return stmt
 
 
 async def set_member(

@@ -1,14 +1,21 @@
 """``QuotaService``: reserve quota before a submission, settle it after (DESIGN rule 3).
 
-O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, two
-conditional upserts (``bot.quotas.counters``: the server's day — budget and cost cap — and
-the member's row — daily requests and characters, in flight, cooldown; each ``… WHERE used + n
-<= limit``), the ledger insert (and the job's rows) and COMMIT. The guild's policies, blocks and
-settings come from a per-process cache (``bot.quotas.guild_config``) whose version the member
-upsert returns; a reservation decided on a stale copy runs again with the fresh one (after two
-stale tries, under the guild's lock, which moderator changes also take). Only a refusal reads
-more, to say exactly what ran out. Settling adjusts the ledger row and the counters together;
-``counters.verify`` (``chatterbox-bot db verify``) proves they agree.
+O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, the
+reservation's writes (``counters.take_all``: the server's day — budget and cost cap — then the
+member's row — daily requests and characters, in flight, cooldown — each a conditional upsert
+``… WHERE used + n <= limit``, then the ledger row; one statement on PostgreSQL, one driver call
+each on SQLite), the job's rows and COMMIT. The guild's policies, blocks and settings come from
+a per-process cache (``bot.quotas.guild_config``) whose version the same statement returns; a
+reservation decided on a stale copy runs again with the fresh one (after two stale tries, under
+the guild's lock, which moderator changes also take). Only a refusal reads more, to say exactly
+what ran out. Settling adjusts the ledger row and the counters together; ``counters.verify``
+(``chatterbox-bot db verify``) proves they agree.
+
+A process queues its own reservations that would wait on the same database lock (``_turn``:
+all of them on SQLite, which has one writer at a time; one member's on PostgreSQL, where they
+queue on that member's row) before they reach the database: waiting there costs SQLite's busy
+handler its sleeps and PostgreSQL a pooled connection per waiter. Correctness does not rest on
+it (other processes and writers are kept apart by the database).
 
 Atomicity — no over-grant under concurrency, within and across processes: each limit is checked
 by the statement that adds to its counter, so two reservations can never both pass the last
@@ -29,13 +36,16 @@ protect the server's wallet. A blocked member is always refused, exempt or not.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -147,6 +157,7 @@ class QuotaService:
         self._in_flight_horizon = timedelta(seconds=2 * settings.chatterbox_max_wait_seconds + 600)
         self.admin = QuotaAdmin(db, settings, clock)
         self._configs = GuildConfigCache()
+        self._turns: dict[tuple[int, int], _Turn] = {}
 
     # ---- prices ---------------------------------------------------------------------------
     @property
@@ -195,8 +206,6 @@ class QuotaService:
                     await self._configs.get(conn, guild_id)
                     cached = self._configs.peek(guild_id)
             config = cached[1] if cached else None
-            await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
-                             characters=characters, member_limits=member_limits)
             price = self.price_per_request
             values = {
                 "id": new_id(),
@@ -213,17 +222,42 @@ class QuotaService:
                 "created_at": now,
                 "quota_day": day_start(now, self._reset_hour(config.settings if config else None)),
             }
-            await conn.execute(_LEDGER_INSERT, values)
+            await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
+                             characters=characters, member_limits=member_limits, ledger_row=values)
             if job is not None:
                 await insert_job(conn, job, reservation_id=values["id"], now=now)
             return _reservation(values)
 
-        for _attempt in range(_STALE_ATTEMPTS - 1):
-            try:
-                return await self._db.write(write)
-            except _StaleConfig:
-                continue  # a moderator changed the guild's settings meanwhile: decide again
-        return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
+        async with self._turn(guild_id, user_id):
+            for _attempt in range(_STALE_ATTEMPTS - 1):
+                try:
+                    return await self._db.write(write)
+                except _StaleConfig:
+                    continue  # a moderator changed the guild's settings meanwhile: decide again
+            return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
+
+    @asynccontextmanager
+    async def _turn(self, guild_id: int | None, user_id: int) -> AsyncIterator[None]:
+        """Wait for this process's previous reservation that would hold the same lock.
+
+        SQLite runs one write transaction at a time, and one member's reservations on
+        PostgreSQL queue on that member's counter row anyway; queueing them here first keeps
+        the waiters off the database (SQLite's busy handler sleeps, PostgreSQL's lock waits
+        each hold a pooled connection). Correctness never depends on it: other processes and
+        other writers are kept apart by the database as before.
+        """
+        key = (0, 0) if self._db.is_sqlite else (counters.guild_key(guild_id), user_id)
+        entry = self._turns.get(key)
+        if entry is None:
+            entry = self._turns[key] = _Turn()
+        entry.waiting += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.waiting -= 1
+            if entry.waiting == 0:
+                del self._turns[key]
 
     async def check(
         self,
@@ -288,9 +322,7 @@ class QuotaService:
         """Apply ``totals(current row)`` to the locked ledger row, in one transaction."""
 
         async def write(conn: AsyncConnection) -> Reservation:
-            row = (
-                await conn.execute(select(ledger).where(ledger.c.id == reservation_id).with_for_update())
-            ).first()
+            row = (await conn.execute(_SETTLE_SELECT, {"p_id": reservation_id})).first()
             if row is None:
                 raise UnknownReservation(reservation_id)
             current = reservation_from_row(row)
@@ -316,30 +348,21 @@ class QuotaService:
                 )
             cost = to_money(current.price_per_request * (current.requests - new_refunded))
             settled_at = self._clock.now() if done else None
-            await conn.execute(
-                update(ledger)
-                .where(ledger.c.id == reservation_id)
-                .values(
-                    committed_requests=new_committed,
-                    refunded_requests=new_refunded,
-                    cost=cost,
-                    state=state.value,
-                    settled_at=settled_at,
-                )
-            )
+            await conn.execute(_SETTLE_UPDATE, {
+                "p_id": reservation_id, "p_committed": new_committed, "p_refunded": new_refunded,
+                "p_cost": cost, "p_state": state.value, "p_settled_at": settled_at,
+            })
             key, forgiven = counters.guild_key(current.guild_id), row.forgiven_at is not None
-            await counters.apply_delta(
+            # A reservation refunded whole no longer starts a cooldown: find the one before.
+            again = done and state is ReservationState.REFUNDED and not forgiven
+            newest = await counters.newest_counted(conn, key, current.user_id) if again else None
+            await counters.settle_counters(
                 conn, key, current.user_id, row.quota_day,
                 requests=current.refunded_requests - new_refunded,
                 characters=-current.characters if state is ReservationState.REFUNDED else 0,
-                cost=cost - current.cost, member_day=not forgiven,
+                cost=cost - current.cost, member_day=not forgiven, in_flight_delta=-1 if done else 0,
+                set_last=again, last_request_at=newest,
             )
-            if done:
-                # A reservation refunded whole no longer starts a cooldown: find the one before.
-                again = state is ReservationState.REFUNDED and not forgiven
-                newest = await counters.newest_counted(conn, key, current.user_id) if again else None
-                await counters.set_member(conn, key, current.user_id, in_flight_delta=-1,
-                                          set_last=again, last_request_at=newest)
             return dataclasses.replace(
                 current, committed_requests=new_committed, refunded_requests=new_refunded, cost=cost,
                 state=state, settled_at=settled_at,
@@ -451,17 +474,19 @@ class QuotaService:
     async def _take(
         self, conn: AsyncConnection, cached: tuple[int, GuildConfig] | None, guild_id: int | None,
         user_id: int, role_ids: Sequence[int], *, now: datetime, requests: int, characters: int,
-        member_limits: bool,
+        member_limits: bool, ledger_row: dict[str, Any],
     ) -> None:
-        """Take from the two counter rows, or raise the refusal (the transaction rolls back).
+        """Take from the two counter rows and write the ledger row, or raise the refusal (the
+        transaction rolls back).
 
-        The hot path is two conditional upserts; the member's also returns the guild's
-        configuration version, and a version other than the cached one raises ``_StaleConfig``
-        (the caller runs the transaction again with the fresh configuration). When an upsert
-        refuses, its row stays locked, the member's full picture is read (``_read_member``)
-        and ``_refusal`` names the limit in its usual order; if nothing is actually exceeded
-        (an in-flight counter still holding a reservation whose job died), the rest is taken
-        without conditions — exact, because the refused upsert holds the row's lock.
+        The hot path is ``counters.take_all``: one statement on PostgreSQL, three driver calls
+        on SQLite; it also returns the guild's configuration version, and a version other than
+        the cached one raises ``_StaleConfig`` (the caller runs the transaction again with the
+        fresh configuration). When a counter refuses, its row stays locked, the member's full
+        picture is read (``_read_member``) and ``_refusal`` names the limit in its usual order;
+        if nothing is actually exceeded (an in-flight counter still holding a reservation whose
+        job died), the rest is taken without conditions — exact, because the refused upsert
+        holds the row's lock.
         """
         version, config = cached if cached is not None else (0, None)
         guild = config.settings if config else None
@@ -477,33 +502,42 @@ class QuotaService:
             not exempt and characters > policy.max_chars_per_request
         ):
             await refuse(set())
-        key, day = counters.guild_key(guild_id), day_start(now, self._reset_hour(guild))
-        cost = self.price(requests)
-        if not await counters.take_guild_day(
-            conn, key, day, requests=requests, characters=characters, cost=cost,
-            budget=guild.daily_request_budget if guild else None, cap=guild.daily_cost_cap if guild else None,
-        ):
-            await refuse(set())
-            await counters.take_guild_day(conn, key, day, requests=requests, characters=characters, cost=cost,
-                                          budget=None, cap=None)
+        key, day = counters.guild_key(guild_id), ledger_row["quota_day"]
+        cost = ledger_row["cost"]
+        budget = guild.daily_request_budget if guild else None
+        cap = guild.daily_cost_cap if guild else None
         wait = policy.cooldown_seconds
-        limits = counters.MemberLimits() if exempt else counters.MemberLimits(
+        limits = _NO_LIMITS if exempt else counters.MemberLimits(
             requests_per_day=policy.requests_per_day, chars_per_day=policy.chars_per_day,
             max_in_flight=policy.max_in_flight,
             cooldown_cutoff=now - timedelta(seconds=wait) if wait else None,
         )
-        taken, seen = await counters.take_member(
-            conn, key, user_id, day, now=now, requests=requests, characters=characters, limits=limits,
-            version_of=guild_id,
+        taken = await counters.take_all(
+            conn, key, user_id, day, now=now, requests=requests, characters=characters, cost=cost,
+            budget=budget, cap=cap, limits=limits, version_of=guild_id, ledger_row=ledger_row,
         )
-        if not taken:
-            await refuse({"guild_day"})
-            taken, seen = await counters.take_member(
-                conn, key, user_id, day, now=now, requests=requests, characters=characters,
-                limits=counters.MemberLimits(), version_of=guild_id,
+        seen = taken.version
+        if taken.refused is not None:  # the slow path: say what ran out, or take what is free
+            if taken.refused == "guild_day" and not await counters.take_guild_day(
+                conn, key, day, requests=requests, characters=characters, cost=cost, budget=budget, cap=cap,
+            ):
+                await refuse(set())
+                await counters.take_guild_day(conn, key, day, requests=requests, characters=characters,
+                                              cost=cost, budget=None, cap=None)
+            took, seen = await counters.take_member(
+                conn, key, user_id, day, now=now, requests=requests, characters=characters, limits=limits,
+                version_of=guild_id,
             )
-            if not taken:  # the row is of a later day: this process's clock lags at the reset
-                raise QuotaExceeded("The quota day is changing over; try again in a moment.", code="clock")
+            if not took:
+                await refuse({"guild_day"})
+                took, seen = await counters.take_member(
+                    conn, key, user_id, day, now=now, requests=requests, characters=characters,
+                    limits=_NO_LIMITS, version_of=guild_id,
+                )
+                if not took:  # the row is of a later day: this process's clock lags at the reset
+                    raise QuotaExceeded("The quota day is changing over; try again in a moment.",
+                                        code="clock")
+            await counters.insert_ledger(conn, ledger_row)
         if guild_id is not None and seen != version:
             self._configs.forget(guild_id)
             raise _StaleConfig()
@@ -650,7 +684,23 @@ class QuotaService:
         return None
 
 
-_LEDGER_INSERT = ledger.insert()
+_NO_LIMITS = counters.MemberLimits()
+# Settlement's two ledger statements, built once (only their values change).
+_SETTLE_SELECT = select(ledger).where(ledger.c.id == bindparam("p_id")).with_for_update()
+_SETTLE_UPDATE = update(ledger).where(ledger.c.id == bindparam("p_id")).values(
+    committed_requests=bindparam("p_committed"), refunded_requests=bindparam("p_refunded"),
+    cost=bindparam("p_cost"), state=bindparam("p_state"), settled_at=bindparam("p_settled_at"),
+)
+
+
+class _Turn:
+    """One queue of ``QuotaService._turn``: its lock and how many reservations use it."""
+
+    __slots__ = ("lock", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
 
 
 class _StaleConfig(Exception):
@@ -668,10 +718,12 @@ _CHARS_LIMIT_OWNER = {
 }
 
 
-def _reservation(values: dict[str, object]) -> Reservation:
+_RESERVATION_FIELDS = frozenset(f.name for f in dataclasses.fields(Reservation)) - {"state", "settled_at"}
+
+
+def _reservation(values: dict[str, Any]) -> Reservation:
     """The reservation just inserted, without reading it back."""
-    fields = {f.name for f in dataclasses.fields(Reservation)}
-    return Reservation(**{k: v for k, v in values.items() if k in fields and k != "state"},  # type: ignore[arg-type]
+    return Reservation(**{k: v for k, v in values.items() if k in _RESERVATION_FIELDS},
                        state=ReservationState.RESERVED, settled_at=None)
 
 

@@ -23,7 +23,7 @@ GUILD, USER = 500, 600
 
 def limited_settings() -> Settings:
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, quota_requests_per_day=10, quota_cooldown_seconds=0, quota_max_in_flight=1000
+        _env_file=None, quota_requests_per_day=10, quota_cooldown_seconds=0, quota_max_in_flight=1000  # pyright: ignore[reportCallIssue]
     )
 
 

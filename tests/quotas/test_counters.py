@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, update
+from sqlalchemy.util import await_only
 
 from bot.clock import ManualClock
 from bot.quotas import QuotaExceeded, QuotaService, counters
@@ -83,13 +85,31 @@ async def test_verify_reports_a_counter_that_drifted(db: Database, clock: Manual
 
 
 def count_statements(db: Database) -> list[str]:
+    """Every statement the database runs from now on, literals replaced by ``?``.
+
+    On SQLite the reservation sends its statements to the driver itself, past SQLAlchemy's
+    cursor events, so there SQLite's own trace callback (installed on each checked-out
+    connection, in the driver's thread) is what sees them; on PostgreSQL every statement goes
+    through SQLAlchemy's cursor."""
     seen: list[str] = []
+    if db.is_sqlite:
+        def trace(statement: str) -> None:
+            seen.append(_LITERALS.sub("?", statement))
+
+        def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            await_only(dbapi_connection.driver_connection.set_trace_callback(trace))
+
+        event.listen(db.engine.sync_engine.pool, "checkout", checkout)
+        return seen
 
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(statement)
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", before)
     return seen
+
+
+_LITERALS = re.compile(r"'[^']*'|\b\d+(\.\d+)?\b")
 
 
 async def test_a_reservation_costs_the_same_statements_at_any_ledger_size(
@@ -106,6 +126,7 @@ async def test_a_reservation_costs_the_same_statements_at_any_ledger_size(
     seen.clear()
     await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)
     assert seen == empty
+    assert any("usage_ledger" in s for s in seen) and any("quota_members" in s for s in seen)
     assert not any("sum(" in s.lower() or "count(" in s.lower() for s in seen)
 
 
@@ -174,3 +195,33 @@ async def test_a_new_reset_hour_keeps_the_running_day_and_the_counters_exact(
     await quotas.admin.set_reset_hour(GUILD, 6, actor_id=MOD)  # 05:00 now belongs to yesterday
     assert await verify(db) == []
     assert (await quotas.usage(GUILD, USER)).requests_used == 3
+
+
+async def test_a_refusal_by_either_counter_changes_neither(db: Database, clock: ManualClock) -> None:
+    """The reservation's writes run as one statement on PostgreSQL and one after another on
+    SQLite; a refusal by the second counter must also undo what the first one took."""
+    clock.set(NOON)
+    quotas = QuotaService(db, make_settings(quota_cooldown_seconds=0, quota_requests_per_day=3), clock)
+    await quotas.admin.set_daily_budget(GUILD, 5, actor_id=MOD)
+    for _ in range(3):
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=10)
+    # The server's day has room (3 of 5), the member's has none: the member's row refuses.
+    try:
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=10)
+    except QuotaExceeded as refusal:
+        assert refusal.code == "requests_per_day"
+    else:
+        raise AssertionError("the member's fourth request was granted")
+    assert (await quotas.guild_usage(GUILD)).requests == 3
+    assert await verify(db) == []
+    await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=2, characters=10)
+    # Now the server's day refuses first (5 of 5); the other member's row stays as it was.
+    try:
+        await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=10)
+    except QuotaExceeded as refusal:
+        assert refusal.code == "guild_budget"
+    else:
+        raise AssertionError("the server's budget was passed")
+    assert (await quotas.usage(GUILD, USER + 1)).requests_used == 2
+    assert (await quotas.guild_usage(GUILD)).requests == 5
+    assert await verify(db) == []
