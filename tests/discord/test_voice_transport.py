@@ -316,7 +316,11 @@ async def test_a_region_change_mid_clip_moves_to_the_new_server_and_plays_on(mak
         await h.sandbox.set_rtc_region(h.voice_channel, "rotterdam")
         await t.lab.wait_until(lambda: "played in #Lounge" in probe.states)
         assert probe.fallbacks == []
-        heard = await t.wait_heard(lambda x: x.trailing_silence >= 5)
+        # Wait for the whole clip's sound, not for discord.py's closing silence: discord.py
+        # sends that only if its client counts as connected at the very end, and after a move
+        # between voice servers on a loaded machine it was sometimes missing (cause unproven).
+        heard = await t.wait_heard(lambda x: x.sound_seconds() >= sound_span(wav) - 0.1,
+                                   what="the whole clip, on either server")
         assert h.sandbox.voice_servers["rotterdam"].sessions_of(h.sandbox.bot_user.id)[0].frames
         assert sound_span(wav) - 0.1 <= heard.sound_seconds() <= sound_span(wav) * (1 + WHOLE)
 
