@@ -1,8 +1,10 @@
 """``AutoreadService``: the hands-free reading core of one bot (settings, opt-ins, readers).
 
-The Discord layer builds it with a ``ReadOutlet`` (reactions and the voice player) and hands
-it each message as an ``IncomingMessage``; the rules (``bot.autoread.rules``), the opt-in
-check and the text cleanup happen here, the queueing and the money in ``GuildReader``.
+The Discord layer builds it with a ``ReadOutlet`` (reactions and the voice player) and a
+``VoiceLookup`` (members' default voices: ``cogs.autoread.voices``; the built-in voice for
+everyone when none is given) and hands it each message as an ``IncomingMessage``; the rules
+(``bot.autoread.rules``), the opt-in check and the text cleanup happen here, the queueing and
+the money in ``GuildReader``.
 
 Decisions: a server's settings are cached in memory after the first read and refreshed by
 ``save_settings``/``turn_off`` in this process (one bot process per token, see DESIGN); the
