@@ -29,15 +29,15 @@ scalar subquery in RETURNING), so checking the policy cache costs no extra round
 A reservation's writes (``take_all``) are built once per shape. On PostgreSQL they are one
 statement: three data-modifying CTEs, each running only if the one before it took, so the two
 counter rows are locked from that one round trip to COMMIT. On SQLite (no DML in CTEs) they are
-three statements sent on the transaction's own connection straight to the driver, one call of
-its thread each (SQLAlchemy's cursor layer makes four), with the column types' own bind
-processors, so what is stored is byte for byte what SQLAlchemy would store.
+three statements in the caller's transaction. ``reservation_steps`` is the fast form of the same
+writes for SQLite: the reservation's three statements (and the caller adds the job's rows) as
+``bot.store.driver`` steps, run with BEGIN IMMEDIATE … COMMIT in one call of the driver's thread
+(``Database.write_steps``), each step going on only if the one before it took, with the column
+types' own bind processors, so what is stored is byte for byte what SQLAlchemy would store.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,9 +45,9 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, case, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.store.driver import Prepared, Step, StepsResult, prepared
 from bot.store.tables import quota_guild_days, quota_members, quota_versions
 from bot.store.tables import usage_ledger as ledger
 from bot.store.types import Money, UTCDateTime, to_money
@@ -233,73 +233,97 @@ class Taken:
     version: int | None = None
 
 
-class _Prepared:
-    """A statement compiled once for the driver: its SQL, each distinct parameter once (its
-    name, its column type's own bind processor, so stored values are exactly what SQLAlchemy
-    would store, and the value a literal of the statement carries) and, per position, which
-    of them goes there (a parameter used N times is processed once)."""
-
-    __slots__ = ("order", "slots", "sql")
-
-    def __init__(self, stmt: Any, dialect: Any, column_keys: list[str] | None = None) -> None:
-        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
-        self.sql: str = compiled.string
-        names = list(dict.fromkeys(compiled.positiontup or ()))
-        self.slots: list[tuple[str, Any, Any]] = []
-        for name in names:
-            bind = compiled.binds[name]
-            self.slots.append((name, bind.type.dialect_impl(dialect).bind_processor(dialect), bind.value))
-        self.order = [names.index(name) for name in compiled.positiontup or ()]
-
-    def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        values = []
-        for name, process, default in self.slots:
-            value = params.get(name, default)
-            values.append(value if process is None or value is None else process(value))
-        return tuple([values[i] for i in self.order])
-
-
-def _prepared(key: tuple[Any, ...], build: Callable[[], _Prepared]) -> _Prepared:
-    prepared = _PREPARED.get(key)
-    if prepared is None:
-        prepared = _PREPARED[key] = build()
-    return prepared
-
-
-_PREPARED: dict[tuple[Any, ...], _Prepared] = {}
 LEDGER_COLUMNS = ["id", "guild_id", "user_id", "requests", "characters", "price_per_request", "cost", "state",
                   "committed_requests", "refunded_requests", "job_id", "created_at", "quota_day"]
-
-
-async def _driver(conn: AsyncConnection) -> Any:
-    """The transaction's own SQLite connection as the driver (aiosqlite) has it."""
-    return (await conn.get_raw_connection()).driver_connection
-
-
-async def _sqlite_rows(driver: Any, prepared: _Prepared, params: dict[str, Any]) -> list[Any]:
-    """Run ``prepared`` on the transaction's own SQLite connection (``_driver``) in one call of
-    the driver's thread (SQLAlchemy's cursor layer takes four). The transaction is the
-    caller's: its ``BEGIN IMMEDIATE`` already holds the write lock. Driver errors come out as
-    SQLAlchemy's, so ``Database.write`` tells transient ones apart as usual."""
-    args = prepared.args(params)
-    try:
-        return list(await driver.execute_fetchall(prepared.sql, args))
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(prepared.sql, args, exc, sqlite3.Error) from exc
 
 
 def _ledger_values(row: dict[str, Any]) -> dict[str, Any]:
     return {name: row[name] for name in LEDGER_COLUMNS}
 
 
-async def insert_ledger(conn: AsyncConnection, row: dict[str, Any], *, driver: Any = None) -> None:
+async def insert_ledger(conn: AsyncConnection, row: dict[str, Any]) -> None:
     """The reservation's ledger row (the slow path; ``take_all`` writes it on the fast one)."""
-    if conn.dialect.name == "sqlite":
-        prepared = _prepared(("ledger", "sqlite"), lambda: _Prepared(
-            ledger.insert(), conn.dialect, LEDGER_COLUMNS))
-        await _sqlite_rows(driver or await _driver(conn), prepared, row)
-    else:
-        await conn.execute(ledger.insert(), _ledger_values(row))
+    await conn.execute(ledger.insert(), _ledger_values(row))
+
+
+def _refused_up_front(requests: int, characters: int, cost: Decimal, budget: int | None, cap: Decimal | None,
+                      limits: MemberLimits) -> Taken | None:
+    if (budget is not None and requests > budget) or (cap is not None and cost > cap):
+        return Taken("guild_day")
+    if (limits.requests_per_day is not None and requests > limits.requests_per_day) or (
+        limits.chars_per_day is not None and characters > limits.chars_per_day
+    ):
+        return Taken("member")
+    return None
+
+
+def _params(
+    key: int, user_id: int, day: datetime, now: datetime, requests: int, characters: int, cost: Decimal,
+    budget: int | None, cap: Decimal | None, limits: MemberLimits, version_of: int | None,
+) -> dict[str, Any]:
+    return {
+        "p_key": key, "p_user": user_id, "p_day": day, "p_now": now, "p_r": requests, "p_c": characters,
+        "p_cost": cost, "p_budget": budget, "p_cap": cap, "p_max_r": limits.requests_per_day,
+        "p_max_c": limits.chars_per_day, "p_max_in_flight": limits.max_in_flight,
+        "p_cutoff": limits.cooldown_cutoff, "p_version_of": version_of,
+    }
+
+
+def _shape(limits: MemberLimits, version_of: int | None) -> tuple[bool, ...]:
+    return (limits.requests_per_day is not None, limits.chars_per_day is not None,
+            limits.max_in_flight is not None, limits.cooldown_cutoff is not None, version_of is not None)
+
+
+@dataclass(frozen=True)
+class ReservationSteps:
+    """A reservation's writes as ``bot.store.driver`` steps (SQLite): the server's day, the
+    member's row, the ledger row; the caller may add steps (the job's rows) after them.
+    ``steps`` is empty when the request is refused before any statement (``refused``)."""
+
+    steps: list[Step]
+    refused: Taken | None = None
+
+    @staticmethod
+    def outcome(result: StepsResult) -> str:
+        """``"taken"`` (committed), ``"guild_day"`` or ``"member"`` (that counter refused) or
+        ``"stale"`` (the guild's configuration version is not the expected one); only
+        ``"taken"`` wrote anything."""
+        if result.refused_at is None:
+            return "taken"
+        if result.refused_at == 0:
+            return "guild_day"
+        return "stale" if result.rows[1] else "member"
+
+
+def reservation_steps(
+    dialect: Any, key: int, user_id: int, day: datetime, *, now: datetime, requests: int, characters: int,
+    cost: Decimal, budget: int | None, cap: Decimal | None, limits: MemberLimits, version_of: int | None,
+    expect_version: int, ledger_row: dict[str, Any],
+) -> ReservationSteps:
+    """``take_all`` as steps for ``Database.write_steps`` (one call of the driver's thread).
+
+    Each counter's step goes on only if its upsert took; the member's also only if the guild's
+    configuration version it returns is ``expect_version`` (with ``version_of``), so a
+    reservation decided on a stale cached configuration writes nothing."""
+    refused = _refused_up_front(requests, characters, cost, budget, cap, limits)
+    if refused is not None:
+        return ReservationSteps([], refused)
+    shape = _shape(limits, version_of)
+    params = _params(key, user_id, day, now, requests, characters, cost, budget, cap, limits, version_of)
+    guild = prepared(("guild_day", "sqlite", budget is not None, cap is not None), lambda: Prepared(
+        _guild_day_statement("sqlite", budget is not None, cap is not None), dialect))
+    member = prepared(("member", "sqlite", *shape),
+                      lambda: Prepared(_member_statement("sqlite", shape), dialect))
+    entry = prepared(("ledger", "sqlite"), lambda: Prepared(ledger.insert(), dialect, LEDGER_COLUMNS))
+
+    def member_took(rows: list[Any]) -> bool:
+        return bool(rows) and (version_of is None or int(rows[0][1] or 0) == expect_version)
+
+    return ReservationSteps([
+        Step(guild, params, accept=bool),
+        Step(member, params, accept=member_took),
+        Step(entry, ledger_row),
+    ])
 
 
 async def take_all(
@@ -314,22 +338,12 @@ async def take_all(
     before): one round trip, and the two counter rows are locked only from that statement to
     COMMIT. SQLite runs the same three statements one driver call each. Either way it is the
     caller's transaction: a refusal after the guild's day took is rolled back with it."""
-    if (budget is not None and requests > budget) or (cap is not None and cost > cap):
-        return Taken("guild_day")
-    if (limits.requests_per_day is not None and requests > limits.requests_per_day) or (
-        limits.chars_per_day is not None and characters > limits.chars_per_day
-    ):
-        return Taken("member")
-    shape = (limits.requests_per_day is not None, limits.chars_per_day is not None,
-             limits.max_in_flight is not None, limits.cooldown_cutoff is not None, version_of is not None)
-    params: dict[str, Any] = {
-        "p_key": key, "p_user": user_id, "p_day": day, "p_now": now, "p_r": requests, "p_c": characters,
-        "p_cost": cost, "p_budget": budget, "p_cap": cap, "p_max_r": limits.requests_per_day,
-        "p_max_c": limits.chars_per_day, "p_max_in_flight": limits.max_in_flight,
-        "p_cutoff": limits.cooldown_cutoff, "p_version_of": version_of,
-    }
+    refused = _refused_up_front(requests, characters, cost, budget, cap, limits)
+    if refused is not None:
+        return refused
     if conn.dialect.name == "postgresql":
-        sql, names = _pg_reservation(budget is not None, cap is not None, shape)
+        params = _params(key, user_id, day, now, requests, characters, cost, budget, cap, limits, version_of)
+        sql, names = _pg_reservation(budget is not None, cap is not None, _shape(limits, version_of))
         values = {**params, **{f"l_{k}": v for k, v in ledger_row.items()}}
         row: Any = (await conn.exec_driver_sql(sql, tuple(values[n] for n in names))).one()
         if not row[0]:
@@ -337,18 +351,15 @@ async def take_all(
         if not row[1]:
             return Taken("member")
         return Taken(None, int(row[2] or 0) if version_of is not None else None)
-    dialect, driver = conn.dialect, await _driver(conn)
-    guild = _prepared(("guild_day", "sqlite", budget is not None, cap is not None), lambda: _Prepared(
-        _guild_day_statement("sqlite", budget is not None, cap is not None), dialect))
-    if not await _sqlite_rows(driver, guild, params):
+    if not await take_guild_day(conn, key, day, requests=requests, characters=characters, cost=cost,
+                                budget=budget, cap=cap):
         return Taken("guild_day")
-    member = _prepared(("member", "sqlite", *shape), lambda: _Prepared(
-        _member_statement("sqlite", shape), dialect))
-    rows = await _sqlite_rows(driver, member, params)
-    if not rows:
+    took, version = await take_member(conn, key, user_id, day, now=now, requests=requests,
+                                      characters=characters, limits=limits, version_of=version_of)
+    if not took:
         return Taken("member")
-    await insert_ledger(conn, ledger_row, driver=driver)
-    return Taken(None, int(rows[0][1] or 0) if version_of is not None else None)
+    await insert_ledger(conn, ledger_row)
+    return Taken(None, version)
 
 
 _PG_SQL: dict[tuple[Any, ...], tuple[str, list[str]]] = {}

@@ -3,8 +3,11 @@
 O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN, the
 reservation's writes (``counters.take_all``: the server's day — budget and cost cap — then the
 member's row — daily requests and characters, in flight, cooldown — each a conditional upsert
-``… WHERE used + n <= limit``, then the ledger row; one statement on PostgreSQL, one driver call
-each on SQLite), the job's rows and COMMIT. The guild's policies, blocks and settings come from
+``… WHERE used + n <= limit``, then the ledger row; one statement on PostgreSQL), the job's rows
+and COMMIT. On SQLite that whole transaction is one call of the driver's thread
+(``Database.write_steps``, ``bot.store.driver``): each statement goes on only if the one before
+it took, and anything else (a refusal, a stale cache) rolls it back and decides on the usual
+path. The guild's policies, blocks and settings come from
 a per-process cache (``bot.quotas.guild_config``) whose version the same statement returns; a
 reservation decided on a stale copy runs again with the fresh one (after two stale tries, under
 the guild's lock, which moderator changes also take). Only a refusal reads more, to say exactly
@@ -74,7 +77,7 @@ from bot.quotas.policy import PolicySource, ResolvedPolicy
 from bot.quotas.window import day_start, format_until, next_reset
 from bot.store.database import Database
 from bot.store.ids import new_id
-from bot.store.jobs import NewJob, insert_job
+from bot.store.jobs import NewJob, insert_job, job_steps
 from bot.store.tables import quota_guild_days
 from bot.store.tables import usage_ledger as ledger
 from bot.store.types import to_money
@@ -126,6 +129,20 @@ class UsageHistory:
     top_members: tuple[tuple[int, tuple[int, ...]], ...]
     daily_request_budget: int | None
     daily_cost_cap: Decimal | None
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A reservation's checks as the cached configuration sets them (``QuotaService._decide``):
+    ``refuse`` when it is refused before any counter (blocked, paused, too long a request)."""
+
+    version: int
+    config: GuildConfig | None
+    exempt: bool
+    refuse: bool
+    budget: int | None
+    cap: Decimal | None
+    limits: counters.MemberLimits
 
 
 @dataclass(frozen=True)
@@ -205,23 +222,7 @@ class QuotaService:
                 if cached is None:
                     await self._configs.get(conn, guild_id)
                     cached = self._configs.peek(guild_id)
-            config = cached[1] if cached else None
-            price = self.price_per_request
-            values = {
-                "id": new_id(),
-                "guild_id": guild_id,
-                "user_id": user_id,
-                "requests": requests,
-                "characters": characters,
-                "price_per_request": price,
-                "cost": to_money(price * requests),
-                "state": ReservationState.RESERVED.value,
-                "committed_requests": 0,
-                "refunded_requests": 0,
-                "job_id": job_id,
-                "created_at": now,
-                "quota_day": day_start(now, self._reset_hour(config.settings if config else None)),
-            }
+            values = self._ledger_row(cached, guild_id, user_id, requests, characters, job_id, now)
             await self._take(conn, cached, guild_id, user_id, role_ids, now=now, requests=requests,
                              characters=characters, member_limits=member_limits, ledger_row=values)
             if job is not None:
@@ -229,12 +230,81 @@ class QuotaService:
             return _reservation(values)
 
         async with self._turn(guild_id, user_id):
+            if self._db.is_sqlite:
+                reservation = await self._reserve_in_one_call(
+                    guild_id, user_id, role_ids, requests=requests, characters=characters, job_id=job_id,
+                    job=job, member_limits=member_limits,
+                )
+                if reservation is not None:
+                    return reservation
             for _attempt in range(_STALE_ATTEMPTS - 1):
                 try:
                     return await self._db.write(write)
                 except _StaleConfig:
                     continue  # a moderator changed the guild's settings meanwhile: decide again
             return await self._db.write(write, lock=guild_lock(guild_id))  # no change can race this one
+
+    def _ledger_row(
+        self, cached: tuple[int, GuildConfig] | None, guild_id: int | None, user_id: int, requests: int,
+        characters: int, job_id: str | None, now: datetime,
+    ) -> dict[str, Any]:
+        """The reservation's ledger row (state ``reserved``, a new id)."""
+        config = cached[1] if cached else None
+        price = self.price_per_request
+        return {
+            "id": new_id(),
+            "guild_id": guild_id,
+            "user_id": user_id,
+            "requests": requests,
+            "characters": characters,
+            "price_per_request": price,
+            "cost": to_money(price * requests),
+            "state": ReservationState.RESERVED.value,
+            "committed_requests": 0,
+            "refunded_requests": 0,
+            "job_id": job_id,
+            "created_at": now,
+            "quota_day": day_start(now, self._reset_hour(config.settings if config else None)),
+        }
+
+    async def _reserve_in_one_call(
+        self, guild_id: int | None, user_id: int, role_ids: Sequence[int], *, requests: int, characters: int,
+        job_id: str | None, job: NewJob | None, member_limits: bool,
+    ) -> Reservation | None:
+        """SQLite: the reservation and its job as one transaction in one call of the driver's
+        thread (``Database.write_steps``): the same upserts as ``_take``'s hot path, each going
+        on only if it took, the member's also only if the cached configuration is current.
+        None when that path cannot decide (no cached configuration, a refusal, a stale cache):
+        nothing was written, and ``reserve`` decides on the usual path, which says exactly what
+        ran out."""
+        cached = None
+        if guild_id is not None:
+            cached = self._configs.peek(guild_id)
+            if cached is None:
+                return None
+        now = self._clock.now()
+        values = self._ledger_row(cached, guild_id, user_id, requests, characters, job_id, now)
+        decision = self._decide(cached, user_id, role_ids, now=now, characters=characters,
+                                member_limits=member_limits)
+        if decision.refuse:
+            return None
+        dialect = self._db.engine.dialect
+        plan = counters.reservation_steps(
+            dialect, counters.guild_key(guild_id), user_id, values["quota_day"], now=now, requests=requests,
+            characters=characters, cost=values["cost"], budget=decision.budget, cap=decision.cap,
+            limits=decision.limits, version_of=guild_id, expect_version=decision.version, ledger_row=values,
+        )
+        if plan.refused is not None:
+            return None
+        steps = plan.steps
+        if job is not None:
+            steps += job_steps(dialect, job, reservation_id=values["id"], now=now)
+        outcome = counters.ReservationSteps.outcome(await self._db.write_steps(steps))
+        if outcome == "taken":
+            return _reservation(values)
+        if outcome == "stale" and guild_id is not None:
+            self._configs.forget(guild_id)
+        return None
 
     @asynccontextmanager
     async def _turn(self, guild_id: int | None, user_id: int) -> AsyncIterator[None]:
@@ -471,6 +541,30 @@ class QuotaService:
     async def _config(self, conn: AsyncConnection, guild_id: int | None) -> GuildConfig | None:
         return None if guild_id is None else await self._configs.get(conn, guild_id)
 
+    def _decide(
+        self, cached: tuple[int, GuildConfig] | None, user_id: int, role_ids: Sequence[int], *, now: datetime,
+        characters: int, member_limits: bool,
+    ) -> _Decision:
+        """What a reservation checks, from the cached configuration (``_take`` says how)."""
+        version, config = cached if cached is not None else (0, None)
+        guild = config.settings if config else None
+        policy = config.policy_for(self._defaults, user_id, role_ids) if config else self._defaults
+        exempt = not member_limits or (config is not None and config.exempt(role_ids))
+        blocked = config is not None and user_id in config.blocked
+        wait = policy.cooldown_seconds
+        return _Decision(
+            version=version, config=config, exempt=exempt,
+            refuse=blocked or (guild is not None and guild.paused) or (
+                not exempt and characters > policy.max_chars_per_request),
+            budget=guild.daily_request_budget if guild else None,
+            cap=guild.daily_cost_cap if guild else None,
+            limits=_NO_LIMITS if exempt else counters.MemberLimits(
+                requests_per_day=policy.requests_per_day, chars_per_day=policy.chars_per_day,
+                max_in_flight=policy.max_in_flight,
+                cooldown_cutoff=now - timedelta(seconds=wait) if wait else None,
+            ),
+        )
+
     async def _take(
         self, conn: AsyncConnection, cached: tuple[int, GuildConfig] | None, guild_id: int | None,
         user_id: int, role_ids: Sequence[int], *, now: datetime, requests: int, characters: int,
@@ -479,39 +573,29 @@ class QuotaService:
         """Take from the two counter rows and write the ledger row, or raise the refusal (the
         transaction rolls back).
 
-        The hot path is ``counters.take_all``: one statement on PostgreSQL, three driver calls
-        on SQLite; it also returns the guild's configuration version, and a version other than
-        the cached one raises ``_StaleConfig`` (the caller runs the transaction again with the
-        fresh configuration). When a counter refuses, its row stays locked, the member's full
+        The hot path is ``counters.take_all``: one statement on PostgreSQL, three on SQLite
+        (where ``_reserve_in_one_call`` usually took the request before this runs); it returns
+        the guild's configuration version, and a version other than the cached one raises
+        ``_StaleConfig`` (the caller runs the transaction again with the fresh configuration).
+        When a counter refuses, its row stays locked, the member's full
         picture is read (``_read_member``) and ``_refusal`` names the limit in its usual order;
         if nothing is actually exceeded (an in-flight counter still holding a reservation whose
         job died), the rest is taken without conditions — exact, because the refused upsert
         holds the row's lock.
         """
-        version, config = cached if cached is not None else (0, None)
-        guild = config.settings if config else None
-        policy = config.policy_for(self._defaults, user_id, role_ids) if config else self._defaults
-        exempt = not member_limits or (config is not None and config.exempt(role_ids))
-        blocked = config is not None and user_id in config.blocked
+        d = self._decide(cached, user_id, role_ids, now=now, characters=characters,
+                         member_limits=member_limits)
+        version, config, exempt, limits = d.version, d.config, d.exempt, d.limits
+        budget, cap = d.budget, d.cap
 
         async def refuse(taken: set[str]) -> None:
             await self._refuse(conn, guild_id, user_id, role_ids, requests, characters, exempt, config,
                                taken=taken)
 
-        if blocked or (guild is not None and guild.paused) or (
-            not exempt and characters > policy.max_chars_per_request
-        ):
+        if d.refuse:
             await refuse(set())
         key, day = counters.guild_key(guild_id), ledger_row["quota_day"]
         cost = ledger_row["cost"]
-        budget = guild.daily_request_budget if guild else None
-        cap = guild.daily_cost_cap if guild else None
-        wait = policy.cooldown_seconds
-        limits = _NO_LIMITS if exempt else counters.MemberLimits(
-            requests_per_day=policy.requests_per_day, chars_per_day=policy.chars_per_day,
-            max_in_flight=policy.max_in_flight,
-            cooldown_cutoff=now - timedelta(seconds=wait) if wait else None,
-        )
         taken = await counters.take_all(
             conn, key, user_id, day, now=now, requests=requests, characters=characters, cost=cost,
             budget=budget, cap=cap, limits=limits, version_of=guild_id, ledger_row=ledger_row,

@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
 from bot.store.database import Database
+from bot.store.driver import Prepared, Step, prepared
 from bot.store.ids import new_id
 from bot.store.tables import audit_log, job_parts, jobs
 
@@ -253,47 +254,67 @@ def _part_record(row: Row[Any]) -> PartRecord:
     )
 
 
+JOB_COLUMNS = ["id", "user_id", "user_display", "guild_id", "channel_id", "text", "voice_url", "params",
+               "chunk_count", "reservation_id", "status", "delivery", "delivered", "webhook_secret",
+               "created_at", "updated_at", "owner", "lease_until", "deadline"]
+PART_COLUMNS = ["job_id", "idx", "text", "status", "media_url", "updated_at"]
+
+
+def job_rows(
+    job: NewJob, *, reservation_id: str | None, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The rows that write ``job`` (state ``reserved``): its ``jobs`` row and its parts."""
+    row = {
+        "id": job.id,
+        "user_id": job.user_id,
+        "user_display": job.user_display[:USER_DISPLAY_MAX],
+        "guild_id": job.guild_id,
+        "channel_id": job.channel_id,
+        "text": job.text,
+        "voice_url": job.voice_url,
+        "params": dict(job.params),
+        "chunk_count": len(job.parts),
+        "reservation_id": reservation_id,
+        "status": JobState.RESERVED.value,
+        "delivery": dict(job.delivery),
+        "delivered": False,
+        "webhook_secret": job.webhook_secret,
+        "created_at": now,
+        "updated_at": now,
+        "owner": job.owner,
+        "lease_until": job.lease_until,
+        "deadline": job.deadline,
+    }
+    parts = [
+        {
+            "job_id": job.id,
+            "idx": index,
+            "text": text,
+            "status": (PartState.CACHED if index in job.cached_parts else PartState.PENDING).value,
+            "media_url": job.cached_parts.get(index),
+            "updated_at": now,
+        }
+        for index, text in enumerate(job.parts)
+    ]
+    return row, parts
+
+
 async def insert_job(
     conn: AsyncConnection, job: NewJob, *, reservation_id: str | None, now: datetime
 ) -> None:
     """Write ``job`` (state ``reserved``) and its parts on ``conn``, inside the caller's transaction."""
-    await conn.execute(
-        jobs.insert().values(
-            id=job.id,
-            user_id=job.user_id,
-            user_display=job.user_display[:USER_DISPLAY_MAX],
-            guild_id=job.guild_id,
-            channel_id=job.channel_id,
-            text=job.text,
-            voice_url=job.voice_url,
-            params=dict(job.params),
-            chunk_count=len(job.parts),
-            reservation_id=reservation_id,
-            status=JobState.RESERVED.value,
-            delivery=dict(job.delivery),
-            delivered=False,
-            webhook_secret=job.webhook_secret,
-            created_at=now,
-            updated_at=now,
-            owner=job.owner,
-            lease_until=job.lease_until,
-            deadline=job.deadline,
-        )
-    )
-    await conn.execute(
-        job_parts.insert(),
-        [
-            {
-                "job_id": job.id,
-                "idx": index,
-                "text": text,
-                "status": (PartState.CACHED if index in job.cached_parts else PartState.PENDING).value,
-                "media_url": job.cached_parts.get(index),
-                "updated_at": now,
-            }
-            for index, text in enumerate(job.parts)
-        ],
-    )
+    row, parts = job_rows(job, reservation_id=reservation_id, now=now)
+    await conn.execute(jobs.insert(), row)
+    await conn.execute(job_parts.insert(), parts)
+
+
+def job_steps(dialect: Any, job: NewJob, *, reservation_id: str | None, now: datetime) -> list[Step]:
+    """``insert_job`` as ``bot.store.driver`` steps (SQLite), for a transaction of one call."""
+    row, parts = job_rows(job, reservation_id=reservation_id, now=now)
+    job_insert = prepared(("jobs", "insert"), lambda: Prepared(jobs.insert(), dialect, JOB_COLUMNS))
+    part_insert = prepared(("job_parts", "insert"),
+                           lambda: Prepared(job_parts.insert(), dialect, PART_COLUMNS))
+    return [Step(job_insert, row), *(Step(part_insert, part) for part in parts)]
 
 
 def _states(states: JobState | Iterable[JobState]) -> frozenset[JobState]:

@@ -1,0 +1,139 @@
+"""SQLite's reservation in one call of the driver's thread (``QuotaService._reserve_in_one_call``,
+``bot.store.driver``): it stores exactly what the usual path stores, a failing statement writes
+nothing, and it waits for a write lock held elsewhere like any write."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from bot.clock import ManualClock
+from bot.quotas import QuotaService, counters
+from bot.store import Database
+from bot.store.jobs import NewJob
+from tests.quotas.conftest import make_settings
+from tests.store.dbkit import sqlite_target
+
+GUILD, USER = 4242, 77
+
+
+SECRET = "whsec-do-not-log-1234"
+
+
+def _job(text: str = "Hello there. Second part.") -> NewJob:
+    return NewJob(user_id=USER, user_display="Ann", guild_id=GUILD, channel_id=5, text=text,
+                  webhook_secret=SECRET, parts=["Hello there.", "Second part."], voice_url="voice:abc",
+                  params={"exaggeration": 0.5},
+                  delivery={"kind": "channel", "channel_id": 5}, cached_parts={1: "cache:xyz"})
+
+
+def _stored(path: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows exactly as stored in the file (the driver's view, not SQLAlchemy's types)."""
+    conn = sqlite3.connect(str(path))
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, args)]
+    finally:
+        conn.close()
+
+
+async def _verify(db: Database) -> list[str]:
+    async with db.read() as conn:
+        return await counters.verify(conn)
+
+
+def _service(db: Database, clock: ManualClock) -> QuotaService:
+    return QuotaService(db, make_settings(quota_cooldown_seconds=0), clock)
+
+
+async def test_the_one_call_stores_what_the_usual_path_stores(tmp_path: Path, clock: ManualClock) -> None:
+    db = await sqlite_target(tmp_path).open()
+    try:
+        warm = _service(db, clock)
+        await warm.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=3)  # caches the guild
+        fast_job, usual_job = _job(), _job()
+        fast = await warm.reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25, job=fast_job)
+        # A service with nothing cached takes the usual path (SQLAlchemy's statements).
+        usual = await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25,
+                                                  job=usual_job)
+        file = tmp_path / "data" / "bot.db"
+
+        def strip(row: dict[str, Any], *names: str) -> dict[str, Any]:
+            return {k: v for k, v in row.items() if k not in names}
+
+        ledger = {r["id"]: strip(r, "id", "job_id") for r in _stored(file, "SELECT * FROM usage_ledger")}
+        assert ledger[fast.id] == ledger[usual.id]
+        jobs = {r["id"]: strip(r, "id", "reservation_id") for r in _stored(file, "SELECT * FROM jobs")}
+        assert jobs[fast_job.id] == jobs[usual_job.id]
+        assert jobs[fast_job.id]["status"] == "reserved"
+        parts = _stored(file, "SELECT * FROM job_parts ORDER BY job_id, idx")
+        by_job = {job_id: [strip(p, "job_id") for p in parts if p["job_id"] == job_id]
+                  for job_id in (fast_job.id, usual_job.id)}
+        assert by_job[fast_job.id] == by_job[usual_job.id]
+        assert [p["status"] for p in by_job[fast_job.id]] == ["pending", "cached"]
+        member = _stored(file, "SELECT requests, characters, in_flight FROM quota_members WHERE user_id = ?",
+                         USER)
+        assert member == [{"requests": 4, "characters": 50, "in_flight": 2}]
+        assert await _verify(db) == []
+    finally:
+        await db.close()
+
+
+async def test_a_failing_statement_in_the_one_call_writes_nothing(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    db = await sqlite_target(tmp_path).open()
+    try:
+        quotas = _service(db, clock)
+        job = _job()
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
+        file = tmp_path / "data" / "bot.db"
+        def everything() -> list[list[dict[str, Any]]]:
+            return [_stored(file, f"SELECT * FROM {table}")
+                    for table in ("usage_ledger", "quota_members", "quota_guild_days", "jobs", "job_parts")]
+
+        before = everything()
+        with pytest.raises(IntegrityError) as one_call:  # the same job id twice: its INSERT fails last
+            await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
+        with pytest.raises(IntegrityError) as usual:  # nothing cached: SQLAlchemy's statements
+            await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5,
+                                              job=job)
+        for error in (one_call.value, usual.value):  # errors reach the log: no secret, no text
+            assert SECRET not in str(error) and "Second part" not in str(error)
+        assert everything() == before
+        assert await _verify(db) == []
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)  # the file is free
+    finally:
+        await db.close()
+
+
+async def test_the_one_call_waits_for_a_write_lock_held_elsewhere(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    db = await sqlite_target(tmp_path).open()
+    try:
+        quotas = _service(db, clock)
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)
+        other = sqlite3.connect(str(tmp_path / "data" / "bot.db"), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # as another writer would
+            pending = asyncio.create_task(
+                quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)
+            )
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not pending.done()  # it cannot write while the lock is held
+            other.execute("ROLLBACK")
+            reservation = await pending
+        finally:
+            other.close()
+        rows = _stored(tmp_path / "data" / "bot.db", "SELECT id FROM usage_ledger")
+        assert len(rows) == 2 and reservation.id in {r["id"] for r in rows}
+        assert await _verify(db) == []
+    finally:
+        await db.close()
