@@ -48,6 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.driver import Prepared, Step, StepsResult, prepared
+from bot.store.jobs import pg_job_ctes
 from bot.store.tables import quota_guild_days, quota_members, quota_versions
 from bot.store.tables import usage_ledger as ledger
 from bot.store.types import Money, UTCDateTime, to_money
@@ -365,10 +366,17 @@ async def take_all(
 _PG_SQL: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
 
 
-def _pg_reservation(budget: bool, cap: bool, shape: tuple[bool, ...]) -> tuple[str, list[str]]:
+def _pg_reservation(
+    budget: bool, cap: bool, shape: tuple[bool, ...], *, whole: bool = False, with_job: bool = False
+) -> tuple[str, list[str]]:
     """The reservation as one PostgreSQL statement (``take_all``), and its parameters' names
-    in ``$n`` order. Mirrors ``_guild_day_statement`` and ``_member_statement``."""
-    cached = _PG_SQL.get((budget, cap, shape))
+    in ``$n`` order. Mirrors ``_guild_day_statement`` and ``_member_statement``.
+
+    ``whole`` makes it a transaction of its own (``pg_reservation_call``): the ledger row is
+    written only if the guild's configuration version is the expected one, the job's rows
+    follow it (``with_job``), and a reservation that took the server's day but not the
+    member's row (or met a newer version) fails the statement, undoing it all."""
+    cached = _PG_SQL.get((budget, cap, shape, whole, with_job))
     if cached is not None:
         return cached
     names: list[str] = []
@@ -406,6 +414,9 @@ def _pg_reservation(budget: bool, cap: bool, shape: tuple[bool, ...]) -> tuple[s
     if with_version:
         of = p("p_version_of", "bigint")
         version = f"(SELECT v.version FROM quota_versions AS v WHERE v.guild_key = {of})"
+    ledger_if = "EXISTS (SELECT FROM m)"
+    if whole and with_version:
+        ledger_if += f" AND COALESCE({version}, 0) = {p('p_expect_version', 'integer')}"
     sql = f"""WITH g AS (
   INSERT INTO quota_guild_days AS g (guild_key, day, requests, characters, cost)
   VALUES ({key}, {day}, {r}, {c}, {cost})
@@ -427,12 +438,51 @@ def _pg_reservation(budget: bool, cap: bool, shape: tuple[bool, ...]) -> tuple[s
   RETURNING 1
 ), l AS (
   INSERT INTO usage_ledger ({", ".join(LEDGER_COLUMNS)})
-  SELECT {ledger_values} WHERE EXISTS (SELECT FROM m)
+  SELECT {ledger_values} WHERE {ledger_if}
   RETURNING 1
-)
-SELECT EXISTS (SELECT FROM g), EXISTS (SELECT FROM l), {version}"""
-    _PG_SQL[(budget, cap, shape)] = sql, names
+)"""
+    if with_job:
+        sql += ", " + pg_job_ctes(p, after="l")
+    if whole:
+        # Plain SQL has no RAISE: a division by zero, evaluated only when the server's day
+        # took and the ledger row did not, is the error that rolls the statement back.
+        sql += "\nSELECT EXISTS (SELECT FROM g), EXISTS (SELECT FROM l), " \
+               "1 / (EXISTS (SELECT FROM l) OR NOT EXISTS (SELECT FROM g))::int"
+    else:
+        sql += f"\nSELECT EXISTS (SELECT FROM g), EXISTS (SELECT FROM l), {version}"
+    _PG_SQL[(budget, cap, shape, whole, with_job)] = sql, names
     return sql, names
+
+
+# The SQLSTATE of that division: the whole reservation was undone, nothing was written.
+_UNDONE_SQLSTATE = "22012"
+
+
+def undone_in_one_call(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a ``pg_reservation_call`` statement, is its deliberate
+    roll-back (a member limit or a newer configuration): nothing was written."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == _UNDONE_SQLSTATE
+
+
+def pg_reservation_call(
+    key: int, user_id: int, day: datetime, *, now: datetime, requests: int, characters: int, cost: Decimal,
+    budget: int | None, cap: Decimal | None, limits: MemberLimits, version_of: int | None,
+    expect_version: int, ledger_row: dict[str, Any], job_args: dict[str, Any] | None,
+) -> tuple[str, tuple[Any, ...]] | Taken:
+    """PostgreSQL: the reservation, and with ``job_args`` (``bot.store.jobs.pg_job_args``) its
+    job, as one statement that is its own transaction (``Database.write_statement``): one round
+    trip. Its row says ``(server's day took, ledger row written)``; a refusal by the member's
+    row or a stale configuration raises instead (``undone_in_one_call``). A ``Taken`` when the
+    request is refused before any statement."""
+    refused = _refused_up_front(requests, characters, cost, budget, cap, limits)
+    if refused is not None:
+        return refused
+    sql, names = _pg_reservation(budget is not None, cap is not None, _shape(limits, version_of), whole=True,
+                                 with_job=job_args is not None)
+    values = {**_params(key, user_id, day, now, requests, characters, cost, budget, cap, limits, version_of),
+              **{f"l_{k}": v for k, v in ledger_row.items()}, "p_expect_version": expect_version,
+              **(job_args or {})}
+    return sql, tuple(values[n] for n in names)
 
 
 # ---- reading -----------------------------------------------------------------------------------

@@ -4,15 +4,16 @@ O(1) in the ledger's size: a reservation reads no sums. Its transaction is BEGIN
 reservation's writes (``counters.take_all``: the server's day — budget and cost cap — then the
 member's row — daily requests and characters, in flight, cooldown — each a conditional upsert
 ``… WHERE used + n <= limit``, then the ledger row; one statement on PostgreSQL), the job's rows
-and COMMIT. On SQLite that whole transaction is one call of the driver's thread
-(``Database.write_steps``, ``bot.store.driver``): each statement goes on only if the one before
-it took, and anything else (a refusal, a stale cache) rolls it back and decides on the usual
-path. The guild's policies, blocks and settings come from
-a per-process cache (``bot.quotas.guild_config``) whose version the same statement returns; a
-reservation decided on a stale copy runs again with the fresh one (after two stale tries, under
-the guild's lock, which moderator changes also take). Only a refusal reads more, to say exactly
-what ran out. Settling adjusts the ledger row and the counters together; ``counters.verify``
-(``chatterbox-bot db verify``) proves they agree.
+and COMMIT. With the guild's configuration cached, that whole transaction is one trip: on SQLite
+one call of the driver's thread (``Database.write_steps``, ``bot.store.driver``), on PostgreSQL
+one statement that is its own transaction (``counters.pg_reservation_call``, the job's rows as
+CTEs too). Each write goes on only if the one before it took, and anything else (a refusal, a
+stale cache) rolls it all back and decides on the usual path. The guild's policies, blocks and
+settings come from a per-process cache (``bot.quotas.guild_config``) whose version the same
+statement returns; a reservation decided on a stale copy runs again with the fresh one (after
+two stale tries, under the guild's lock, which moderator changes also take). Only a refusal
+reads more, to say exactly what ran out. Settling adjusts the ledger row and the counters
+together; ``counters.verify`` (``chatterbox-bot db verify``) proves they agree.
 
 A process queues its own reservations that would wait on the same database lock (``_turn``:
 all of them on SQLite, which has one writer at a time; one member's on PostgreSQL, where they
@@ -49,6 +50,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -77,7 +79,7 @@ from bot.quotas.policy import PolicySource, ResolvedPolicy
 from bot.quotas.window import day_start, format_until, next_reset
 from bot.store.database import Database
 from bot.store.ids import new_id
-from bot.store.jobs import NewJob, insert_job, job_steps
+from bot.store.jobs import NewJob, insert_job, job_steps, pg_job_args
 from bot.store.tables import quota_guild_days
 from bot.store.tables import usage_ledger as ledger
 from bot.store.types import to_money
@@ -230,13 +232,12 @@ class QuotaService:
             return _reservation(values)
 
         async with self._turn(guild_id, user_id):
-            if self._db.is_sqlite:
-                reservation = await self._reserve_in_one_call(
-                    guild_id, user_id, role_ids, requests=requests, characters=characters, job_id=job_id,
-                    job=job, member_limits=member_limits,
-                )
-                if reservation is not None:
-                    return reservation
+            reservation = await self._reserve_in_one_call(
+                guild_id, user_id, role_ids, requests=requests, characters=characters, job_id=job_id,
+                job=job, member_limits=member_limits,
+            )
+            if reservation is not None:
+                return reservation
             for _attempt in range(_STALE_ATTEMPTS - 1):
                 try:
                     return await self._db.write(write)
@@ -271,8 +272,9 @@ class QuotaService:
         self, guild_id: int | None, user_id: int, role_ids: Sequence[int], *, requests: int, characters: int,
         job_id: str | None, job: NewJob | None, member_limits: bool,
     ) -> Reservation | None:
-        """SQLite: the reservation and its job as one transaction in one call of the driver's
-        thread (``Database.write_steps``): the same upserts as ``_take``'s hot path, each going
+        """The reservation and its job as one transaction in one trip: on SQLite one call of the
+        driver's thread (``Database.write_steps``), on PostgreSQL one statement
+        (``_reserve_in_one_statement``). The same upserts as ``_take``'s hot path, each going
         on only if it took, the member's also only if the cached configuration is current.
         None when that path cannot decide (no cached configuration, a refusal, a stale cache):
         nothing was written, and ``reserve`` decides on the usual path, which says exactly what
@@ -288,6 +290,8 @@ class QuotaService:
                                 member_limits=member_limits)
         if decision.refuse:
             return None
+        if not self._db.is_sqlite:
+            return await self._reserve_in_one_statement(guild_id, user_id, values, decision, job, now)
         dialect = self._db.engine.dialect
         plan = counters.reservation_steps(
             dialect, counters.guild_key(guild_id), user_id, values["quota_day"], now=now, requests=requests,
@@ -305,6 +309,27 @@ class QuotaService:
         if outcome == "stale" and guild_id is not None:
             self._configs.forget(guild_id)
         return None
+
+    async def _reserve_in_one_statement(
+        self, guild_id: int | None, user_id: int, values: dict[str, Any], decision: _Decision,
+        job: NewJob | None, now: datetime,
+    ) -> Reservation | None:
+        """PostgreSQL's form of ``_reserve_in_one_call``: one statement, its own transaction."""
+        call = counters.pg_reservation_call(
+            counters.guild_key(guild_id), user_id, values["quota_day"], now=now, requests=values["requests"],
+            characters=values["characters"], cost=values["cost"], budget=decision.budget, cap=decision.cap,
+            limits=decision.limits, version_of=guild_id, expect_version=decision.version, ledger_row=values,
+            job_args=None if job is None else pg_job_args(job, reservation_id=values["id"], now=now),
+        )
+        if isinstance(call, counters.Taken):
+            return None
+        try:
+            row = await self._db.write_statement(*call)
+        except DBAPIError as exc:
+            if counters.undone_in_one_call(exc):
+                return None  # a member limit or a newer configuration: the usual path says which
+            raise
+        return _reservation(values) if row is not None and row[1] else None
 
     @asynccontextmanager
     async def _turn(self, guild_id: int | None, user_id: int) -> AsyncIterator[None]:

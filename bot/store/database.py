@@ -28,7 +28,9 @@ anything outside the database; and a COMMIT whose answer was lost may have happe
 compare-and-set retried after it can report a lost race: callers treat that as "the job is
 not mine any more" and the reconciler picks it up from what the database says.
 ``run_read(fn)`` is the same for reads. ``write_steps`` (SQLite) runs a short transaction of
-prepared statements in one call of the driver's thread (``bot.store.driver``), retried alike.
+prepared statements in one call of the driver's thread (``bot.store.driver``), and
+``write_statement`` (PostgreSQL) one statement as its own transaction, in one round trip;
+both are retried alike.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -147,6 +149,20 @@ class Database:
                 return await run_steps(raw.driver_connection, steps)
             finally:
                 await greenlet_spawn(raw.close)  # back to the pool (``bot.store.engine``'s reset)
+
+        return await self._retrying(transaction, "write")
+
+    async def write_statement(self, sql: str, args: Sequence[Any]) -> Any:
+        """PostgreSQL only: ``sql`` as a transaction of its own (autocommit: no BEGIN or COMMIT
+        round trips, and atomic as every single statement is), its first row (None if none);
+        retried like ``write``."""
+        if self.is_sqlite:
+            raise RuntimeError("write_statement is for PostgreSQL; use write or write_steps")
+
+        async def transaction() -> Any:
+            async with self.engine.connect() as conn:
+                autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return (await autocommit.exec_driver_sql(sql, tuple(args))).first()
 
         return await self._retrying(transaction, "write")
 

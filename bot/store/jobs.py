@@ -41,13 +41,15 @@ submitted part under a ``reserved`` job. Records come out as frozen dataclasses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
 from sqlalchemy import Row, and_, false, or_, select, update
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -315,6 +317,56 @@ def job_steps(dialect: Any, job: NewJob, *, reservation_id: str | None, now: dat
     part_insert = prepared(("job_parts", "insert"),
                            lambda: Prepared(job_parts.insert(), dialect, PART_COLUMNS))
     return [Step(job_insert, row), *(Step(part_insert, part) for part in parts)]
+
+
+_PG_DIALECT = postgresql_asyncpg.dialect()
+
+
+def _pg_type(column: Any) -> str:
+    # Without a length: an explicit cast to VARCHAR(n) would cut a longer value silently,
+    # where the column itself refuses it.
+    return re.sub(r"\(\d+\)", "", str(column.type.compile(dialect=_PG_DIALECT)))
+
+
+def _pg_processors(table: Any, names: list[str]) -> list[tuple[str, Any]]:
+    return [(name, table.c[name].type.dialect_impl(_PG_DIALECT).bind_processor(_PG_DIALECT))
+            for name in names]
+
+
+_PG_JOB_PROCESSORS = _pg_processors(jobs, JOB_COLUMNS)
+_PG_PART_PROCESSORS = _pg_processors(job_parts, PART_COLUMNS)
+
+
+def pg_job_ctes(param: Callable[[str, str], str], *, after: str) -> str:
+    """``insert_job`` as two CTEs (``j``, ``jp``) of a PostgreSQL statement, writing the job and
+    its parts only if the CTE ``after`` returned a row. ``param(name, sql_type)`` gives a
+    value's placeholder; ``pg_job_args`` gives the values by those names (the parts as arrays,
+    one element per part, so one statement serves any number of chunks)."""
+    values = ", ".join(param(f"j_{name}", _pg_type(jobs.c[name])) for name in JOB_COLUMNS)
+    arrays = ", ".join(param(f"jp_{name}", _pg_type(job_parts.c[name]) + "[]") for name in PART_COLUMNS)
+    return f"""j AS (
+  INSERT INTO jobs ({", ".join(JOB_COLUMNS)})
+  SELECT {values} WHERE EXISTS (SELECT FROM {after})
+  RETURNING 1
+), jp AS (
+  INSERT INTO job_parts ({", ".join(PART_COLUMNS)})
+  SELECT * FROM unnest({arrays}) WHERE EXISTS (SELECT FROM j)
+  RETURNING 1
+)"""
+
+
+def pg_job_args(job: NewJob, *, reservation_id: str | None, now: datetime) -> dict[str, Any]:
+    """The values of ``pg_job_ctes``' placeholders for ``job``, through the column types' own
+    bind processors (what is stored is what ``insert_job`` stores)."""
+    row, parts = job_rows(job, reservation_id=reservation_id, now=now)
+
+    def processed(process: Any, value: Any) -> Any:
+        return value if process is None or value is None else process(value)
+
+    args = {f"j_{name}": processed(process, row[name]) for name, process in _PG_JOB_PROCESSORS}
+    for name, process in _PG_PART_PROCESSORS:
+        args[f"jp_{name}"] = [processed(process, part[name]) for part in parts]
+    return args
 
 
 def _states(states: JobState | Iterable[JobState]) -> frozenset[JobState]:

@@ -1,6 +1,9 @@
-"""SQLite's reservation in one call of the driver's thread (``QuotaService._reserve_in_one_call``,
-``bot.store.driver``): it stores exactly what the usual path stores, a failing statement writes
-nothing, and it waits for a write lock held elsewhere like any write."""
+"""The reservation in one trip (``QuotaService._reserve_in_one_call``): on SQLite one call of
+the driver's thread (``bot.store.driver``), on PostgreSQL one statement that is its own
+transaction (``counters.pg_reservation_call``). It stores exactly what the usual path stores, a
+failing statement writes nothing (nor puts the job's text or secret in its error), a member's
+refusal after the server's day took undoes the whole statement, and on SQLite it waits for a
+write lock held elsewhere like any write."""
 
 from __future__ import annotations
 
@@ -10,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
 from bot.clock import ManualClock
-from bot.quotas import QuotaService, counters
+from bot.quotas import QuotaExceeded, QuotaService, counters
 from bot.store import Database
 from bot.store.jobs import NewJob
 from tests.quotas.conftest import make_settings
-from tests.store.dbkit import sqlite_target
+from tests.store.dbkit import DbTarget, sqlite_target
 
 GUILD, USER = 4242, 77
 
@@ -134,6 +138,102 @@ async def test_the_one_call_waits_for_a_write_lock_held_elsewhere(
             other.close()
         rows = _stored(tmp_path / "data" / "bot.db", "SELECT id FROM usage_ledger")
         assert len(rows) == 2 and reservation.id in {r["id"] for r in rows}
+        assert await _verify(db) == []
+    finally:
+        await db.close()
+
+
+# ---- PostgreSQL: one statement ------------------------------------------------------------------
+
+TABLES = ("usage_ledger", "quota_members", "quota_guild_days", "jobs", "job_parts")
+
+
+async def _pg_stored(db: Database, sql: str) -> list[dict[str, Any]]:
+    """Rows as the driver returns them (no SQLAlchemy result types)."""
+    async with db.engine.connect() as conn:
+        return [dict(row._mapping) for row in (await conn.exec_driver_sql(sql)).all()]
+
+
+async def _pg_everything(db: Database) -> list[list[dict[str, Any]]]:
+    return [await _pg_stored(db, f"SELECT * FROM {table} ORDER BY 1, 2") for table in TABLES]
+
+
+@pytest.mark.postgres
+async def test_the_one_statement_stores_what_the_usual_path_stores(
+    postgres_target: DbTarget, clock: ManualClock
+) -> None:
+    db = await postgres_target.open()
+    try:
+        warm = _service(db, clock)
+        await warm.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=3)  # caches the guild
+        fast_job, usual_job = _job(), _job()
+        fast = await warm.reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25, job=fast_job)
+        usual = await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25,
+                                                  job=usual_job)
+
+        def strip(row: dict[str, Any], *names: str) -> dict[str, Any]:
+            return {k: v for k, v in row.items() if k not in names}
+
+        ledger = {r["id"]: strip(r, "id", "job_id") for r in await _pg_stored(db, "SELECT * FROM usage_ledger")}
+        assert ledger[fast.id] == ledger[usual.id]
+        jobs = {r["id"]: strip(r, "id", "reservation_id") for r in await _pg_stored(db, "SELECT * FROM jobs")}
+        assert jobs[fast_job.id] == jobs[usual_job.id]
+        assert jobs[fast_job.id]["status"] == "reserved" and jobs[fast_job.id]["webhook_secret"] == SECRET
+        parts = await _pg_stored(db, "SELECT * FROM job_parts ORDER BY job_id, idx")
+        by_job = {job_id: [strip(p, "job_id") for p in parts if p["job_id"] == job_id]
+                  for job_id in (fast_job.id, usual_job.id)}
+        assert by_job[fast_job.id] == by_job[usual_job.id]
+        assert [(p["status"], p["media_url"]) for p in by_job[fast_job.id]] == [
+            ("pending", None), ("cached", "cache:xyz")]
+        member = await _pg_stored(
+            db, f"SELECT requests, characters, in_flight FROM quota_members WHERE user_id = {USER}")
+        assert member == [{"requests": 4, "characters": 50, "in_flight": 2}]
+        assert await _verify(db) == []
+    finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_a_member_refusal_after_the_servers_day_took_undoes_the_one_statement(
+    postgres_target: DbTarget, clock: ManualClock
+) -> None:
+    db = await postgres_target.open()
+    undone: list[str] = []
+
+    def on_error(context: Any) -> None:  # SQLAlchemy's own error event: what the database said
+        if counters.undone_in_one_call(context.sqlalchemy_exception):
+            undone.append(context.statement)
+
+    event.listen(db.engine.sync_engine, "handle_error", on_error)
+    try:
+        quotas = QuotaService(db, make_settings(quota_cooldown_seconds=0, quota_max_in_flight=1), clock)
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)  # in flight: 1 of 1
+        before = await _pg_everything(db)
+        with pytest.raises(QuotaExceeded) as refused:
+            await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=_job())
+        assert refused.value.code == "max_in_flight"
+        assert len(undone) == 1 and "INSERT INTO jobs" in undone[0]  # the server's day took, then undone
+        assert await _pg_everything(db) == before
+        assert await _verify(db) == []
+        await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=5)  # others go on
+    finally:
+        await db.close()
+
+
+@pytest.mark.postgres
+async def test_a_failing_one_statement_writes_nothing_and_names_no_secret(
+    postgres_target: DbTarget, clock: ManualClock
+) -> None:
+    db = await postgres_target.open()
+    try:
+        quotas = _service(db, clock)
+        job = _job()
+        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
+        before = await _pg_everything(db)
+        with pytest.raises(IntegrityError) as one_statement:  # the same job id twice
+            await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
+        assert SECRET not in str(one_statement.value) and "Second part" not in str(one_statement.value)
+        assert await _pg_everything(db) == before
         assert await _verify(db) == []
     finally:
         await db.close()
