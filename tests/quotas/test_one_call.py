@@ -174,7 +174,8 @@ async def test_the_one_statement_stores_what_the_usual_path_stores(
         def strip(row: dict[str, Any], *names: str) -> dict[str, Any]:
             return {k: v for k, v in row.items() if k not in names}
 
-        ledger = {r["id"]: strip(r, "id", "job_id") for r in await _pg_stored(db, "SELECT * FROM usage_ledger")}
+        ledger_rows = await _pg_stored(db, "SELECT * FROM usage_ledger")
+        ledger = {r["id"]: strip(r, "id", "job_id") for r in ledger_rows}
         assert ledger[fast.id] == ledger[usual.id]
         jobs = {r["id"]: strip(r, "id", "reservation_id") for r in await _pg_stored(db, "SELECT * FROM jobs")}
         assert jobs[fast_job.id] == jobs[usual_job.id]
