@@ -4,6 +4,10 @@ PostgreSQL: tests marked ``postgres`` use the server at ``CHATTERBOX_TEST_POSTGR
 (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``), each test run in a fresh
 schema that is dropped afterwards. Where the server is absent they are skipped with the
 reason, except under ``CI=true``, where an unreachable server fails the run.
+
+libopus: tests that listen to the sandbox's voice server (it decodes what the bot sends) take
+the ``libopus`` fixture. The dev extra bundles libopus for Linux x86_64 only; elsewhere,
+without the system's libopus, they are skipped with the reason, and under ``CI=true`` fail.
 """
 
 from __future__ import annotations
@@ -48,9 +52,7 @@ def postgres_schema_url() -> Iterator[str]:
     """
     problem = _postgres_problem()
     if problem:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{problem}; CI=true requires PostgreSQL", pytrace=False)
-        pytest.skip(problem)
+        _skip_unless_ci(problem, "PostgreSQL")
     import asyncpg
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -69,6 +71,23 @@ def postgres_schema_url() -> Iterator[str]:
         yield POSTGRES_URL
     finally:
         asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+def _skip_unless_ci(problem: str, needed: str) -> None:
+    """Skip the test for ``problem``; under ``CI=true`` fail it instead (CI must run it)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{problem}; CI=true requires {needed}", pytrace=False)
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def libopus() -> None:
+    """libopus loaded into discord.py, for tests that listen to the sandbox's voice server."""
+    from tests.sandbox.voice_server import opus_problem
+
+    problem = opus_problem()
+    if problem:
+        _skip_unless_ci(problem, "libopus")
 
 
 @pytest.fixture

@@ -434,10 +434,23 @@ class GuildPlayer:
         self._cancel_idle()
         self._changed()
 
-    async def on_channel_emptied(self) -> None:
-        """Someone left a channel: if no human is left where the bot is, leave now and post
-        the clip that was playing. Checked under the voice lock, against Discord's view of
-        the bot's channel, so a move in progress is not mistaken for an empty channel."""
+    def on_bot_moved(self, channel: Any) -> None:
+        """Discord moved the bot to ``channel`` (a moderator dragged it; the player itself
+        never moves, it leaves and joins afresh). discord.py follows the move on the same
+        client (it closes the old voice socket and connects to the new server), so the clip
+        playing goes on there: from now on it is playing in ``channel``."""
+        now = self.current
+        if now is not None and isinstance(channel, discord.VoiceChannel) and now.channel != channel:
+            log.info("moved from #%s to #%s in guild %s during job %s",
+                     now.channel.name, channel.name, self.guild_id, now.clip.job_id)
+            now.channel = channel
+            self._changed()
+
+    async def on_channel_emptied(self, *, moved: bool = False) -> None:
+        """Someone left a channel (or, ``moved``, Discord moved the bot): if no human is left
+        where the bot is, leave now and post the clip that was playing. Checked under the voice
+        lock, against Discord's view of the bot's channel, so a move in progress is not
+        mistaken for an empty channel."""
         async with self._voice_lock:
             voice, guild = self.voice, self.guild
             if voice is None or guild is None:
@@ -446,8 +459,12 @@ class GuildPlayer:
             channel = state.channel if state is not None else None
             if channel is None or humans_in(channel):
                 return
-            log.info("everyone left #%s in guild %s; leaving voice", channel.name, self.guild_id)
-            self.end_current(Ending(fallback=f"everyone left #{channel.name}"))
+            log.info("nobody is listening in #%s in guild %s; leaving voice", channel.name, self.guild_id)
+            reason = (
+                f"I was moved to #{channel.name}, where nobody is listening" if moved
+                else f"everyone left #{channel.name}"
+            )
+            self.end_current(Ending(fallback=reason))
             self._cancel_idle()
             await self._drop(voice)
         self._changed()
@@ -530,9 +547,10 @@ class GuildPlayer:
                 self._changed()
                 if self._cut_short(now, error):
                     if _removed_by_discord(now.voice):
-                        gone = self.guild is None or self.guild.get_channel(channel.id) is None
+                        where = now.channel  # where it was playing: a moderator may have moved it
+                        gone = self.guild is None or self.guild.get_channel(where.id) is None
                         kicked = "I was disconnected from voice chat"
-                        now.ended_by = Ending(fallback=f"#{channel.name} was deleted" if gone else kicked)
+                        now.ended_by = Ending(fallback=f"#{where.name} was deleted" if gone else kicked)
                     elif recoveries < MAX_RECOVERIES:
                         recoveries += 1
                         log.info(

@@ -26,6 +26,9 @@ Design decisions:
   connection is cut without a close frame) on demand.
 - **Packets after a session ended are lost** (counted in ``lost``, never heard): what
   discord.py sends while it has not noticed a drop does not reach listeners on Discord either.
+- **libopus is needed only to listen**: ``start`` does not load it, so every Discord test
+  runs where it is missing; decoding loads it (``ensure_opus``), and tests that listen take
+  the ``libopus`` fixture, which skips them with the reason (fails them under ``CI=true``).
 - Everything runs on the test's loop; ``changed`` wakes waiters (no sleeps).
 """
 
@@ -78,7 +81,12 @@ FRAME_SAMPLES = 960
 
 def ensure_opus() -> None:
     """Load libopus into discord.py's bindings: the system's, else the one the
-    ``opuslib-next-bundled`` wheel ships (a dev dependency, so a fresh clone has it)."""
+    ``opuslib-next-bundled`` wheel ships (a dev dependency on Linux x86_64 only, so a fresh
+    clone elsewhere needs the system's). Raises ``RuntimeError`` saying what to install.
+
+    Only decoding what was heard needs it (``VoiceSession.receive``): a sandbox starts, and
+    tests that never listen run, without libopus. Tests that listen take the ``libopus``
+    fixture (``tests/conftest.py``), which skips them with this reason, or fails under CI."""
     if discord.opus.is_loaded():
         return
     candidates: list[str] = []
@@ -100,8 +108,23 @@ def ensure_opus() -> None:
         except OSError:
             continue
     raise RuntimeError(
-        "libopus not found: install the dev extra (pip install -e '.[dev]') or the system's libopus0"
+        "libopus not found: install the dev extra (pip install -e '.[dev]'; its bundled libopus is "
+        "for Linux x86_64 only) or the system's libopus (apt install libopus0, brew install opus)"
     )
+
+
+_opus_missing: str | None = None
+
+
+def opus_problem() -> str | None:
+    """None when libopus loads, else why not (the ``ensure_opus`` message; looked up once)."""
+    global _opus_missing
+    if _opus_missing is None:
+        try:
+            ensure_opus()
+        except RuntimeError as exc:
+            _opus_missing = str(exc)
+    return _opus_missing
 
 
 # -- TLS -------------------------------------------------------------------------------------
@@ -308,6 +331,15 @@ class VoiceSession:
             return
         sequence, timestamp, ssrc = struct.unpack_from(">HII", packet, 2)
         if self._decoder is None:
+            problem = opus_problem()
+            if problem is not None:
+                # Not raised: an exception here would close the server's UDP transport.
+                self.server.undecodable += 1
+                if self.server.undecodable == 1:
+                    _log.error("cannot decode what the bot sends (a test that listens needs the "
+                               "libopus fixture): %s", problem)
+                self.server.changed()
+                return
             self._decoder = discord.opus.Decoder()
         pcm = self._decoder.decode(opus, fec=False)
         samples = len(pcm) // (2 * discord.opus.Decoder.CHANNELS)
@@ -347,6 +379,8 @@ class VoiceServer:
         self.sessions: list[VoiceSession] = []
         self.lost = 0
         self.undecryptable = 0
+        #: Packets decrypted but not decoded because libopus is missing (see ``ensure_opus``).
+        self.undecodable = 0
         self.discovery_requests = 0
         self.arrivals = 0
         # failure knobs
@@ -362,7 +396,6 @@ class VoiceServer:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        ensure_opus()
         app = web.Application()
         app.router.add_get("/", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
