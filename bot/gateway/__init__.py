@@ -31,6 +31,7 @@ from bot.gateway.models import (
     TTSParams,
     TTSRequest,
     Webhook,
+    check_params,
     parse_timestamp,
 )
 from bot.gateway.polling import ObservedDurations, PollPlan, PollPolicy
@@ -67,6 +68,7 @@ __all__ = [
     "WaitTimeout",
     "Webhook",
     "backoff_delay",
+    "check_params",
     "parse_retry_after",
     "parse_timestamp",
 ]

@@ -12,8 +12,11 @@ Design decisions (see DESIGN.md, "Rules that protect users' money and data"):
 - GETs (status, download) are idempotent: they retry 5xx, resets and timeouts with exponential
   backoff and full jitter, and 429 after ``Retry-After`` (also telling the shared limiter to
   hold everyone). ``wait`` goes on polling through a status document it cannot read, an
-  unknown status or a GET that kept failing, until ``max_wait``: one bad answer must not end
-  a charged job whose next poll would work. A media URL may appear on the CDN a moment after
+  unknown status, a GET that kept failing or a COMPLETED document without a media URL, until
+  ``max_wait``: one bad answer must not end a charged job whose next poll would work. After
+  such an answer the next poll waits for the plan's next instant and at least a backoff that
+  doubles per bad answer in a row (1 s up to 30 s, jittered in its upper half), so a provider
+  that keeps answering garbage is not hammered. A media URL may appear on the CDN a moment after
   COMPLETED, so media 403/404 are retried like 5xx; a whole download (retries included) has
   a total deadline (``download_timeout``), so a body that trickles forever cannot hang a job.
   All waiting goes through the injected clock, so tests with a ``ScaledClock``
@@ -49,7 +52,6 @@ import asyncio
 import inspect
 import json
 import logging
-import math
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -82,12 +84,12 @@ from bot.gateway.errors import (
 )
 from bot.gateway.limits import RateLimiter, backoff_delay, parse_retry_after
 from bot.gateway.models import (
-    PARAM_RANGES,
     JobStatus,
     StatusDocument,
     SubmitAccepted,
     TTSRequest,
     Webhook,
+    check_params,
 )
 from bot.gateway.polling import ObservedDurations, PollPlan, PollPolicy
 from bot.gateway.push import IssuedWebhook, PushChannel, PushWatch
@@ -113,6 +115,11 @@ _GENERIC_CONTENT_TYPES = frozenset({"application/octet-stream", "binary/octet-st
 _AUDIO_MAGIC = (b"RIFF", b"OggS", b"ID3", b"fLaC")
 # A media URL may be published a moment after COMPLETED (CDN propagation): not yet final.
 _MEDIA_RETRY_STATUSES = frozenset({403, 404})
+# After an unusable status answer (unreadable, unknown status, a GET that kept failing,
+# COMPLETED without a media URL) the next poll waits at least this backoff: doubling from the
+# base per answer in a row up to the cap, with jitter in its upper half (never zero).
+_UNUSABLE_BACKOFF_BASE = 1.0
+_UNUSABLE_BACKOFF_CAP = 30.0
 _REQUIRED_AMOUNT = re.compile(r"Required:\s*\$?\s*([0-9]+(?:\.[0-9]+)?)")
 
 
@@ -243,10 +250,7 @@ class ChatterboxClient:
             raise InvalidTTSRequest(
                 "text", f"text must be at most {self.max_text_chars} characters (got {len(text)})."
             )
-        for name, (low, high) in PARAM_RANGES.items():
-            value = getattr(request.params, name)
-            if not math.isfinite(value) or not low <= value <= high:
-                raise InvalidTTSRequest(name, f"{name} must be between {low} and {high} (got {value:g}).")
+        check_params(request.params)
         audio_url = (request.audio_url or "").strip() or None
         if audio_url is not None and not self._url_allowed(audio_url, http_ok=self.allow_http):
             allowed = "an http:// or https://" if self.allow_http else "an https://"
@@ -394,6 +398,8 @@ class ChatterboxClient:
         poll_started = 0.0  # seconds since submit at which the last poll was sent (0: the submit)
         last_status: JobStatus | None = None
         polls = 0
+        unusable = 0  # unusable answers in a row
+        not_before = 0.0  # seconds since submit before which the next poll is not sent (backoff)
         try:
             while True:
                 now = self._clock.monotonic()
@@ -406,7 +412,7 @@ class ChatterboxClient:
                 if origin is None:
                     delay = 0.0
                 else:  # the plan's instants are kept whatever each answer's latency
-                    due = poll_started + plan.next_delay(poll_started, rng)
+                    due = max(poll_started + plan.next_delay(poll_started, rng), not_before)
                     delay = max(0.0, origin + due - now)
                 pushed = await self._pause(min(delay, max_wait - (now - started)), watch, on_status,
                                            last_status)
@@ -415,9 +421,13 @@ class ChatterboxClient:
                     doc = await self.status(request_id, key=key)
                 except (ProtocolError, ServerError, GatewayUnreachable, RateLimited) as exc:
                     polls += 1  # the job exists and may be charged: ask again until max_wait
-                    log.warning("status of %s unusable (%s); polling again", request_id, exc.message)
-                    if origin is None:  # resumed, no document yet: back off before the next poll
-                        origin = self._clock.monotonic()
+                    if origin is None:  # resumed, no document yet: the plan counts from here
+                        origin = asked
+                    poll_started = asked - origin
+                    unusable += 1
+                    not_before = poll_started + self._unusable_backoff(unusable)
+                    log.warning("status of %s unusable (%s); polling again in %.1f s", request_id,
+                                exc.message, not_before - poll_started)
                     continue
                 polls += 1
                 if origin is None:  # resumed: anchor the plan on the provider's submit time
@@ -425,12 +435,18 @@ class ChatterboxClient:
                     origin = self._clock.monotonic() - max(0.0, since)
                 poll_started = asked - origin
                 polled = self._clock.monotonic() - origin
+                if doc.status is JobStatus.COMPLETED and not doc.media_urls:
+                    # Unusable like an unreadable document (the URL may come with the next one).
+                    unusable += 1
+                    not_before = poll_started + self._unusable_backoff(unusable)
+                    log.warning("status of %s is COMPLETED without a media URL; polling again in %.1f s",
+                                request_id, not_before - poll_started)
+                    continue
+                unusable, not_before = 0, 0.0
                 if doc.status != last_status:
                     last_status = doc.status
                     await self._notify(on_status, doc)
                 if doc.status is JobStatus.COMPLETED:
-                    if not doc.media_urls:
-                        raise ProtocolError("COMPLETED without a media URL", request_id=request_id)
                     if not resumed:
                         self.durations.record(self._observed_duration(doc, last_pending, polled))
                     self._observe_lag(doc)
@@ -471,6 +487,11 @@ class ChatterboxClient:
                     await self.push.settle(request_id)
                 except Exception:
                     log.warning("could not settle the webhook of %s", request_id, exc_info=True)
+
+    def _unusable_backoff(self, in_a_row: int) -> float:
+        """Seconds before the poll after ``in_a_row`` unusable answers (``_UNUSABLE_BACKOFF_*``)."""
+        ceiling = min(_UNUSABLE_BACKOFF_CAP, _UNUSABLE_BACKOFF_BASE * 2 ** max(0, in_a_row - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)
 
     async def _pause(
         self,

@@ -57,7 +57,7 @@ class InvalidTTSRequest(GatewayError):
     """The request broke a rule we check before any network call; nothing was sent.
 
     ``user_message`` names the field and the allowed range, e.g.
-    "exaggeration must be between 0.0 and 1.0 (got 1.5)."
+    "`exaggeration` must be between 0 and 1 (got 1.5)."
     """
 
     default_refund = True

@@ -5,7 +5,8 @@ Design decisions:
   schemes) are checked by ``ChatterboxClient.validate`` so every violation becomes one
   ``InvalidTTSRequest`` that names the field and the allowed range (a pydantic
   ``ValidationError`` would be unreadable to a Discord member). ``PARAM_RANGES`` is exported
-  for the Discord layer's option ranges.
+  for the Discord layer's option ranges, and ``check_params`` (the tuning rule, which
+  ``validate`` applies) for front ends that refuse bad tuning before anything else.
 - Response models tolerate extra fields (the provider adds fields over time) but are strict
   about what we rely on: a missing ``request_id``, an unknown ``status`` or an unparseable
   timestamp is a ``ProtocolError`` raised by ``parse`` — never a pydantic error, never a crash.
@@ -16,13 +17,14 @@ Design decisions:
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bot.gateway.errors import ProtocolError
+from bot.gateway.errors import InvalidTTSRequest, ProtocolError
 
 #: (low, high) inclusive bounds of each tuning value, from the provider's documentation.
 PARAM_RANGES: dict[str, tuple[float, float]] = {
@@ -53,6 +55,14 @@ class TTSParams(BaseModel):
     exaggeration: float = 0.5
     temperature: float = 0.8
     cfg: float = 0.5
+
+
+def check_params(params: TTSParams) -> None:
+    """``InvalidTTSRequest`` naming the first tuning value outside ``PARAM_RANGES``."""
+    for name, (low, high) in PARAM_RANGES.items():
+        value = getattr(params, name)
+        if not math.isfinite(value) or not low <= value <= high:
+            raise InvalidTTSRequest(name, f"`{name}` must be between {low:g} and {high:g} (got {value}).")
 
 
 class TTSRequest(BaseModel):

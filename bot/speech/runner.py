@@ -33,6 +33,12 @@ Design decisions:
   the job is no longer this run's (another process took it over, see ``bot.speech.service``):
   the run stops at once without settling or delivering (``SpeechInterrupted``); the owner
   finishes the job.
+- A write that raises ``DatabaseUnavailable`` (away past ``DATABASE_RETRY_SECONDS``) never
+  fails the job, whichever write it was: the run stops as it is, the card says the bot is
+  catching up, and the reconciler continues from what the database holds. A failed
+  ``submitting`` write means nothing was POSTed: the part is still ``pending`` there (POSTed
+  by the reconciler) or, if only the COMMIT's answer was lost, ``submitting`` (committed as
+  maybe charged, never re-sent).
 - Settlement (DESIGN rule 3) is derived from the parts' states, as running totals, once at
   the end (``QuotaService.settle`` is idempotent, so a resume may settle again):
   committed = submitting + submitted + completed + failed parts, refunded =
@@ -492,6 +498,12 @@ class JobRun:
             return False
         try:
             moved = await self._record(part, PartState.SUBMITTING, expect=PartState.PENDING)
+        except DatabaseUnavailable:
+            # Nothing was POSTed. The database has the part ``pending`` (the write did not
+            # happen: a later run POSTs it) or, if the COMMIT's answer was what got lost,
+            # ``submitting`` (a later run commits it as maybe charged and never re-sends):
+            # either way the job is left open for the reconciler (``run``), never failed.
+            raise
         except Exception as exc:  # nothing was sent: the part stays unsent and is refunded
             log.exception("job %s: could not record part %d before its POST", self.job_id, part.index)
             self._fail(SpeechFailed(f"could not record part {part.index}: {type(exc).__name__}"))
@@ -616,6 +628,8 @@ class JobRun:
         except GatewayError as exc:  # timeout, unreadable status, download: charged, kept
             log.warning("job %s: part %d: %s", self.job_id, part.index, exc.message)
             self._fail(exc)
+        except DatabaseUnavailable:
+            raise  # its outcome could not be recorded: the job stays open for the reconciler
         except Exception as exc:
             log.exception("job %s: part %d failed unexpectedly", self.job_id, part.index)
             self._fail(SpeechFailed(f"part {part.index}: {type(exc).__name__}"))

@@ -224,14 +224,19 @@ class SpeechService:
 
     # --- planning --------------------------------------------------------------------------
 
-    def plan(self, text: str) -> CostPlan:
-        """Split ``text`` into chunks and price it; ``InvalidTTSRequest`` when it cannot be spoken."""
+    def plan(self, text: str, *, max_chars: int | None = None) -> CostPlan:
+        """Split ``text`` into chunks and price it; ``InvalidTTSRequest`` when it cannot be spoken.
+
+        ``max_chars``: a lower limit of the caller's (a Discord option's), when it has one.
+        """
         text = text.strip()
         settings = self._settings
         if not text:
             raise InvalidTTSRequest("text", "The text is empty; write something to speak.")
         refuse_unstorable(text, "text", "The text")
         limit = settings.chatterbox_max_text_chars
+        if max_chars is not None:
+            limit = min(limit, max_chars)
         if len(text) > limit:
             raise InvalidTTSRequest(
                 "text", f"The text is {len(text):,} characters; the limit is {limit:,}. Please shorten it."
@@ -516,13 +521,23 @@ class SpeechService:
             await asyncio.wait(started)
         return len(started)
 
-    def start_reconciler(self, deliver: DeliverCallback, *, on_failed: FailedCallback | None = None) -> None:
-        """Run ``resume_pending`` every ``JOB_RECONCILE_SECONDS`` for the life of the service."""
+    def start_reconciler(
+        self, deliver: DeliverCallback, *, on_failed: FailedCallback | None = None, first_pass: bool = True
+    ) -> None:
+        """Run ``resume_pending`` every ``JOB_RECONCILE_SECONDS`` for the life of the service.
+
+        ``first_pass=False``: the first pass comes one period from now, for a caller that runs
+        its own first pass right away (``resume_pending(wait=True)``, which then takes every
+        job left open and waits for them) while the reconciler already covers the meantime."""
         if self._reconciler is None and not self._stopping:
-            self._reconciler = asyncio.create_task(self._reconcile_forever(deliver, on_failed),
+            self._reconciler = asyncio.create_task(self._reconcile_forever(deliver, on_failed, first_pass),
                                                    name="speech-reconciler")
 
-    async def _reconcile_forever(self, deliver: DeliverCallback, on_failed: FailedCallback | None) -> None:
+    async def _reconcile_forever(
+        self, deliver: DeliverCallback, on_failed: FailedCallback | None, first_pass: bool = True
+    ) -> None:
+        if not first_pass:
+            await self._clock.sleep(self._settings.job_reconcile_seconds)
         while not self._stopping:
             try:
                 await self.resume_pending(deliver, on_failed=on_failed)

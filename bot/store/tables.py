@@ -237,12 +237,13 @@ audit_log = Table(
 )
 
 # Push delivery (migration 0006; see bot.push): one row per part submitted with a webhook.
+# The provider's ids are Text (migration 0010): a request_id may be longer than 100 characters.
 push_callbacks = Table(
     "push_callbacks",
     metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("request_id", String(100), nullable=True),
-    Column("early_request_id", String(100), nullable=True),
+    Column("request_id", Text, nullable=True),
+    Column("early_request_id", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("callback_at", UTCDateTime, nullable=True),
     Column("callback_status", String(10), nullable=True),

@@ -50,16 +50,18 @@ def test_shard_settings_make_an_auto_sharded_bot_for_those_shards(harness: Harne
     assert not isinstance(plain, discord.AutoShardedClient)
 
 
-async def test_sigterm_stops_chatterbox_bot_run_cleanly(harness: Harness) -> None:
-    """``run_bot`` (what ``chatterbox-bot run`` awaits) installs its own SIGTERM handler, so
-    the signal works even as PID 1: the bot closes, its lock is released, and it returns."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_sigterm_stops_chatterbox_bot_run_cleanly(harness: Harness, sig: signal.Signals) -> None:
+    """``run_bot`` (what ``chatterbox-bot run`` awaits) installs its own SIGTERM and SIGINT
+    (Ctrl-C) handlers, so the signal works even as PID 1: the bot closes, its lock is
+    released, and it returns."""
     h = harness
     await h.stop_bot()
     settings = h.settings.model_copy(update={"discord_token": SecretStr(h.sandbox.token), "http_port": 0})
     with h.sandbox.configure_client():
         running = asyncio.create_task(run_bot(settings))
         await h.sandbox.wait_ready()
-        os.kill(os.getpid(), signal.SIGTERM)  # handled by run_bot's handler, not the default
+        os.kill(os.getpid(), sig)  # handled by run_bot's handler, not the default
         async with asyncio.timeout(30):
             await running  # returned normally: exit 0 for the CLI
     lock = acquire_for_url(settings.database_url)  # released: a restart may take it

@@ -2,12 +2,14 @@
 
 A loopback server plays the provider's bad moments: status documents that do not parse or
 name an unknown status, media that is 404 for a moment after COMPLETED, a body that trickles
-forever."""
+forever. Every wait is on the injected clock; a ``RecordingClock`` shows the sleeps the
+client chose, so the backoff after a bad answer is asserted as a decision, not a duration."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -19,6 +21,7 @@ from bot.clock import ScaledClock
 from bot.gateway import ChatterboxClient, DownloadError
 from bot.gateway.errors import WaitTimeout
 from tests.audio.wavs import speechlike_wav
+from tests.gateway.client_support import RecordingClock
 
 WAV = speechlike_wav(0.1)
 
@@ -26,13 +29,14 @@ WAV = speechlike_wav(0.1)
 class Provider:
     def __init__(self) -> None:
         self.status_answers: list[tuple[int, str]] = []
+        self.status_requests = 0
         self.media_misses = 0
         self.media_requests = 0
         self.base_url = ""
         self._runner: web.AppRunner | None = None
 
-    def document(self, status: str) -> str:
-        output = {"media_url": [f"{self.base_url}/media.wav"], "media_type": "audio/wav"}
+    def document(self, status: str, *, media: bool = True) -> str:
+        output = {"media_url": [f"{self.base_url}/media.wav"] if media else [], "media_type": "audio/wav"}
         return json.dumps({"request_id": "req-1", "status": status, "error": None, "output": output})
 
     async def start(self) -> None:
@@ -50,6 +54,7 @@ class Provider:
             await self._runner.cleanup()
 
     async def _status(self, request: web.Request) -> web.Response:
+        self.status_requests += 1
         answer = self.status_answers.pop(0) if self.status_answers else (200, self.document("COMPLETED"))
         status, body = answer
         return web.Response(status=status, text=body, content_type="application/json")
@@ -85,10 +90,21 @@ async def provider() -> AsyncIterator[Provider]:
 
 
 @pytest.fixture
-async def client(provider: Provider) -> AsyncIterator[ChatterboxClient]:
+def clock() -> RecordingClock:
+    return RecordingClock(ScaledClock(200.0))
+
+
+@pytest.fixture
+async def client(provider: Provider, clock: RecordingClock) -> AsyncIterator[ChatterboxClient]:
     async with aiohttp.ClientSession() as session:
         yield ChatterboxClient(session, base_url=provider.base_url, api_key=SecretStr("k"),
-                               clock=ScaledClock(200.0), allow_http=True, download_timeout=2.0)
+                               clock=clock, allow_http=True, download_timeout=2.0, rng=random.Random(3))
+
+
+def _waits_between_polls(clock: RecordingClock) -> list[float]:
+    """The sleeps ``wait`` chose before each poll (the status GET's own retries are backoffs
+    of ``_get``: with a status GET that answers 200 there are none)."""
+    return list(clock.sleeps)
 
 
 async def test_unreadable_and_unknown_status_documents_are_polled_through(
@@ -102,12 +118,39 @@ async def test_unreadable_and_unknown_status_documents_are_polled_through(
     assert doc.status.value == "COMPLETED" and provider.status_answers == []
 
 
-async def test_a_status_that_stays_unreadable_ends_at_max_wait(
+async def test_each_unusable_answer_is_followed_by_a_backoff_not_an_immediate_poll(
+    client: ChatterboxClient, provider: Provider, clock: RecordingClock
+) -> None:
+    provider.status_answers = [(200, "{not json"), (200, provider.document("SOMETHING_NEW")),
+                               (200, "[]")]
+    doc = await client.wait("req-1", text_chars=10, max_wait=600)
+    assert doc.status.value == "COMPLETED" and provider.status_requests == 4
+    waits = _waits_between_polls(clock)  # one before each poll
+    assert len(waits) == 4
+    # After the 1st, 2nd and 3rd bad answer in a row: at least half of 1, 2 and 4 seconds.
+    assert [w >= floor for w, floor in zip(waits[1:], (0.5, 1.0, 2.0), strict=True)] == [True] * 3
+
+
+async def test_a_completed_document_without_a_media_url_is_polled_again(
+    client: ChatterboxClient, provider: Provider, clock: RecordingClock
+) -> None:
+    """A media URL may be published a moment after COMPLETED: such a document is unusable,
+    not the end of a charged job."""
+    provider.status_answers = [(200, provider.document("COMPLETED", media=False))] * 2
+    doc = await client.wait("req-1", text_chars=10, max_wait=600)
+    assert doc.media_urls == [f"{provider.base_url}/media.wav"] and provider.status_requests == 3
+    assert all(w >= 0.5 for w in _waits_between_polls(clock)[1:])
+
+
+async def test_a_status_that_stays_unreadable_ends_at_max_wait_after_few_polls(
     client: ChatterboxClient, provider: Provider
 ) -> None:
-    provider.status_answers = [(200, "garbage")] * 10_000
+    provider.status_answers = [(200, "garbage")] * 1000
     with pytest.raises(WaitTimeout):
         await client.wait("req-1", text_chars=10, max_wait=120)
+    # Backoffs of at least 0.5, 1, 2, 4, 8 and then 15 s: at most 12 polls in 120 s of the
+    # clock, however fast loopback answers (a busy loop made thousands).
+    assert 3 <= provider.status_requests <= 12
 
 
 async def test_media_that_is_404_for_a_moment_is_fetched_when_it_appears(

@@ -41,7 +41,7 @@ async def test_empty_database_migrates_to_head(db_target: DbTarget) -> None:
     assert await current_revision(db_target.url, schema=db_target.schema) is None
     db = await db_target.open()
     try:
-        assert await db.current_revision() == head_revision() == "0009"
+        assert await db.current_revision() == head_revision() == "0010"
         async with db.read() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
             guard_rows = (await conn.execute(select(bot_guard))).all()

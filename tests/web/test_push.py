@@ -13,10 +13,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from bot.clock import ManualClock, ScaledClock
-from bot.gateway.emulator import GatewayEmulator, Outcome
+from bot.gateway.emulator import EmulatorConfig, GatewayEmulator, Outcome
 from bot.gateway.errors import BadRequest
 from bot.gateway.models import TTSParams
 from bot.push import PushHub
@@ -24,6 +24,7 @@ from bot.services import Services
 from bot.speech.events import DeliveryTarget, Processing, Requester
 from bot.store import open_database
 from bot.store.tables import push_callbacks
+from bot.web import CALLBACK_PREFIX
 from tests.gateway.client_support import closed_port_base_url
 from tests.speech.support import EventLog, speech_settings
 from tests.store.dbkit import DbTarget, db_target, postgres_target
@@ -184,6 +185,51 @@ async def test_on_postgresql_notify_wakes_the_owner_at_once(
         async with owner.db.read() as conn:
             row = (await conn.execute(select(push_callbacks))).one()
         assert row.callback_status == "COMPLETED" and row.request_id == job.request_id
+
+
+@pytest.mark.postgres
+async def test_a_request_id_over_100_characters_is_stored_through_push_on_postgresql(
+    postgres_target: DbTarget, scaled_clock: ScaledClock, http: aiohttp.ClientSession
+) -> None:
+    """``push_callbacks.request_id`` and ``early_request_id`` are Text (migration 0010): a
+    provider's long id is stored by ``bind`` after the 202, and by a callback for a row an
+    earlier version wrote before its 202 (no request id yet, so it lands in ``early_request_id``)."""
+    config = EmulatorConfig(seed=5, jitter=0.0, webhook_duplicate_rate=0.0, allow_http_webhooks=True,
+                            clock=scaled_clock, request_id_length=180)
+    async with GatewayEmulator(config) as emulator:
+        settings = speech_settings(emulator, postgres_target.url, **PUSH)
+        database = await postgres_target.open()
+        try:
+            async with await Services.open(settings, clock=scaled_clock, database=database, serve_http=True,
+                                           http_port=0) as services:
+                assert services.push is not None and services.web is not None
+                services.push.base_url = services.web.base_url
+                emulator.script_submit(Outcome("complete", duration=4.0))
+                assert (await speak(services, "A provider with long ids.")).startswith(b"RIFF")
+                (job,) = emulator.jobs.values()
+                assert len(job.request_id) == 180
+                legacy_token = "legacy-token-written-before-its-202"
+                async with database.engine.begin() as conn:
+                    await conn.execute(insert(push_callbacks).values(
+                        token_hash=hashlib.sha256(legacy_token.encode()).hexdigest(), request_id=None,
+                        created_at=scaled_clock.now()))
+                other_id = "r" * 150
+                body = {"request_id": other_id, "status": "COMPLETED", "error": None,
+                        "output": {"media_url": ["https://cdn.example/a.wav"], "media_type": "audio/wav"}}
+                callback = services.web.base_url + CALLBACK_PREFIX + legacy_token
+                async with http.post(callback, json=body) as resp:
+                    assert resp.status == 200
+                await services.push.idle()
+                async with services.db.read() as conn:
+                    rows = {r.token_hash: r for r in (await conn.execute(select(push_callbacks))).all()}
+        finally:
+            await database.close()
+    token = token_of(job.webhook_url)
+    bound = rows[hashlib.sha256(token.encode()).hexdigest()]
+    assert bound.request_id == job.request_id and bound.settled_at is not None
+    legacy = rows[hashlib.sha256(legacy_token.encode()).hexdigest()]
+    assert legacy.request_id is None and legacy.early_request_id == other_id
+    assert legacy.callback_status == "COMPLETED"
 
 
 async def test_a_refused_submission_leaves_no_token_behind(

@@ -315,7 +315,10 @@ class GatewayEmulator:
         )
 
     def _new_request_id(self) -> str:
-        return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+        request_id = str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+        while len(request_id) < self.config.request_id_length:
+            request_id += f"-{self._id_rng.getrandbits(128):032x}"
+        return request_id[: self.config.request_id_length]
 
     def _plan_submit(self) -> _SubmitPlan:
         draws = [self._submit_rng.random() for _ in range(7)]

@@ -48,6 +48,9 @@ class EmulatorConfig:
     audio_fetch_timeout_seconds: float = 10.0  # real seconds
     audio_max_bytes: int = 20 * 1024 * 1024
     seed: int | None = None
+    # Request ids are UUIDs (36 characters); a longer length pads each with more random hex
+    # characters, as a provider with long ids would send (the bot stores ids of any length).
+    request_id_length: int = 36
     clock: Clock = field(default_factory=SystemClock)
 
     def validate(self) -> None:
@@ -71,6 +74,8 @@ class EmulatorConfig:
                 raise ValueError(f"{name}: must be >= 0")
         if self.jitter >= 1:
             raise ValueError("jitter: must be below 1")
+        if not 36 <= self.request_id_length <= 1000:
+            raise ValueError("request_id_length: must be between 36 and 1000")
 
 
 def check_rate(name: str, value: float) -> None:
