@@ -1,7 +1,8 @@
 # Chatterbox TTS for Discord — the bot in one image.
 #
-# Layers, from least to most often changed: Debian packages, the locked dependencies (rebuilt
-# only when requirements.lock changes), then the project's own code.
+# Layers, from least to most often changed: Debian packages, the locked dependencies and build
+# tools (rebuilt only when requirements.lock or requirements-build.lock changes), then the
+# project's own code, built with those pinned tools (no build isolation, nothing fetched).
 # FFmpeg is Debian's (transcoding to fit upload limits, Opus for voice chat); the pip-packaged
 # FFmpeg (the `ffmpeg` extra) is not installed here. libopus0 and libsodium23 are what
 # discord.py's voice stack (PyNaCl, DAVE via davey) loads; tini is PID 1, so SIGTERM from
@@ -27,14 +28,15 @@ RUN groupadd --gid 10001 chatterbox \
     && mkdir -p /app/data \
     && chown 10001:10001 /app/data
 
-COPY requirements.lock /tmp/requirements.lock
-RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements.lock \
-    && rm /tmp/requirements.lock
+COPY requirements.lock requirements-build.lock /tmp/
+RUN pip install --no-cache-dir --require-hashes --no-deps \
+        -r /tmp/requirements.lock -r /tmp/requirements-build.lock \
+    && rm /tmp/requirements.lock /tmp/requirements-build.lock
 
 COPY pyproject.toml README.md LICENSE /tmp/src/
 COPY bot /tmp/src/bot
 COPY cogs /tmp/src/cogs
-RUN pip install --no-cache-dir --no-deps /tmp/src \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation /tmp/src \
     && pip check \
     && rm -rf /tmp/src
 

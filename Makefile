@@ -4,14 +4,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# requirements.lock: what the bot runs on (the Docker image installs exactly this).
+# requirements.lock: what the bot runs on (the Docker image installs exactly this, and the build tools).
 # requirements-dev.lock: the same pins plus the test and lint tools and FFmpeg as a pip package.
+# requirements-build.lock: the build tools of pyproject.toml's [build-system] (setuptools, wheel),
+# installed next to either lock so the project itself is built without build isolation (which
+# would fetch the newest setuptools on every install).
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
+BUILD_LOCK := requirements-build.lock
 # The one tool used only to write the lock files (never to install): pinned here.
 UV_VERSION := 0.13.8
 UV := $(VENV)/tools/bin/uv
 COMPILE = $(UV) pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes
+BUILD_COMPILE = $(UV) pip compile - --quiet --universal --python-version 3.11 --generate-hashes
+# [build-system] requires, one per line, for uv to read from stdin.
+BUILD_REQUIRES = $(VENV)/tools/bin/python -c 'import tomllib; \
+  print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))'
 GUILD ?=
 
 .PHONY: install test lint run emulator bench chaos sync lock upgrade clean
@@ -19,9 +27,9 @@ GUILD ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml $(DEV_LOCK)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+$(STAMP): $(BIN)/python pyproject.toml $(DEV_LOCK) $(BUILD_LOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DEV_LOCK) -r $(BUILD_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@$(BIN)/python -m pip check || { \
 	  echo "pyproject.toml asks for packages that $(DEV_LOCK) does not pin: run 'make lock'" >&2; exit 1; }
 	touch $(STAMP)
@@ -68,6 +76,7 @@ $(UV):
 lock: $(UV)
 	$(COMPILE) -o $(LOCK)
 	$(COMPILE) --extra dev --extra ffmpeg -c $(LOCK) -o $(DEV_LOCK)
+	$(BUILD_REQUIRES) | $(BUILD_COMPILE) -c $(DEV_LOCK) -o $(BUILD_LOCK)
 
 # Move every package (or only PACKAGE=name) to its newest release that pyproject.toml allows;
 # then run `make test` and commit both lock files.
@@ -75,6 +84,7 @@ UPGRADE = $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
 upgrade: $(UV)
 	$(COMPILE) $(UPGRADE) -o $(LOCK)
 	$(COMPILE) --extra dev --extra ffmpeg $(UPGRADE) -c $(LOCK) -o $(DEV_LOCK)
+	$(BUILD_REQUIRES) | $(BUILD_COMPILE) $(UPGRADE) -c $(DEV_LOCK) -o $(BUILD_LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

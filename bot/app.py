@@ -12,9 +12,12 @@ Decisions a server owner may want to know:
   syncing is rate limited by Discord and only needed after an install or upgrade. Instead, once
   connected the bot logs one ``ready: <name> in N servers, M commands registered`` line and,
   when Discord's list differs from the code's (one REST call, ``bot.command_sync``), a warning
-  naming ``chatterbox-bot sync``. ``sync`` builds the bot with ``commands_only=True``: the
-  command tree without the services, so it needs the Discord token and nothing else (no API
-  key, no database).
+  naming ``chatterbox-bot sync``. When no command is registered globally, the commands were
+  perhaps synced to servers (``sync --guild``, as the README's set-up does): then the lists of
+  the first ``GUILD_COMMAND_CHECKS`` servers the bot is in are compared instead (one REST call
+  each), and a warning comes only if none of them has the commands or one has outdated ones.
+  ``sync`` builds the bot with ``commands_only=True``: the command tree without the services,
+  so it needs the Discord token and nothing else (no API key, no database).
 * An option value discord.py cannot convert (a stale client sending a voice channel where a
   text channel is wanted, a deleted role) is answered with the option's name and what it
   accepts, not with an apology.
@@ -58,6 +61,9 @@ if TYPE_CHECKING:
     from bot.store.database import Database
 
 log = logging.getLogger(__name__)
+
+#: At most this many servers' command lists are read at start when none is registered globally.
+GUILD_COMMAND_CHECKS = 10
 
 COGS = ("cogs.speak", "cogs.quotas", "cogs.voice", "cogs.voices", "cogs.help", "cogs.autoread")
 
@@ -155,6 +161,9 @@ class ChatterboxBot(commands.Bot):
         self.ready_report: asyncio.Task[None] | None = None
         self.voice_cls = voice_cls
         self.voice_output: VoiceOutput | None = None
+        #: The out-of-credit pause (its epoch) whose alert this process posted, and the servers
+        #: where the post went through (``cogs.speak.session.out_of_credit``).
+        self.credit_alert: tuple[int, frozenset[int]] | None = None
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     async def setup_hook(self) -> None:
@@ -179,17 +188,49 @@ class ChatterboxBot(commands.Bot):
         """Once connected: the ready line, and a warning when Discord's commands are not the code's."""
         await self.wait_until_ready()
         try:
-            fetched = await self.tree.fetch_commands()
-            registered = [command.to_dict() | _permissions(command) for command in fetched]
+            registered = await self._registered()
         except discord.HTTPException as exc:
             log.warning("could not read the registered slash commands from Discord: %s", exc)
             registered = None
+        code = [c.to_dict(self.tree) for c in self.tree.get_commands()]
+        per_guild: dict[int, list[dict[str, Any]]] = {}
+        if registered == [] and code:  # nothing global: perhaps synced per server (sync --guild)
+            per_guild = await self._registered_in_guilds()
         name = self.user.name if self.user is not None else "the bot"
-        log.info("%s", ready_line(name, len(self.guilds), None if registered is None else len(registered)))
-        if registered is not None:
-            drift = compare([c.to_dict(self.tree) for c in self.tree.get_commands()], registered)
+        count = None if registered is None else max([len(registered)] + [len(c) for c in per_guild.values()])
+        log.info("%s", ready_line(name, len(self.guilds), count))
+        if registered is None:
+            return
+        if not per_guild:
+            drift = compare(code, registered)
             if drift:
                 log.warning("%s", drift_warning(drift))
+            return
+        for guild_id, commands_here in per_guild.items():
+            drift = compare(code, commands_here)
+            if drift:
+                log.warning(
+                    "the slash commands registered in server %s differ from this version's (%s): run "
+                    "`chatterbox-bot sync --guild %s` (or `make sync GUILD=%s`) to register them",
+                    guild_id, drift.describe(), guild_id, guild_id,
+                )
+
+    async def _registered(self, guild: discord.abc.Snowflake | None = None) -> list[dict[str, Any]]:
+        fetched = await self.tree.fetch_commands(guild=guild)
+        return [command.to_dict() | _permissions(command) for command in fetched]
+
+    async def _registered_in_guilds(self) -> dict[int, list[dict[str, Any]]]:
+        """The servers (of the first ``GUILD_COMMAND_CHECKS``) that have commands, with them."""
+        found: dict[int, list[dict[str, Any]]] = {}
+        for guild in self.guilds[:GUILD_COMMAND_CHECKS]:
+            try:
+                registered = await self._registered(guild)
+            except discord.HTTPException as exc:  # e.g. invited without applications.commands
+                log.info("could not read the slash commands of server %s: %s", guild.id, exc)
+                continue
+            if registered:
+                found[guild.id] = registered
+        return found
 
     def discord_connected(self) -> bool:
         """For ``/healthz``: logged in and connected to Discord's gateway."""
@@ -308,6 +349,8 @@ def _leaf_options(data: Any) -> list[dict[str, Any]]:
         else:
             found.extend(_leaf_options(option))
     return found
+
+
 class ShardedChatterboxBot(ChatterboxBot, commands.AutoShardedBot):
     """``ChatterboxBot`` over several shards: the AutoShardedClient's connection handling,
     everything else unchanged. Built by ``make_bot`` when ``DISCORD_SHARD_COUNT`` is set;
@@ -324,15 +367,16 @@ def make_bot(settings: Settings, **options: Any) -> ChatterboxBot:
     return ShardedChatterboxBot(settings, shard_count=count, shard_ids=list(ids) if ids else None, **options)
 
 
-async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
-    """Answer ephemerally whether or not the interaction was already acknowledged."""
+async def send_ephemeral(interaction: discord.Interaction, message: str, **kwargs: Any) -> None:
+    """Answer ephemerally whether or not the interaction was already acknowledged; ``kwargs``
+    (``file=``, ``view=``…) go to discord.py's send. Mentions are off by the bot's default."""
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True)
+            await interaction.followup.send(message, ephemeral=True, **kwargs)
         else:
-            await interaction.response.send_message(message, ephemeral=True)
+            await interaction.response.send_message(message, ephemeral=True, **kwargs)
     except discord.HTTPException:
-        log.warning("could not tell the member about an error (interaction gone)")
+        log.warning("could not answer the member privately (interaction gone)")
 
 
 async def run_bot(settings: Settings) -> None:

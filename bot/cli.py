@@ -2,16 +2,15 @@
 
 Every failure a person can cause (a missing setting, a bad option, a refused request) ends in
 one line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for everything
-else. Tracebacks are for bugs only.
+else. Tracebacks are for bugs only. Configuration errors include what only shows at start: a
+DISCORD_TOKEN that Discord refuses, a DATABASE_URL that is malformed, unreachable or
+read-only, a SQLite file another bot already runs on (``bot.store.instance_lock``); the
+line names the setting and the kind of failure, never the URL (it may hold a password).
 
 Logs go to stderr, as text by default or, with ``LOG_FORMAT=json``, one JSON object per line
 (``time``, ``level``, ``logger``, ``message``, plus any ``extra`` fields such as ``error_id``),
 written by python-json-logger rather than by hand so that escaping and tracebacks are right.
 Interaction tokens are redacted before either formatter sees a record (``bot.app``).
-else. Tracebacks are for bugs only. Configuration errors include what only shows at start: a
-DISCORD_TOKEN that Discord refuses, a DATABASE_URL that is malformed, unreachable or
-read-only, a SQLite file another bot already runs on (``bot.store.instance_lock``); the
-line names the setting and the kind of failure, never the URL (it may hold a password).
 
 ``run`` stops cleanly on SIGTERM and SIGINT (handlers installed on the event loop, so they
 also work as PID 1 in a container, where the kernel ignores signals nobody handles): it
@@ -153,6 +152,9 @@ def startup_problem(exc: BaseException) -> str | None:
     if isinstance(exc, discord.LoginFailure):
         return ("Discord refused DISCORD_TOKEN (401 Unauthorized): copy the bot's token again from "
                 "https://discord.com/developers/applications (Bot → Reset Token).")
+    if isinstance(exc, discord.Forbidden):
+        return ("Discord refused access (403 Forbidden): with --guild, check the ID and that the bot "
+                "was invited to that server with the applications.commands scope.")
     if isinstance(exc, DatabaseUnavailable | SQLAlchemyError | OSError):
         text = str(exc).lower()
         if "readonly" in text or "read-only" in text or "read only" in text:
@@ -198,6 +200,7 @@ async def _prune(settings: Settings, older_than: float) -> None:
     forget-me`` had to leave linked while they still set the member's limits."""
     from datetime import UTC, datetime, timedelta
 
+    from bot.formats import plural
     from bot.store import open_database
     from bot.voices import anonymise_forgotten_money, longest_cooldown, prune_jobs
 
@@ -205,11 +208,11 @@ async def _prune(settings: Settings, older_than: float) -> None:
     try:
         now = datetime.now(UTC)
         cleared = await prune_jobs(db, finished_before=now - timedelta(seconds=older_than))
-        money = await anonymise_forgotten_money(db, now=now, cooldown=longest_cooldown(settings))
+        anonymised = await anonymise_forgotten_money(db, now=now, cooldown=longest_cooldown(settings))
     finally:
         await db.close()
-    print(f"cleared the text and voice URL of {cleared} finished job{'s' if cleared != 1 else ''}")
-    print(f"anonymised {money} spending row{'s' if money != 1 else ''} of members who asked to be forgotten")
+    print(f"cleared the text and voice URL of {plural(cleared, 'finished job')}")
+    print(f"anonymised {plural(anonymised, 'spending row')} of members who asked to be forgotten")
 
 
 async def _verify_counters(settings: Settings) -> int:

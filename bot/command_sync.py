@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.formats import plural
+
 _OPTION_KEYS = (
     "type", "name", "description", "required", "min_value", "max_value", "min_length",
     "max_length", "autocomplete",
@@ -89,14 +91,14 @@ def compare(code: Iterable[Mapping[str, Any]], registered: Iterable[Mapping[str,
 
 def ready_line(bot_name: str, servers: int, registered: int | None) -> str:
     commands = "? commands registered (Discord's list could not be read)" if registered is None else (
-        f"{registered} command{'s' if registered != 1 else ''} registered"
+        f"{plural(registered, 'command')} registered"
     )
-    return f"ready: {bot_name} in {servers} server{'s' if servers != 1 else ''}, {commands}"
+    return f"ready: {bot_name} in {plural(servers, 'server')}, {commands}"
 
 
 def drift_warning(drift: CommandDrift) -> str:
     return (
         f"the slash commands registered with Discord differ from this version's ({drift.describe()}): "
-        "run `chatterbox-bot sync` (or `make sync`) to register them; commands synced to one server "
-        "with --guild are not counted here"
+        "run `chatterbox-bot sync` (or `make sync`) to register them (commands synced with --guild "
+        "are looked for only in the first servers the bot is in)"
     )

@@ -1,10 +1,11 @@
 """``UserFacingError``: the base of every refusal or failure a member (or the CLI's user) sees.
 
-Four families derive from it — ``bot.gateway.errors.GatewayError``, the quota refusals in
+The families derive from it — ``bot.gateway.errors.GatewayError``, the quota refusals in
 ``bot.quotas`` (``QuotaExceeded``, ``PolicyError``, ``SubmissionsPaused``), the speech
-pipeline's ``bot.speech.errors.SpeechError`` and ``bot.audio.AudioError`` — so a front end
-renders any of them the same way: ``user_message`` is one sentence fit to show, without
-secrets; ``str(error)`` is the developer's line for the log. Anything that is not a
+pipeline's ``bot.speech.errors.SpeechError``, ``bot.audio.AudioError`` and the voice
+library's ``bot.voices.errors.VoiceError`` — so a front end renders any of them the same
+way: ``user_message`` is one sentence fit to show, without secrets; ``str(error)`` is the
+developer's line for the log. Anything that is not a
 ``UserFacingError`` is a bug: the member gets an apology with an error id, the log the trace.
 """
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bot.config import ConfigError, Settings
 from bot.errors import UserFacingError
-from bot.formats import plural
+from bot.formats import money, plural
 from bot.speech.events import (
     ChunkReady,
     CostPlan,
@@ -75,7 +75,8 @@ class Progress:
                 self.line(f"from cache, $0 ({plural(len(event.plan.chunks), 'chunk')})")
             else:
                 cached = f" ({len(event.plan.from_cache)} from cache)" if event.plan.from_cache else ""
-                self.line(f"queued… {plural(event.plan.requests, 'request')}{cached}, ${event.plan.cost:.2f}")
+                requests = plural(event.plan.requests, "request")
+                self.line(f"queued… {requests}{cached}, {money(event.plan.cost)}")
         elif isinstance(event, WaitingForSlot):
             self.line(f"waiting for a free slot (place {event.position})…")
         elif isinstance(event, Submitted) and event.chunks > 1:
@@ -91,7 +92,7 @@ class Progress:
 
     def done(self, result: SpeechResult, plan: CostPlan, output: Path) -> None:
         self.line(f"done: {result.duration:.1f} s of audio, {plural(plan.requests, 'request')}, "
-                  f"${result.cost:.2f} -> {output}")
+                  f"{money(result.cost)} -> {output}")
 
 
 def _fail(message: str, code: int) -> int:

@@ -10,6 +10,7 @@ from bot.gateway.errors import InsufficientBalance, InvalidTTSRequest, ServerErr
 from bot.quotas.errors import GuildPaused, PolicyError, QuotaExceeded
 from bot.quotas.wallet import SubmissionsPaused
 from bot.speech.errors import SpeechCancelled, SpeechFailed
+from bot.voices.errors import ClipRejected, VoiceError
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,8 @@ from bot.speech.errors import SpeechCancelled, SpeechFailed
         (SpeechFailed("part 0: KeyError", user_message="Not made."), "Not made."),
         (AudioError("The file is empty."), "The file is empty."),
         (TooLargeForUpload("Too large.", size_bytes=2, limit_bytes=1), "Too large."),
+        (VoiceError("name_long", "That name is too long."), "That name is too long."),
+        (ClipRejected("not_audio", "That file is not audio."), "That file is not audio."),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else "",
 )

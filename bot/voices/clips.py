@@ -104,7 +104,9 @@ async def normalise_clip(data: bytes, *, ffmpeg: str | None, max_seconds: float)
     try:
         probe = await probe_audio(data, ffmpeg=ffmpeg)
     except AudioError as exc:
-        raise ClipRejected("not_audio", str(exc)) from None
+        # The detail may quote FFmpeg (it could not start, or what it said): the log's, not the member's.
+        log.info("an uploaded clip was refused: %s", exc)
+        raise ClipRejected("not_audio", exc.user_message) from None
     if probe.duration > max_seconds:
         raise ClipRejected(
             "too_long",

@@ -7,14 +7,15 @@ or the database's text here: that goes to the log.
 
 from __future__ import annotations
 
+from bot.errors import UserFacingError
 
-class VoiceError(Exception):
-    """A refusal with a message fit for the member."""
+
+class VoiceError(UserFacingError):
+    """A refusal with a message fit for the member (``user_message``, as every ``UserFacingError``)."""
 
     def __init__(self, code: str, user_message: str) -> None:
-        super().__init__(user_message)
+        super().__init__(user_message, user_message=user_message)
         self.code = code
-        self.user_message = user_message
 
 
 class ClipRejected(VoiceError):

@@ -114,7 +114,7 @@ class DiscordOutlet:
         )
         try:
             user = self.bot.get_user(message.author_id) or await self.bot.fetch_user(message.author_id)
-            await user.send(text, allowed_mentions=discord.AllowedMentions.none())
+            await user.send(text)
         except discord.HTTPException as exc:
             log.info("could not tell user %s why message %s was not read: %s", message.author_id,
                      message.message_id, exc)

@@ -1,6 +1,6 @@
 """Telling a server's moderators about a problem, in the channel they chose.
 
-The channel is the guild setting ``alert_channel_id`` (``/quota alert-channel``). Without one,
+The channel is the guild setting ``alert_channel_id`` (``/quota alerts``). Without one,
 or when the bot cannot post there, the alert goes to the log as a warning instead: the bot
 never guesses a channel, since alerts may say things members need not see.
 """

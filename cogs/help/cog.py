@@ -40,13 +40,10 @@ class HelpCog(commands.Cog, name="Help"):
             policy=policy,
             exempt=exempt,
         )
-        await interaction.followup.send(
-            help_text(facts), ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        await interaction.followup.send(help_text(facts), ephemeral=True)
 
     @app_commands.command(name="about", description="This bot's version, what it stores, and its source")
     async def about(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message(
-            about_text(version(), self.bot.settings.about_source_url), ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
+            about_text(version(), self.bot.settings.about_source_url), ephemeral=True
         )

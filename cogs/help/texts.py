@@ -6,9 +6,11 @@ Decisions:
   it costs them (their own limits on this server, as ``/quota me`` resolves them), why a text
   can be refused (the two text limits: the bot's longest text for one /speak, and this
   server's limit per request), and how voices work — including that a voice may only be
-  cloned from a recording of someone who agreed to it.
-- ``/about`` says what the bot is (version), what it keeps about a member and who sees the
-  text (the TTS provider), and where the source is. The source address is a setting
+  cloned from a recording of someone who agreed to it. The options it names are the /speak
+  command's own (a test reads them from the command tree).
+- ``/about`` says what the bot is (version), what it keeps about a member (saved voice clips
+  included, and how ``/privacy forget-me`` deletes them) and who sees the text (the TTS
+  provider), and where the source is. The source address is a setting
   (``ABOUT_SOURCE_URL``): the code is MIT-licensed and an operator may run a modified copy, so
   no address is hard-coded.
 - Both are ephemeral: they answer one member and clutter no channel.
@@ -64,11 +66,16 @@ def help_text(facts: HelpFacts) -> str:
         ]
     lines += [
         "",
-        "**Voices:** without a clip you get the default voice. Attach a clip as `voice:` to speak "
-        f"in that voice (audio, up to {facts.voice_max_seconds:g} s and {facts.voice_max_mb:g} MB; "
-        "the first ~10 s of clean speech matter most).",
+        "**Voices:** without one you get the default voice. `voice:` picks a saved voice (yours, "
+        "one shared here, or a server voice); attach a clip as `clip:` to speak once in that voice "
+        f"(audio, up to {facts.voice_max_seconds:g} s and {facts.voice_max_mb:g} MB; the first ~10 s "
+        "of clean speech matter most).",
+        "**Saved voices:** `/voices add` saves a voice from a clip (you confirm consent), "
+        "`/voices list` shows the ones you can use, `/voices share` shares yours with this server, "
+        "`/voices default` sets what /speak uses when you pick none, `/voices delete` removes one.",
         "**Consent:** only use a recording of your own voice, or of someone who has agreed to have "
-        "their voice cloned. Moderators can stop members who misuse this (`/quota block`).",
+        "their voice cloned. Moderators can revoke a voice here (`/voices revoke`) and stop members "
+        "who misuse this (`/quota block`).",
         "",
         "`/about` tells what the bot stores and where its source is.",
     ]
@@ -85,11 +92,14 @@ def about_text(version: str, source_url: str | None) -> str:
     return "\n".join([
         f"**Chatterbox TTS for Discord** {version}",
         "",
-        "**Privacy:** what you ask to be spoken is sent to the Chatterbox TTS service (and a "
-        "voice clip's Discord link, when you attach one). The bot keeps, in its own database, "
-        "each request's text, settings, your user id and name, the server and channel, and your "
-        "daily usage for the quotas; moderators' quota changes are kept in a history. Nothing is "
-        "shared with anyone else. The bot's owner can delete what is stored about you on request.",
+        "**Privacy:** what you ask to be spoken is sent to the Chatterbox TTS service (and a link "
+        "to the voice clip used, when there is one). The bot keeps, in its own database, each "
+        "request's text, settings, your user id and name, the server and channel, and your daily "
+        "usage for the quotas; moderators' quota changes are kept in a history. The voices you save "
+        "with `/voices add` keep their clip in the database (and, on bots without a web address, as a "
+        "file in the server's voice storage channel) until you delete them. Nothing is shared with "
+        "anyone else. `/privacy forget-me` deletes your saved voices, defaults and the text of your past "
+        "requests; the bot's owner can delete the rest on request.",
         "",
         source,
     ])

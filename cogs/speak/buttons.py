@@ -13,58 +13,72 @@ routed by its custom id alone, without a View kept per message. The cog does the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import discord
 
 from cogs.voices.report import ReportButton
 
+if TYPE_CHECKING:
+    from cogs.speak.cog import SpeakCog
+
 REROLL_TEMPLATE = r"speak:reroll:(?P<take>[0-9a-f]{32})"
 PLAY_TEMPLATE = r"speak:play:(?P<take>[0-9a-f]{32})"
 
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REROLL_TEMPLATE):
+class _TakeButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"speak:(?:reroll|play):(?P<take>[0-9a-f]{32})"
+):
+    """What Re-roll and Play in voice share: a button whose custom id is ``speak:<action>:<take>``.
+
+    discord.py wants a ``template`` per class, so each button names its own (this base is never
+    registered); a subclass gives its action, label and emoji, and the cog's handler to call.
+    """
+
+    ACTION: ClassVar[str]
+    LABEL: ClassVar[str]
+    EMOJI: ClassVar[str]
+
     def __init__(self, take_id: str) -> None:
         super().__init__(discord.ui.Button(
-            label="Re-roll", emoji="🎲", style=discord.ButtonStyle.secondary,
-            custom_id=f"speak:reroll:{take_id}",
+            label=self.LABEL, emoji=self.EMOJI, style=discord.ButtonStyle.secondary,
+            custom_id=f"speak:{self.ACTION}:{take_id}",
         ))
         self.take_id = take_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
-    ) -> RerollButton:
+    ) -> Self:
         return cls(match["take"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _route(interaction, "reroll_clicked", self.take_id)
+        from cogs.speak.cog import SpeakCog  # here, not at the top: the cog imports this module
+
+        cog = interaction.client.get_cog("Speak")
+        if not isinstance(cog, SpeakCog):
+            await interaction.response.send_message(
+                "Text-to-speech is not available right now.", ephemeral=True
+            )
+            return
+        await self.clicked(cog, interaction)
+
+    async def clicked(self, cog: SpeakCog, interaction: discord.Interaction[Any]) -> None:
+        raise NotImplementedError
 
 
-class PlayButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=PLAY_TEMPLATE):
-    def __init__(self, take_id: str) -> None:
-        super().__init__(discord.ui.Button(
-            label="Play in voice", emoji="🔊", style=discord.ButtonStyle.secondary,
-            custom_id=f"speak:play:{take_id}",
-        ))
-        self.take_id = take_id
+class RerollButton(_TakeButton, template=REROLL_TEMPLATE):
+    ACTION, LABEL, EMOJI = "reroll", "Re-roll", "🎲"
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
-    ) -> PlayButton:
-        return cls(match["take"])
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await _route(interaction, "play_clicked", self.take_id)
+    async def clicked(self, cog: SpeakCog, interaction: discord.Interaction[Any]) -> None:
+        await cog.reroll_clicked(interaction, self.take_id)
 
 
-async def _route(interaction: discord.Interaction[Any], handler: str, take_id: str) -> None:
-    cog = interaction.client.get_cog("Speak")  # type: ignore[attr-defined]
-    if cog is None:
-        await interaction.response.send_message("Text-to-speech is not available right now.", ephemeral=True)
-        return
-    await getattr(cog, handler)(interaction, take_id)
+class PlayButton(_TakeButton, template=PLAY_TEMPLATE):
+    ACTION, LABEL, EMOJI = "play", "Play in voice", "🔊"
+
+    async def clicked(self, cog: SpeakCog, interaction: discord.Interaction[Any]) -> None:
+        await cog.play_clicked(interaction, self.take_id)
 
 
 def result_view(take_id: str) -> discord.ui.View:

@@ -12,9 +12,9 @@ Decisions:
 - The card shows progress and the result only. What a request costs (``cost_note``) and why
   it failed (``failure_message``: the plain reason, whether the quota was refunded, the error
   id) go privately to the requester, each said once. A charged failure never says "try again":
-  a second attempt would be charged again. The one exception is the audio cache: a result
-  from it says so on the card with what it cost (``from cache, $0``; a partial hit
-  ``2 of 3 parts from cache, $0.01``), since that is the point of showing it.
+  a second attempt would be charged again. A result from the audio cache says so on the card
+  (``from cache``; a partial hit ``2 of 3 parts from cache``), without a price: that it was
+  free, or what the other parts cost, is in the requester's private cost note too.
 - The member's text is quoted, shortened and stripped of markdown so it cannot reshape the
   card; mentions stay as written but every message is sent with ``AllowedMentions.none()``,
   so nobody is pinged.
@@ -45,9 +45,6 @@ def quote(text: str, limit: int = QUOTE_CHARS) -> str:
     return _MARKDOWN.sub(r"\\\1", flat)
 
 
-
-
-
 def settings_text(exaggeration: float, temperature: float, cfg: float, voice_name: str | None) -> str:
     voice = f"voice: {quote(voice_name, 60)}" if voice_name else "default voice"
     return f"exaggeration {exaggeration:g} · temperature {temperature:g} · cfg {cfg:g} · {voice}"
@@ -70,6 +67,8 @@ def status_quota_ok(requests: int, from_cache: int = 0) -> str:
 def cost_note(requests: int, cost: Decimal, from_cache: int = 0) -> str:
     """Private to the requester, once the quota is reserved: what it really costs (the parts
     from the audio cache cost nothing and are not counted)."""
+    if requests == 0:
+        return "This /speak came from the audio cache: it is free and uses none of your quota."
     cached = ""
     if from_cache:
         cached = (f" {plural(from_cache, 'part')} of this text {'was' if from_cache == 1 else 'were'} "
@@ -94,25 +93,25 @@ def status_processing(elapsed: float, done_chunks: int = 0, chunks: int = 1) -> 
 
 
 def status_from_cache() -> str:
-    """Every chunk was in the audio cache: no request, no quota."""
-    return "from cache, $0"
+    """Every chunk was in the audio cache: no request, no quota (the card names no price)."""
+    return "from cache"
 
 
-def status_partly_cached(from_cache: int, chunks: int, cost: Decimal) -> str:
-    """Some parts were in the audio cache: how many, and what the others cost."""
-    return f"{from_cache} of {chunks} parts from cache, {money(cost)}"
+def status_partly_cached(from_cache: int, chunks: int) -> str:
+    """Some parts were in the audio cache: how many (what the others cost is private)."""
+    return f"{from_cache} of {chunks} parts from cache"
 
 
 def status_done(
     duration: float, *, where: str | None = None, cached: bool = False, from_cache: int = 0,
-    chunks: int = 1, cost: Decimal | None = None,
+    chunks: int = 1,
 ) -> str:
-    """``cached``: all from the cache; ``from_cache`` of ``chunks`` (and ``cost``): a partial hit."""
+    """``cached``: all from the cache; ``from_cache`` of ``chunks``: a partial hit."""
     text = f"done: {seconds(duration)} of audio"
     if cached:
         text += f" ({status_from_cache()})"
-    elif from_cache and cost is not None:
-        text += f" ({status_partly_cached(from_cache, chunks, cost)})"
+    elif from_cache:
+        text += f" ({status_partly_cached(from_cache, chunks)})"
     return f"{text}, {where}" if where else text
 
 

@@ -3,38 +3,37 @@
 Discord's client enforces the ranges declared with ``app_commands.Range``, but discord.py does
 not re-check them when an interaction arrives (an old or hostile client can send anything),
 and the text limit there is a constant while the real one is a setting. So every value is
-checked again here; each failure is one sentence naming the option and what is allowed.
+checked again before anything is spent, each rule in one place: the text by the core's
+``SpeechService.plan`` (the cog passes the option's limit), the tuning by the core's
+``bot.gateway.check_params`` (``check_params`` here only words it for the member), and what
+only Discord has (the output choice, the channel's permissions) here. Each failure is one
+sentence naming the option and what is allowed.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import discord
 from discord import app_commands
+from pydantic import ValidationError
 
-from bot.gateway.models import PARAM_RANGES
+from bot.gateway.errors import InvalidTTSRequest
+from bot.gateway.models import TTSParams
+from bot.gateway.models import check_params as check_tuning
 
 OUTPUTS = ("file", "voice", "both", "voice_message")
 
 
-
-def check_text(text: str, max_chars: int) -> str | None:
-    stripped = text.strip()
-    if not stripped:
-        return "The text is empty; write something to speak."
-    if len(stripped) > max_chars:
-        return f"The text is too long: {len(stripped)} characters, the limit is {max_chars}."
-    return None
-
-
 def check_params(exaggeration: float, temperature: float, cfg: float) -> str | None:
-    for name, value in (("exaggeration", exaggeration), ("temperature", temperature), ("cfg", cfg)):
-        low, high = PARAM_RANGES[name]
-        if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
-            return f"`{name}` must be between {low:g} and {high:g} (got {value})."
+    """The core's tuning rule (``bot.gateway.check_params``) as the member's sentence, or None."""
+    try:
+        check_tuning(TTSParams(exaggeration=exaggeration, temperature=temperature, cfg=cfg))
+    except InvalidTTSRequest as exc:
+        return exc.user_message
+    except ValidationError:  # not a number at all (Discord's own clients never send that)
+        return "`exaggeration`, `temperature` and `cfg` must be numbers."
     return None
 
 
@@ -42,10 +41,6 @@ def check_output(output: str) -> str | None:
     if output not in OUTPUTS:
         return f"`output` must be one of {', '.join(OUTPUTS)} (got {output!r})."
     return None
-
-
-
-
 
 
 def missing_channel_permissions(*, view: bool, send: bool, attach: bool) -> str | None:

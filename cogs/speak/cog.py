@@ -17,8 +17,9 @@ Flow and decisions (every request — /speak, a context menu, Re-roll — goes t
    The text is cleaned first (``bot.speech.cleanup``, names from ``cogs.speak.names``): what is
    checked, priced, cached, shown on the card and spoken is the spoken form. A text with
    nothing left to say is refused privately and costs nothing.
-1. Checks that need no I/O (text, ranges, output, the attachment's type and size, the bot's
-   Send Messages / Attach Files permissions in the channel, the chunk plan) run first and a
+1. Checks that need no I/O (the text and its chunk plan, by the core's ``plan``; ranges,
+   output, the attachment's type and size, the bot's Send Messages / Attach Files
+   permissions in the channel) run first and a
    refusal is the ephemeral *initial* response: the member sees only a private message and
    nothing is charged. discord.py does not enforce ``Range`` at runtime, hence the re-checks.
 2. Then the command defers publicly with "thinking…" (well inside Discord's 3 s), downloads
@@ -339,25 +340,21 @@ class SpeakCog(commands.Cog, name="Speak"):
         output: str,
     ) -> CostPlan | str:
         """Everything checkable without I/O, in the order a member would fix it: the problem,
-        or the text's plan (made once here and handed to ``SpeechService.start``)."""
+        or the text's plan (made once here, by the core's rules, and handed to
+        ``SpeechService.start``)."""
         settings = self.bot.settings
-        problem = (
-            _checks.check_text(text, min(settings.chatterbox_max_text_chars, TEXT_OPTION_MAX))
-            or _checks.check_params(exaggeration, temperature, cfg)
-            or _checks.check_output(output)
-        )
+        try:
+            plan = self.bot.core.speech.plan(text, max_chars=TEXT_OPTION_MAX)
+        except InvalidTTSRequest as exc:
+            return exc.user_message
+        problem = _checks.check_params(exaggeration, temperature, cfg) or _checks.check_output(output)
         if problem is None and voice is not None:
             problem = reference.metadata_problem(
                 voice.content_type, voice.filename, voice.size, settings.voice_ref_max_bytes
             )
         if problem is None:
             problem = self._check_channel(interaction)
-        if problem is not None:
-            return problem
-        try:
-            return self.bot.core.speech.plan(text)
-        except InvalidTTSRequest as exc:
-            return exc.user_message
+        return plan if problem is None else problem
 
     @staticmethod
     def _check_channel(interaction: discord.Interaction[Any]) -> str | None:
@@ -554,16 +551,18 @@ class SpeakCog(commands.Cog, name="Speak"):
     async def _resume(self) -> int:
         """Once the bot is connected (channels cached), take over what the last run left."""
         await self.bot.wait_until_ready()
+        # The reconciler first, so jobs abandoned while this pass waits are taken over too; its
+        # own first pass comes a period later (this one has claimed what was left by then).
+        self.bot.core.speech.start_reconciler(self.deliver_resumed, on_failed=self.close_failed_resumed,
+                                              first_pass=False)
         try:
-            # wait=True: the task ends once every resumed job is delivered (tests await it);
-            # then the reconciler keeps taking over abandoned jobs for the life of the bot.
+            # wait=True: the task ends once every resumed job is delivered (tests await it).
             taken = await self.bot.core.speech.resume_pending(
                 self.deliver_resumed, wait=True, on_failed=self.close_failed_resumed
             )
         except Exception:
             log.exception("could not resume pending speech jobs")
             taken = 0
-        self.bot.core.speech.start_reconciler(self.deliver_resumed, on_failed=self.close_failed_resumed)
         return taken
 
     async def _resumed_channel(self, job: ResumedJob) -> Any | None:
@@ -580,7 +579,8 @@ class SpeakCog(commands.Cog, name="Speak"):
 
     async def close_failed_resumed(self, job: ResumedJob, message: str) -> None:
         """A resumed job ended without audio: its old card says so, without a Cancel button."""
-        log.info("resumed job %s failed: %s", job.job_id, message)
+        log.info("resumed job %s failed (%s): %s", job.job_id,
+                 "refunded" if job.refunded else "charged", message)
         card_id = job.target.card_message_id
         channel = await self._resumed_channel(job) if card_id else None
         if channel is None:
@@ -592,9 +592,9 @@ class SpeakCog(commands.Cog, name="Speak"):
             temperature=params.temperature, cfg=params.cfg,
             voice_name=await _voices.voice_name_of(self.bot, job.voice_url),
             status=_card.status_failed(job.job_id),
-            note="(Closed after a restart; " + (
-                "the quota was given back.)" if job.refunded else "the TTS service charged for it.)"
-            ),
+            # Whether it was charged is the requester's business, and after a restart there is
+            # no private way back to them: /quota me shows it to them alone.
+            note="(Closed after a restart; `/quota me` shows your quota as it is now.)",
         )
         reply = Reply(clock=self.bot.clock, channel=channel, card_id=card_id)
         await _quietly(reply.edit_card(card.render(), view=None))
@@ -629,8 +629,12 @@ class SpeakCog(commands.Cog, name="Speak"):
             upload = await fit_upload(result.audio, limit_bytes=limit, ffmpeg=self.bot.ffmpeg,
                                       base_name=result.text)
         except (TooLargeForUpload, AudioError) as exc:
+            # The detail may quote FFmpeg: the log keeps it under the error id, the member reads
+            # plain words.
+            log.warning("resumed job %s (error id %s): the audio can't be posted: %s",
+                        job.job_id, _card.error_id(job.job_id), exc)
             await _quietly(reply.post(f"<@{job.user_id}>: your /speak audio was made but can't be posted: "
-                                      f"{exc}"))
+                                      f"{exc.user_message} (error id `{_card.error_id(job.job_id)}`)"))
             return
         content = _card.audio_message(
             requester=f"<@{job.user_id}>", text=result.text, duration=result.duration,

@@ -19,7 +19,8 @@ Decisions:
   (``cogs.speak.voice_message``); where Discord refuses it, as a file with the reason. A
   voice message carries nothing else, so its result buttons go on the final card (as for
   voice-only output); otherwise they sit on the audio message.
-- A request served from the audio cache reads "from cache, $0" instead of the quota line.
+- A request served from the audio cache reads "from cache" instead of the quota line (that it
+  was free is in the requester's private cost note, like every price).
 - Voice (``output`` voice/both) goes through the Voice cog's ``enqueue`` (its contract is in
   ``cogs/voice.py``: ``VoiceClip``, ``Placement``). Chunks that arrive before the clip is
   placed are buffered and pushed in order. When voice is refused, unavailable or fails later,
@@ -429,7 +430,7 @@ class SpeakSession:
 
 def _done(result: SpeechResult, where: str | None) -> str:
     return _card.status_done(result.duration, where=where, cached=result.cached,
-                             from_cache=result.cached_chunks, chunks=result.chunks, cost=result.cost)
+                             from_cache=result.cached_chunks, chunks=result.chunks)
 
 
 #: Discord's JSON error codes for an upload it refused (not our fault, not a permission).
@@ -452,23 +453,29 @@ async def out_of_credit(bot: ChatterboxBot, guild_id: int | None, requester_name
     ``WalletGuard.claim_alert`` is True once per pause (across processes). Its winner posts
     in this server's alert channel first (awaited, so the member's "moderators have been told"
     is true), then in the alert channel of every other server this process serves; servers
-    without an alert channel are skipped. Afterwards, a server's moderators count as told
-    when it has an alert channel.
+    without an alert channel are skipped. The servers where the post went through are kept
+    with the pause's epoch (``bot.credit_alert``), and afterwards a server's moderators count
+    as told only when they are among them: not merely because an alert channel is set (the
+    post may have failed, or the channel been chosen later, or another process posted).
     """
     try:
-        if await bot.core.wallet.claim_alert():
+        wallet = bot.core.wallet
+        if await wallet.claim_alert():
+            epoch = (await wallet.state()).epoch
             text = _card.out_of_credit_alert(
                 discord.utils.escape_markdown(requester_name), bot.settings.chatterbox_wallet_probe_seconds
             )
             told_here = guild_id is not None and await alert_moderators(bot, guild_id, text)
             others = [g.id for g in bot.guilds if g.id != guild_id]
             told = [g for g in others if await alert_moderators(bot, g, text, if_unset="skip")]
+            bot.credit_alert = (epoch, frozenset(told + ([guild_id] if told_here and guild_id else [])))
             log.warning("out of credit: told the moderators of %d of %d servers", len(told) + told_here,
                         len(others) + (guild_id is not None))
             return told_here
-        if guild_id is None:
+        if guild_id is None or bot.credit_alert is None:
             return False
-        return (await bot.core.quotas.admin.guild_settings(guild_id)).alert_channel_id is not None
+        epoch, told_guilds = bot.credit_alert
+        return guild_id in told_guilds and (await wallet.state()).epoch == epoch
     except Exception:
         log.exception("could not alert the moderators about the out-of-credit pause")
         return False

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.http import Route
 
 from bot.audio import AudioError
 from bot.voice_message import FILENAME, IS_VOICE_MESSAGE, VoiceMessageAudio, voice_message_audio
+
+if TYPE_CHECKING:
+    from bot.app import ChatterboxBot
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ def voice_message_form(audio: VoiceMessageAudio) -> list[dict[str, Any]]:
             {"id": "0", "filename": FILENAME, "duration_secs": round(audio.duration, 3),
              "waveform": audio.waveform},
         ],
+        # A raw route: the bot-wide ``AllowedMentions.none()`` only applies to discord.py's
+        # senders, so it is spelled out here (a voice message has no content to ping with anyway).
         "allowed_mentions": {"parse": []},
     }
     return [
@@ -55,7 +60,7 @@ def voice_message_form(audio: VoiceMessageAudio) -> list[dict[str, Any]]:
     ]
 
 
-async def post_voice_message(bot: Any, channel_id: int, wav: bytes) -> int:
+async def post_voice_message(bot: ChatterboxBot, channel_id: int, wav: bytes) -> int:
     """Post ``wav`` as a voice message in the channel; returns the message id."""
     if bot.ffmpeg is None:
         raise VoiceMessageRefused("voice messages are not available on this bot")

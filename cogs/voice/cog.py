@@ -32,6 +32,9 @@ Decisions a server owner may want to know:
 * **Leaving.** The bot connects only when a clip is ready to play, leaves after
   ``VOICE_IDLE_SECONDS`` with nothing playing (timed on ``bot.clock``), and leaves at once
   when no human is left in its channel (the clip playing is then posted as a file). A
+  moderator who drags the bot to another channel mid-clip moves the clip with it: discord.py
+  follows the move, the clip plays on there and its card names that channel (dragged into an
+  empty channel, the bot leaves and posts the clip). A
   dropped voice connection (4006, 4009, 4015, a network cut) is rejoined and the clip plays
   on; a kick or a deleted channel posts the clip that was playing as a file, and the next
   clip joins afresh.
@@ -55,6 +58,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import send_ephemeral
+from bot.formats import plural
 from bot.playback.clip import VoiceClip
 from bot.playback.queue import Placement, QueueFull
 from cogs.voice.player import Ending, GuildPlayer, humans_in, log_ffmpeg_missing, voice_problem
@@ -173,8 +177,11 @@ class VoiceCog(
         if me is not None and member.id == me.id:
             if after.channel is None and before.channel is not None:
                 await player.on_bot_disconnected()
-            elif after.channel is not None and not humans_in(after.channel):
-                await player.on_channel_emptied()  # moved (by a moderator) into an empty channel
+            elif after.channel is not None and before.channel != after.channel:
+                if not humans_in(after.channel):
+                    await player.on_channel_emptied(moved=True)  # by a moderator, into an empty channel
+                else:
+                    player.on_bot_moved(after.channel)
             return
         if before.channel is not None and before.channel != after.channel and player.voice is not None:
             await player.on_channel_emptied()
@@ -217,7 +224,7 @@ class VoiceCog(
                  len(cleared))
         parts = ["Stopped the clip that was playing"] if stopped else []
         if cleared:
-            parts.append(f"cleared {len(cleared)} waiting clip{'s' if len(cleared) != 1 else ''}")
+            parts.append(f"cleared {plural(len(cleared), 'waiting clip')}")
         await send_ephemeral(interaction, (", ".join(parts) or "Nothing was playing") + ".")
 
     @app_commands.command(name="queue", description="Show what is playing and waiting in voice chat")

@@ -20,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.app import send_ephemeral
 from bot.gateway.errors import InvalidTTSRequest
 from bot.gateway.models import TTSParams
 from bot.quotas.errors import QuotaExceeded
@@ -30,11 +31,11 @@ from bot.speech.events import DeliveryTarget, Requester
 from bot.speech.voice_ref import voice_ref
 from bot.voices import ClipRejected, VoiceError, normalise_clip
 from bot.voices.library import NAME_MAX
-from cogs.common.guards import is_moderator, moderator_only
+from cogs.common.guards import is_moderator, moderator_only, role_ids
 from cogs.speak import checks as _checks
 from cogs.voices.choice import NO_VOICES_TEXT, NO_VOICES_VALUE, voice_choices, voice_label
 from cogs.voices.hosting import DiscordClipHost
-from cogs.voices.report import NO_MENTIONS, tell_owner
+from cogs.voices.report import tell_owner
 
 if TYPE_CHECKING:
     from bot.app import ChatterboxBot
@@ -69,14 +70,6 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
 
     # -- helpers ----------------------------------------------------------------------------
 
-    async def _say(self, interaction: discord.Interaction[Any], text: str, **kwargs: Any) -> None:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS, **kwargs)
-        else:
-            await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=NO_MENTIONS, **kwargs
-            )
-
     async def _store_clip(
         self,
         interaction: discord.Interaction[Any],
@@ -97,22 +90,22 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                 guild_id, interaction.user.id, name, consent=consent, is_moderator=mod, preset=preset
             )
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         problem = reference.metadata_problem(
             clip.content_type, clip.filename, clip.size, settings.voice_ref_max_bytes
         )
         if problem is not None:
-            await self._say(interaction, problem)
+            await send_ephemeral(interaction, problem)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             data = await clip.read()
         except discord.HTTPException:
-            await self._say(interaction, "I couldn't download the clip from Discord; please try again.")
+            await send_ephemeral(interaction, "I couldn't download the clip from Discord; please try again.")
             return
         if len(data) > settings.voice_ref_max_bytes:
-            await self._say(
+            await send_ephemeral(
                 interaction,
                 reference.metadata_problem(
                     clip.content_type, clip.filename, len(data), settings.voice_ref_max_bytes
@@ -135,14 +128,14 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                 tuning=tuning,
             )
         except (ClipRejected, VoiceError) as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         how = (
             "a server voice everyone here can pick"
             if preset
             else "private: only you can use it. Share it with `/voices share`"
         )
-        await self._say(
+        await send_ephemeral(
             interaction,
             f"Saved “{voice.name}” ({voice.clip_seconds:.1f} s), {how}. This is the clip that will be used; "
             f"try it with `/voices preview` or `/speak voice:{voice.name}`.",
@@ -191,7 +184,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
             lines.append(f"Your default for /speak: {defaults.voice.name}")
         elif defaults.voice_problem:
             lines.append(f"Your default voice can't be used any more: {defaults.voice_problem}")
-        await self._say(interaction, "\n".join(lines)[:1990])
+        await send_ephemeral(interaction, "\n".join(lines)[:1990])
 
     @app_commands.command(name="preview", description="Hear a short sample of a voice (made once, then free)")
     @app_commands.describe(name="The voice")
@@ -202,11 +195,11 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         try:
             voice = await library.resolve(guild_id, interaction.user.id, name)
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message if name != NO_VOICES_VALUE else NO_VOICES_TEXT)
+            await send_ephemeral(interaction, exc.user_message if name != NO_VOICES_VALUE else NO_VOICES_TEXT)
             return
         cached = await library.preview(voice.id)
         if cached is not None:
-            await self._say(
+            await send_ephemeral(
                 interaction,
                 f"“{voice.name}” (a saved sample; costs nothing):",
                 file=discord.File(io.BytesIO(cached), filename="preview.wav"),
@@ -221,9 +214,8 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                 temperature=voice.temperature if voice.temperature is not None else 0.8,
                 cfg=voice.cfg if voice.cfg is not None else 0.5,
             )
-            roles = tuple(r.id for r in getattr(member, "roles", ()) if not r.is_default())
             job = await self.bot.core.speech.start(
-                Requester(member.id, member.display_name, guild_id, roles),
+                Requester(member.id, member.display_name, guild_id, role_ids(member)),
                 PREVIEW_TEXT,
                 voice_url=voice_ref(voice.id),
                 voice_name=voice.name,
@@ -232,15 +224,15 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
             )
             result = await job.result()
         except (VoiceError, InvalidTTSRequest, QuotaExceeded, SubmissionsPaused, SpeechError) as exc:
-            await self._say(interaction, f"The preview could not be made: {_message(exc)}")
+            await send_ephemeral(interaction, f"The preview could not be made: {_message(exc)}")
             return
         except Exception as exc:  # a GatewayError subclass: the provider's text stays in the log
             log.warning("preview of voice %s failed: %r", voice.id, exc)
-            await self._say(interaction, f"The preview could not be made: {_message(exc)}")
+            await send_ephemeral(interaction, f"The preview could not be made: {_message(exc)}")
             return
         await library.store_preview(voice.id, result.audio)
         await self.bot.core.speech.mark_delivered(job.job_id)
-        await self._say(
+        await send_ephemeral(
             interaction,
             f"“{voice.name}”: {PREVIEW_TEXT} (saved: the next preview is free)",
             file=discord.File(io.BytesIO(result.audio), filename="preview.wav"),
@@ -256,10 +248,10 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         try:
             voice = await self.bot.core.voices.share(interaction.guild_id, interaction.user.id, name, scope)
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         where = "everyone in this server can now use it" if scope == "server" else "only you can use it now"
-        await self._say(interaction, f"“{voice.name}” is {scope}: {where}.")
+        await send_ephemeral(interaction, f"“{voice.name}” is {scope}: {where}.")
 
     @app_commands.command(name="rename", description="Rename one of your voices")
     @app_commands.describe(name="Your voice", new_name="Its new name (1-32 characters)")
@@ -276,9 +268,9 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                 is_moderator=is_moderator(interaction),
             )
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
-        await self._say(interaction, f"Renamed to “{voice.name}”.")
+        await send_ephemeral(interaction, f"Renamed to “{voice.name}”.")
 
     @app_commands.command(name="delete", description="Delete one of your voices with its clip and samples")
     @app_commands.describe(name="Your voice")
@@ -289,12 +281,12 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                 interaction.guild_id, interaction.user.id, name, is_moderator=is_moderator(interaction)
             )
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         if voice.storage_channel_id is not None and voice.storage_message_id is not None:
             await self.host.delete(voice.storage_channel_id, voice.storage_message_id)
         await self.bot.core.cache.forget_clip(voice.clip_sha256)  # audio made from it, and its takes
-        await self._say(
+        await send_ephemeral(
             interaction,
             f"Deleted “{voice.name}”: its clip, its saved sample and the audio cached from it are gone.",
         )
@@ -319,11 +311,11 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         assert interaction.guild_id is not None
         problem = _tuning_problem(exaggeration, temperature, cfg)
         if problem is not None:
-            await self._say(interaction, problem)
+            await send_ephemeral(interaction, problem)
             return
         library = self.bot.core.voices
         if name == NO_VOICES_VALUE:
-            await self._say(interaction, NO_VOICES_TEXT)
+            await send_ephemeral(interaction, NO_VOICES_TEXT)
             return
         try:
             if name is None and not clear and exaggeration is None and temperature is None and cfg is None:
@@ -339,7 +331,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                     cfg=cfg,
                 )
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         voice = got.voice.name if got.voice else "the built-in voice"
         tuning = (
@@ -355,7 +347,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
             or "built-in tuning"
         )
         note = f"\n{got.voice_problem}" if got.voice_problem else ""
-        await self._say(interaction, f"Your /speak defaults here: {voice}, {tuning}.{note}")
+        await send_ephemeral(interaction, f"Your /speak defaults here: {voice}, {tuning}.{note}")
 
     # -- moderators -------------------------------------------------------------------------
 
@@ -381,7 +373,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
     ) -> None:
         problem = _tuning_problem(exaggeration, temperature, cfg)
         if problem is not None:
-            await self._say(interaction, problem)
+            await send_ephemeral(interaction, problem)
             return
         await self._store_clip(
             interaction, name, clip, consent, preset=True, tuning=(exaggeration, temperature, cfg)
@@ -413,7 +405,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                 reason=reason,
             )
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         told = await tell_owner(
             self.bot,
@@ -428,7 +420,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
             else "Its owner could not be messaged directly; they see it is revoked when they use it or open "
             "`/voices list`."
         )
-        await self._say(
+        await send_ephemeral(
             interaction,
             f"Revoked “{voice.name}” (owner <@{voice.owner_id}>): it no longer works here. {note}",
         )
@@ -462,10 +454,10 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
                     clone_policy=who,
                 )
         except VoiceError as exc:
-            await self._say(interaction, exc.user_message)
+            await send_ephemeral(interaction, exc.user_message)
             return
         whom = "everyone" if got.clone_policy == "everyone" else "moderators only"
-        await self._say(
+        await send_ephemeral(
             interaction,
             f"Voice limits here: {got.max_per_member} per member, "
             f"{got.max_per_server} in the server; who may add voices: {whom}.",
@@ -488,7 +480,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
         )
         missing = [label for label, ok in needed if not ok]
         if missing:
-            await self._say(
+            await send_ephemeral(
                 interaction,
                 f"I can't keep clips in {channel.mention}: I'm missing "
                 f"{', '.join(missing)} there. Nothing was changed.",
@@ -502,7 +494,7 @@ class VoicesCog(commands.GroupCog, group_name="voices", description="Saved voice
             if self.bot.core.voice_audio.self_hosted
             else ""
         )
-        await self._say(interaction, f"Voice clips will be kept in {channel.mention}.{extra}")
+        await send_ephemeral(interaction, f"Voice clips will be kept in {channel.mention}.{extra}")
 
     # -- autocomplete -----------------------------------------------------------------------
 

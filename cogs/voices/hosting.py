@@ -33,7 +33,6 @@ class DiscordClipHost:
         message = await channel.send(
             "Voice clip kept for the voice library (do not delete while the voice is in use).",
             file=discord.File(io.BytesIO(data), filename=filename),
-            allowed_mentions=discord.AllowedMentions.none(),
         )
         return message.id
 

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 REPORT_TEMPLATE = r"voices:report:(?P<job>[0-9a-f]{32})"
 REVOKE_TEMPLATE = r"voices:revoke:(?P<voice>[0-9a-f]{32})"
 TEXT_PREVIEW = 600
@@ -248,7 +247,7 @@ async def revoke_clicked(bot: ChatterboxBot, interaction: discord.Interaction[An
     content = (
         interaction.message.content if interaction.message else ""
     ) + f"\n**Revoked** by <@{interaction.user.id}>."
-    await interaction.response.edit_message(content=content, view=None, allowed_mentions=NO_MENTIONS)
+    await interaction.response.edit_message(content=content, view=None)
     told = await tell_owner(
         bot,
         voice.owner_id,
@@ -261,7 +260,6 @@ async def revoke_clicked(bot: ChatterboxBot, interaction: discord.Interaction[An
             f"<@{voice.owner_id}> could not be messaged directly; they will see it is revoked when they use "
             "it or open `/voices list`.",
             ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
         )
 
 
@@ -273,7 +271,7 @@ async def tell_owner(bot: ChatterboxBot, owner_id: int, name: str, reason: str, 
     )
     try:
         user = bot.get_user(owner_id) or await bot.fetch_user(owner_id)
-        await user.send(text, allowed_mentions=NO_MENTIONS)
+        await user.send(text)
     except discord.HTTPException as exc:
         log.info("could not DM the owner %s of a revoked voice: %s", owner_id, exc)
         return False

@@ -37,7 +37,8 @@ async def test_the_card_says_how_much_came_from_the_cache_and_the_cost_is_the_re
 
     seen = statuses(card)
     assert seen[0] == "quota ok: 2 parts to make, 1 from cache"
-    assert seen[-1].startswith("done: ") and "(1 of 3 parts from cache, $0.02), posted below" in seen[-1]
+    assert seen[-1].startswith("done: ") and "(1 of 3 parts from cache), posted below" in seen[-1]
+    assert "$" not in card.content  # the price is private
     [cost] = [m for m in handle.messages if m.ephemeral and "$" in m.content]
     assert cost.content == (
         "This /speak uses 2 requests of your quota ($0.02); 1 part of this text was already in the "
@@ -54,15 +55,19 @@ def test_partial_hit_wording() -> None:
     assert _card.status_quota_ok(2, 1) == "quota ok: 2 parts to make, 1 from cache"
     assert _card.status_quota_ok(1, 2) == "quota ok: 1 part to make, 2 from cache"
     assert _card.status_quota_ok(3) == "quota ok: 3 parts"  # no cache: as before
-    assert _card.status_done(4, where="posted below", from_cache=2, chunks=3, cost=Decimal("0.01")) == (
-        "done: 4 s of audio (2 of 3 parts from cache, $0.01), posted below"
+    assert _card.status_done(4, where="posted below", from_cache=2, chunks=3) == (
+        "done: 4 s of audio (2 of 3 parts from cache), posted below"
     )
-    assert _card.status_done(4, where="posted below", cached=True, from_cache=3, chunks=3,
-                             cost=Decimal("0")) == "done: 4 s of audio (from cache, $0), posted below"
+    assert _card.status_done(4, where="posted below", cached=True, from_cache=3, chunks=3) == (
+        "done: 4 s of audio (from cache), posted below"
+    )
     assert _card.status_done(4) == "done: 4 s of audio"
     assert _card.cost_note(1, Decimal("0.01"), 2) == (
         "This /speak uses 1 request of your quota ($0.01); 2 parts of this text were already in the "
         "audio cache, free; it is given back if the TTS service does not charge for it."
+    )
+    assert _card.cost_note(0, Decimal("0"), 3) == (  # all from the cache
+        "This /speak came from the audio cache: it is free and uses none of your quota."
     )
     assert _card.cost_note(2, Decimal("0.02")) == (  # no cache: as before
         "This /speak uses 2 requests of your quota ($0.02); it is given back if the TTS service "

@@ -88,6 +88,7 @@ async def test_an_opted_in_members_message_is_heard_and_nothing_else_is_read(mak
         assert all(bot_log(r, m) == [] for m in h.messages() if m.id != message.id)
 
 
+@pytest.mark.usefixtures("libopus")  # the voice server decodes what it hears
 async def test_a_listener_in_voice_hears_the_message_over_the_real_transport(make_harness) -> None:
     async with reading_world(make_harness, real_voice=True, settings={"voice_connect_timeout": 2.0}) as r:
         h = r.h

@@ -62,6 +62,35 @@ async def test_never_synced_bot_warns_naming_sync(
         assert "chatterbox-bot sync" in warnings[0] and "missing: " in warnings[0] and "/speak" in warnings[0]
 
 
+async def test_commands_synced_to_the_server_count_and_give_no_warning(
+    make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The README's set-up syncs with --guild: nothing global, the server has them all.
+    async with make_harness(start=False, sync_commands=False) as h:
+        h.sandbox.register_commands(await _code_commands(h.settings), guild=h.guild)
+        records = await _report(h, caplog)
+        count = len(h.sandbox.commands(h.guild))
+        assert h.sandbox.commands() == [] and count >= 3
+        assert f"ready: {h.sandbox.bot_user.username} in 1 server, {count} commands registered" in [
+            r.getMessage() for r in records
+        ]
+        assert not [r for r in records if r.levelno >= logging.WARNING]
+
+
+async def test_outdated_commands_in_a_server_name_sync_with_that_guild(
+    make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_harness(start=False, sync_commands=False) as h:
+        old = await _code_commands(h.settings)
+        speak = next(c for c in old if c["name"] == "speak")
+        speak["options"] = speak["options"][:1]
+        h.sandbox.register_commands(old, guild=h.guild)
+        records = await _report(h, caplog)
+        [warning] = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+        assert f"registered in server {h.guild.id}" in warning and "outdated: /speak" in warning
+        assert f"chatterbox-bot sync --guild {h.guild.id}" in warning
+
+
 async def test_outdated_and_leftover_commands_are_named(
     make_harness: HarnessFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

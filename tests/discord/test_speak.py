@@ -16,6 +16,7 @@ from tests.discord.speak_support import (
     refusal,
     statuses,
 )
+from tests.sandbox import Overwrite, Permission
 
 
 async def test_a_member_gets_the_wav_the_emulator_made(harness: Harness) -> None:
@@ -165,6 +166,24 @@ async def test_out_of_credit_without_an_alert_channel_is_logged(harness: Harness
     assert h.sandbox.messages(h.alerts) == []
     later = await refusal(await h.speak(h.bob, text="Still nobody?"), "out of credit")
     assert "moderators" not in later.content
+
+
+async def test_an_alert_that_could_not_be_posted_is_not_called_told(harness: Harness, caplog) -> None:
+    h = harness
+    closed = h.guild.add_text_channel(
+        "closed-staff", overwrites={h.guild.bot_role: Overwrite(deny=Permission.SEND_MESSAGES)}
+    )
+    await h.set_alert_channel(closed)  # set, but the bot cannot post there
+    h.emulator.set_balance(0)
+    with caplog.at_level("WARNING", logger="cogs"):
+        first = await h.speak(text="No money, and the alert bounces.")
+        await card_with(first, "failed")
+        answer = await refusal(first, "out of credit")
+    assert "moderators" not in answer.content
+    assert "could not post in the alert channel" in caplog.text
+    later = await refusal(await h.speak(h.bob, text="Were they told now?"), "out of credit")
+    assert "moderators" not in later.content  # the channel is set, but nobody was told
+    assert h.sandbox.messages(closed) == []
 
 
 async def test_a_bot_wide_pause_alerts_every_server_with_an_alert_channel_once(make_harness) -> None:

@@ -32,9 +32,9 @@ def test_status_lines_read_as_the_card_promises() -> None:
     assert _card.status_processing(4.0) == "processing… 4 s"
     assert _card.status_processing(12.4, 1, 3) == "processing… 12 s (1/3 parts ready)"
     assert _card.status_done(75, where="posted below") == "done: 1 min 15 s of audio, posted below"
-    assert _card.status_from_cache() == "from cache, $0"
+    assert _card.status_from_cache() == "from cache"  # public: no price, even $0
     assert _card.status_done(3, where="posted below", cached=True) == (
-        "done: 3 s of audio (from cache, $0), posted below"
+        "done: 3 s of audio (from cache), posted below"
     )
     assert _card.status_failed("0123456789abcdef") == "failed (error id `01234567`)"
     assert _card.status_cancelled(True) == "cancelled (your quota was refunded)"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
+from bot.audio import AudioError
 from bot.clock import ManualClock
 from bot.gateway.emulator import Outcome
 from tests.discord.speak_support import (
@@ -157,6 +159,37 @@ async def test_a_restarted_bot_delivers_the_audio_once(make_harness) -> None:
         assert emulator_submissions(h) == 2
 
 
+async def test_a_resumed_job_whose_audio_cannot_be_converted_says_so_in_plain_words(
+    make_harness, caplog, monkeypatch,
+) -> None:
+    async def broken_converter(*args: object, **kwargs: object) -> None:
+        raise AudioError("FFmpeg could not encode the audio: Invalid argument",
+                         user_message="The bot could not convert this audio.")
+
+    emulator_clock = ManualClock()
+    async with make_harness(emulator_clock=emulator_clock) as h:
+        handle = await h.speak(text="Survive a restart, then fail to convert.")
+        job = await processing_job(h)
+        await card_with(handle, "Status:** queued")
+
+        bot = await h.restart_bot()
+        cog_module = sys.modules[type(bot.get_cog("Speak")).__module__]  # as this bot loaded it
+        monkeypatch.setattr(cog_module, "fit_upload", broken_converter)
+        with caplog.at_level(logging.WARNING, logger="cogs.speak.cog"):
+            emulator_clock.advance(job.duration)
+            assert await bot.get_cog("Speak").resume_task == 1
+
+        [row] = await h.job_rows()
+        error_id = row["id"][:8]
+        [said] = [m for m in h.messages() if "can't be posted" in m.content]
+        assert said.content == (
+            f"{h.alice.mention}: your /speak audio was made but can't be posted: "
+            f"The bot could not convert this audio. (error id `{error_id}`)"
+        )
+        assert "FFmpeg could not encode" in caplog.text and f"error id {error_id}" in caplog.text
+        assert h.audio_messages() == []
+
+
 async def test_a_job_that_fails_while_the_bot_is_down_closes_its_card_after_the_restart(
     make_harness,
 ) -> None:
@@ -174,7 +207,7 @@ async def test_a_job_that_fails_while_the_bot_is_down_closes_its_card_after_the_
 
         [row] = await h.job_rows()
         assert f"**Status:** failed (error id `{row['id'][:8]}`)" in old_card.content
-        assert "the TTS service charged for it" in old_card.content
+        assert "/quota me" in old_card.content and "charged" not in old_card.content  # cost is private
         assert "after a restart" in old_card.content and old_card.buttons == []
         assert h.audio_messages() == []
         [row] = await h.job_rows()

@@ -19,11 +19,14 @@ def result_buttons(message: Message) -> dict[str, str]:
 async def test_the_same_text_twice_is_one_provider_call_and_the_second_is_free(harness: Harness) -> None:
     h = harness
     await card_with(await h.speak(text="Say it once, hear it twice."), "done")
-    second = await card_with(await h.speak(h.bob, text="Say it once, hear it twice."), "done")
+    bobs = await h.speak(h.bob, text="Say it once, hear it twice.")
+    second = await card_with(bobs, "done")
 
     assert emulator_submissions(h) == 1
-    assert statuses(second)[0] == "from cache, $0"
-    assert "(from cache, $0)" in statuses(second)[-1]
+    assert statuses(second)[0] == "from cache"
+    assert "(from cache)" in statuses(second)[-1] and "$" not in second.content  # no price in public
+    [note] = [m for m in bobs.messages if m.ephemeral and "audio cache" in m.content]
+    assert note.content == "This /speak came from the audio cache: it is free and uses none of your quota."
     [ledger] = await h.ledger_rows()  # bob's replay left no reservation: nothing was spent
     assert ledger["user_id"] == h.alice.id and ledger["committed_requests"] == 1
     first_audio, second_audio = h.audio_messages()
@@ -49,7 +52,7 @@ async def test_reroll_is_for_the_requester_and_makes_a_new_paid_take(harness: Ha
     assert emulator_submissions(h) == 2 and len(await h.ledger_rows()) == 2
     # The new take replaced the cached one: the next identical request replays it for free.
     replay = await card_with(await h.speak(h.bob, text="Roll the dice on this one."), "done")
-    assert statuses(replay)[0] == "from cache, $0" and emulator_submissions(h) == 2
+    assert statuses(replay)[0] == "from cache" and emulator_submissions(h) == 2
     assert h.audio_messages()[-1].attachments[0].data == h.audio_messages()[1].attachments[0].data
 
 

@@ -126,6 +126,12 @@ def test_dependencies_are_a_layer_built_from_the_lock_before_the_code() -> None:
     project = [i for i in installs if i > code_copy]
     assert project, "the project is installed after its code is copied"
     assert all("--no-deps" in instructions[i][1] for i in project), "the code layer adds no packages"
+    # The build tools are locked too: installed with the dependencies, and the project is built
+    # with them rather than with whatever setuptools is newest (build isolation would fetch it).
+    assert "requirements-build.lock" in instructions[locked[0]][1]
+    assert all("--no-build-isolation" in instructions[i][1] for i in project)
+    build_lock = (ROOT / "requirements-build.lock").read_text()
+    assert re.search(r"^setuptools==", build_lock, re.MULTILINE) and "--hash=sha256:" in build_lock
 
 
 def test_only_debians_ffmpeg_and_an_init() -> None:

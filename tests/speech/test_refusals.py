@@ -33,8 +33,8 @@ async def _refused(services: Services, text: str, **kwargs: object) -> BaseExcep
     ("text", "options", "field", "needle"),
     [
         ("   ", {}, "text", "empty"),
-        ("Hello", {"params": TTSParams(exaggeration=1.5)}, "exaggeration", "between 0.0 and 1.0"),
-        ("Hello", {"params": TTSParams(temperature=0.0)}, "temperature", "between 0.1 and 1.0"),
+        ("Hello", {"params": TTSParams(exaggeration=1.5)}, "exaggeration", "between 0 and 1 (got 1.5)"),
+        ("Hello", {"params": TTSParams(temperature=0.0)}, "temperature", "between 0.1 and 1 (got 0.0)"),
         ("Hello", {"voice_url": "ftp://example.com/voice.wav"}, "audio_url", "link"),
         ("word " * 500, {}, "text", "limit is 2,000"),
     ],

@@ -7,6 +7,7 @@ import io
 import math
 import struct
 import wave
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +69,17 @@ async def test_unusable_clips_are_refused_with_a_reason(data: bytes, code: str, 
         await normalise_clip(data, ffmpeg=FFMPEG, max_seconds=30)
     assert caught.value.code == code and words in caught.value.user_message
     assert "ffmpeg" not in caught.value.user_message.lower()
+
+
+async def test_an_ffmpeg_that_cannot_start_is_not_named_to_the_member(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    missing = str(tmp_path / "no-such-ffmpeg")
+    with caplog.at_level("INFO", logger="bot.voices.clips"), pytest.raises(ClipRejected) as caught:
+        await normalise_clip(wav((6.0, 8000)), ffmpeg=missing, max_seconds=30)
+    assert caught.value.code == "not_audio"
+    assert caught.value.user_message == "The bot's audio converter could not be started."
+    assert "FFmpeg could not be started" in caplog.text  # the detail stays in the log
 
 
 async def test_without_ffmpeg_nothing_is_saved() -> None:
