@@ -12,28 +12,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli.support import cli, closed_port
 from tests.sandbox import DiscordSandbox
 
 SITE = Path(__file__).with_name("sandbox_site")
 _INFO_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO) ")
 
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("chatterbox-bot")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -47,7 +36,7 @@ async def _run(sandbox: DiscordSandbox, args: list[str], cwd: Path, **env: str) 
     base = {k: v for k, v in os.environ.items()
             if not k.upper().startswith(("DISCORD_", "CHATTERBOX_", "DATABASE_", "SANDBOX_"))}
     process = await asyncio.create_subprocess_exec(  # async: the sandbox answers from this loop
-        *_cli(), *args, cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        *cli(), *args, cwd=cwd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         env={**base, **env, "PYTHONPATH": str(SITE), "SANDBOX_DISCORD_API": sandbox.api_url,
              "SANDBOX_DISCORD_GATEWAY": sandbox.gateway_url},
     )
@@ -70,7 +59,7 @@ def _one_line(status: int, stderr: str) -> str:
 
 
 async def test_run_with_an_unreachable_database_is_one_line(sandbox: DiscordSandbox, tmp_path: Path) -> None:
-    url = f"postgresql+asyncpg://bot:s3cretpw@127.0.0.1:{_closed_port()}/chatterbox"
+    url = f"postgresql+asyncpg://bot:s3cretpw@127.0.0.1:{closed_port()}/chatterbox"
     line = _one_line(*await _run(sandbox, ["run"], tmp_path, DISCORD_TOKEN=sandbox.token,
                                  CHATTERBOX_API_KEY="k", DATABASE_URL=url))
     assert "DATABASE_URL" in line and "cannot be reached" in line and "s3cretpw" not in line

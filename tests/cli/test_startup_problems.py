@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import discord
@@ -13,24 +11,14 @@ import pytest
 
 from bot.cli import startup_problem
 from bot.store.instance_lock import InstanceLock, InstanceLocked
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("chatterbox-bot")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.cli.support import cli, closed_port
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
             if not k.upper().startswith(("DISCORD_", "CHATTERBOX_", "DATABASE_"))}
     return subprocess.run(  # plain tests: blocking here stalls no event loop
-        [*_cli(), *args], cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=60
+        [*cli(), *args], cwd=cwd, env={**base, **env}, capture_output=True, text=True, timeout=60
     )
 
 
@@ -44,7 +32,7 @@ def _one_line(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.mark.parametrize("command", [["db", "current"], ["db", "upgrade"]])
 def test_an_unreachable_database_is_one_line(tmp_path: Path, command: list[str]) -> None:
-    url = f"postgresql+asyncpg://bot:s3cretpw@127.0.0.1:{_closed_port()}/chatterbox"
+    url = f"postgresql+asyncpg://bot:s3cretpw@127.0.0.1:{closed_port()}/chatterbox"
     line = _one_line(_run(command, tmp_path, DATABASE_URL=url))
     assert "DATABASE_URL" in line and "cannot be reached" in line
     assert "s3cretpw" not in line
@@ -66,7 +54,7 @@ def test_a_read_only_database_is_one_line(tmp_path: Path) -> None:
 
 
 def test_speak_with_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
-    url = f"postgresql+asyncpg://bot@127.0.0.1:{_closed_port()}/chatterbox"
+    url = f"postgresql+asyncpg://bot@127.0.0.1:{closed_port()}/chatterbox"
     line = _one_line(_run(["speak", "Hello there.", "-o", str(tmp_path / "out.wav")], tmp_path,
                           DATABASE_URL=url, CHATTERBOX_API_KEY="k"))
     assert "DATABASE_URL" in line

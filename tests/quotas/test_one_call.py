@@ -1,9 +1,9 @@
 """The reservation in one trip (``QuotaService._reserve_in_one_call``): on SQLite one call of
 the driver's thread (``bot.store.driver``), on PostgreSQL one statement that is its own
-transaction (``counters.pg_reservation_call``). It stores exactly what the usual path stores, a
-failing statement writes nothing (nor puts the job's text or secret in its error), a member's
-refusal after the server's day took undoes the whole statement, and on SQLite it waits for a
-write lock held elsewhere like any write."""
+transaction (``counters.pg_reservation_call``). On both it stores exactly what the usual path
+stores and a failing statement writes nothing (nor puts the job's text or secret in its
+error); on PostgreSQL a member's refusal after the server's day took undoes the whole
+statement; on SQLite it waits for a write lock held elsewhere like any write."""
 
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ from tests.quotas.conftest import make_settings
 from tests.store.dbkit import DbTarget, sqlite_target
 
 GUILD, USER = 4242, 77
-
-
 SECRET = "whsec-do-not-log-1234"
+TABLES = ("usage_ledger", "quota_members", "quota_guild_days", "jobs", "job_parts")
 
 
 def _job(text: str = "Hello there. Second part.") -> NewJob:
@@ -36,14 +35,14 @@ def _job(text: str = "Hello there. Second part.") -> NewJob:
                   delivery={"kind": "channel", "channel_id": 5}, cached_parts={1: "cache:xyz"})
 
 
-def _stored(path: Path, sql: str, *args: Any) -> list[dict[str, Any]]:
-    """Rows exactly as stored in the file (the driver's view, not SQLAlchemy's types)."""
-    conn = sqlite3.connect(str(path))
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute(sql, args)]
-    finally:
-        conn.close()
+async def _stored(db: Database, sql: str) -> list[dict[str, Any]]:
+    """Rows as the driver returns them: the stored values, not SQLAlchemy's result types."""
+    async with db.engine.connect() as conn:
+        return [dict(row._mapping) for row in (await conn.exec_driver_sql(sql)).all()]
+
+
+async def _everything(db: Database) -> list[list[dict[str, Any]]]:
+    return [await _stored(db, f"SELECT * FROM {table} ORDER BY 1, 2") for table in TABLES]
 
 
 async def _verify(db: Database) -> list[str]:
@@ -55,65 +54,51 @@ def _service(db: Database, clock: ManualClock) -> QuotaService:
     return QuotaService(db, make_settings(quota_cooldown_seconds=0), clock)
 
 
-async def test_the_one_call_stores_what_the_usual_path_stores(tmp_path: Path, clock: ManualClock) -> None:
-    db = await sqlite_target(tmp_path).open()
-    try:
-        warm = _service(db, clock)
-        await warm.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=3)  # caches the guild
-        fast_job, usual_job = _job(), _job()
-        fast = await warm.reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25, job=fast_job)
-        # A service with nothing cached takes the usual path (SQLAlchemy's statements).
-        usual = await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25,
-                                                  job=usual_job)
-        file = tmp_path / "data" / "bot.db"
+async def test_the_one_trip_stores_what_the_usual_path_stores(db: Database, clock: ManualClock) -> None:
+    warm = _service(db, clock)
+    await warm.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=3)  # caches the guild
+    fast_job, usual_job = _job(), _job()
+    fast = await warm.reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25, job=fast_job)
+    # A service with nothing cached takes the usual path (SQLAlchemy's statements).
+    usual = await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25,
+                                              job=usual_job)
 
-        def strip(row: dict[str, Any], *names: str) -> dict[str, Any]:
-            return {k: v for k, v in row.items() if k not in names}
+    def strip(row: dict[str, Any], *names: str) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k not in names}
 
-        ledger = {r["id"]: strip(r, "id", "job_id") for r in _stored(file, "SELECT * FROM usage_ledger")}
-        assert ledger[fast.id] == ledger[usual.id]
-        jobs = {r["id"]: strip(r, "id", "reservation_id") for r in _stored(file, "SELECT * FROM jobs")}
-        assert jobs[fast_job.id] == jobs[usual_job.id]
-        assert jobs[fast_job.id]["status"] == "reserved"
-        parts = _stored(file, "SELECT * FROM job_parts ORDER BY job_id, idx")
-        by_job = {job_id: [strip(p, "job_id") for p in parts if p["job_id"] == job_id]
-                  for job_id in (fast_job.id, usual_job.id)}
-        assert by_job[fast_job.id] == by_job[usual_job.id]
-        assert [p["status"] for p in by_job[fast_job.id]] == ["pending", "cached"]
-        member = _stored(file, "SELECT requests, characters, in_flight FROM quota_members WHERE user_id = ?",
-                         USER)
-        assert member == [{"requests": 4, "characters": 50, "in_flight": 2}]
-        assert await _verify(db) == []
-    finally:
-        await db.close()
+    ledger = {r["id"]: strip(r, "id", "job_id") for r in await _stored(db, "SELECT * FROM usage_ledger")}
+    assert ledger[fast.id] == ledger[usual.id]
+    jobs = {r["id"]: strip(r, "id", "reservation_id") for r in await _stored(db, "SELECT * FROM jobs")}
+    assert jobs[fast_job.id] == jobs[usual_job.id]
+    assert jobs[fast_job.id]["status"] == "reserved" and jobs[fast_job.id]["webhook_secret"] == SECRET
+    parts = await _stored(db, "SELECT * FROM job_parts ORDER BY job_id, idx")
+    by_job = {job_id: [strip(p, "job_id") for p in parts if p["job_id"] == job_id]
+              for job_id in (fast_job.id, usual_job.id)}
+    assert by_job[fast_job.id] == by_job[usual_job.id]
+    assert [(p["status"], p["media_url"]) for p in by_job[fast_job.id]] == [
+        ("pending", None), ("cached", "cache:xyz")]
+    member = await _stored(
+        db, f"SELECT requests, characters, in_flight FROM quota_members WHERE user_id = {USER}")
+    assert member == [{"requests": 4, "characters": 50, "in_flight": 2}]
+    assert await _verify(db) == []
 
 
-async def test_a_failing_statement_in_the_one_call_writes_nothing(
-    tmp_path: Path, clock: ManualClock
+async def test_a_failing_one_trip_writes_nothing_and_names_no_secret(
+    db: Database, clock: ManualClock
 ) -> None:
-    db = await sqlite_target(tmp_path).open()
-    try:
-        quotas = _service(db, clock)
-        job = _job()
+    quotas = _service(db, clock)
+    job = _job()
+    await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
+    before = await _everything(db)
+    with pytest.raises(IntegrityError) as one_trip:  # the same job id twice: its INSERT fails last
         await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
-        file = tmp_path / "data" / "bot.db"
-        def everything() -> list[list[dict[str, Any]]]:
-            return [_stored(file, f"SELECT * FROM {table}")
-                    for table in ("usage_ledger", "quota_members", "quota_guild_days", "jobs", "job_parts")]
-
-        before = everything()
-        with pytest.raises(IntegrityError) as one_call:  # the same job id twice: its INSERT fails last
-            await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
-        with pytest.raises(IntegrityError) as usual:  # nothing cached: SQLAlchemy's statements
-            await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5,
-                                              job=job)
-        for error in (one_call.value, usual.value):  # errors reach the log: no secret, no text
-            assert SECRET not in str(error) and "Second part" not in str(error)
-        assert everything() == before
-        assert await _verify(db) == []
-        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)  # the file is free
-    finally:
-        await db.close()
+    with pytest.raises(IntegrityError) as usual:  # nothing cached: SQLAlchemy's statements
+        await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
+    for error in (one_trip.value, usual.value):  # errors reach the log: no secret, no text
+        assert SECRET not in str(error) and "Second part" not in str(error)
+    assert await _everything(db) == before
+    assert await _verify(db) == []
+    await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)  # nothing left locked
 
 
 async def test_the_one_call_waits_for_a_write_lock_held_elsewhere(
@@ -136,59 +121,8 @@ async def test_the_one_call_waits_for_a_write_lock_held_elsewhere(
             reservation = await pending
         finally:
             other.close()
-        rows = _stored(tmp_path / "data" / "bot.db", "SELECT id FROM usage_ledger")
+        rows = await _stored(db, "SELECT id FROM usage_ledger")
         assert len(rows) == 2 and reservation.id in {r["id"] for r in rows}
-        assert await _verify(db) == []
-    finally:
-        await db.close()
-
-
-# ---- PostgreSQL: one statement ------------------------------------------------------------------
-
-TABLES = ("usage_ledger", "quota_members", "quota_guild_days", "jobs", "job_parts")
-
-
-async def _pg_stored(db: Database, sql: str) -> list[dict[str, Any]]:
-    """Rows as the driver returns them (no SQLAlchemy result types)."""
-    async with db.engine.connect() as conn:
-        return [dict(row._mapping) for row in (await conn.exec_driver_sql(sql)).all()]
-
-
-async def _pg_everything(db: Database) -> list[list[dict[str, Any]]]:
-    return [await _pg_stored(db, f"SELECT * FROM {table} ORDER BY 1, 2") for table in TABLES]
-
-
-@pytest.mark.postgres
-async def test_the_one_statement_stores_what_the_usual_path_stores(
-    postgres_target: DbTarget, clock: ManualClock
-) -> None:
-    db = await postgres_target.open()
-    try:
-        warm = _service(db, clock)
-        await warm.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=3)  # caches the guild
-        fast_job, usual_job = _job(), _job()
-        fast = await warm.reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25, job=fast_job)
-        usual = await _service(db, clock).reserve(guild_id=GUILD, user_id=USER, requests=2, characters=25,
-                                                  job=usual_job)
-
-        def strip(row: dict[str, Any], *names: str) -> dict[str, Any]:
-            return {k: v for k, v in row.items() if k not in names}
-
-        ledger_rows = await _pg_stored(db, "SELECT * FROM usage_ledger")
-        ledger = {r["id"]: strip(r, "id", "job_id") for r in ledger_rows}
-        assert ledger[fast.id] == ledger[usual.id]
-        jobs = {r["id"]: strip(r, "id", "reservation_id") for r in await _pg_stored(db, "SELECT * FROM jobs")}
-        assert jobs[fast_job.id] == jobs[usual_job.id]
-        assert jobs[fast_job.id]["status"] == "reserved" and jobs[fast_job.id]["webhook_secret"] == SECRET
-        parts = await _pg_stored(db, "SELECT * FROM job_parts ORDER BY job_id, idx")
-        by_job = {job_id: [strip(p, "job_id") for p in parts if p["job_id"] == job_id]
-                  for job_id in (fast_job.id, usual_job.id)}
-        assert by_job[fast_job.id] == by_job[usual_job.id]
-        assert [(p["status"], p["media_url"]) for p in by_job[fast_job.id]] == [
-            ("pending", None), ("cached", "cache:xyz")]
-        member = await _pg_stored(
-            db, f"SELECT requests, characters, in_flight FROM quota_members WHERE user_id = {USER}")
-        assert member == [{"requests": 4, "characters": 50, "in_flight": 2}]
         assert await _verify(db) == []
     finally:
         await db.close()
@@ -209,32 +143,13 @@ async def test_a_member_refusal_after_the_servers_day_took_undoes_the_one_statem
     try:
         quotas = QuotaService(db, make_settings(quota_cooldown_seconds=0, quota_max_in_flight=1), clock)
         await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5)  # in flight: 1 of 1
-        before = await _pg_everything(db)
+        before = await _everything(db)
         with pytest.raises(QuotaExceeded) as refused:
             await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=_job())
         assert refused.value.code == "max_in_flight"
         assert len(undone) == 1 and "INSERT INTO jobs" in undone[0]  # the server's day took, then undone
-        assert await _pg_everything(db) == before
+        assert await _everything(db) == before
         assert await _verify(db) == []
         await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=5)  # others go on
-    finally:
-        await db.close()
-
-
-@pytest.mark.postgres
-async def test_a_failing_one_statement_writes_nothing_and_names_no_secret(
-    postgres_target: DbTarget, clock: ManualClock
-) -> None:
-    db = await postgres_target.open()
-    try:
-        quotas = _service(db, clock)
-        job = _job()
-        await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
-        before = await _pg_everything(db)
-        with pytest.raises(IntegrityError) as one_statement:  # the same job id twice
-            await quotas.reserve(guild_id=GUILD, user_id=USER, requests=1, characters=5, job=job)
-        assert SECRET not in str(one_statement.value) and "Second part" not in str(one_statement.value)
-        assert await _pg_everything(db) == before
-        assert await _verify(db) == []
     finally:
         await db.close()
