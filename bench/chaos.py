@@ -2,7 +2,8 @@
 
 For each engine (a SQLite file, and PostgreSQL at ``CHATTERBOX_TEST_POSTGRES_URL`` in a fresh
 schema when it answers) this chains ``--points`` worker processes (tests/chaos/worker.py) on
-one database and one gateway emulator, each killed with SIGKILL at a random moment after it
+one database and one gateway emulator (with its seeded faults:
+``campaign_emulator_config``), each killed with SIGKILL at a random moment after it
 started, and a final one that runs until nothing is open; then it audits every job (see
 tests/chaos/campaign.py) and prints the counts: jobs, posted exactly once, closed without
 audio (settled, member told), closed inside the delivery window, and problems (each one
@@ -25,14 +26,13 @@ import sys
 import tempfile
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.gateway.emulator import EmulatorConfig, GatewayEmulator  # noqa: E402
-from tests.chaos.campaign import run_campaign  # noqa: E402
+from bot.gateway.emulator import GatewayEmulator  # noqa: E402
+from tests.chaos.campaign import campaign_emulator_config, run_campaign  # noqa: E402
 from tests.store.dbkit import pg_execute  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
@@ -56,8 +56,7 @@ async def postgres_problem() -> str | None:
 
 
 async def campaign(engine: str, points: int, seed: int) -> bool:
-    config = EmulatorConfig(seed=seed, jitter=0.0, base_seconds=0.3, per_char_seconds=0.004,
-                            webhook_duplicate_rate=0.0, balance=Decimal("1000"))
+    config = campaign_emulator_config(seed)
     schema = None
     with tempfile.TemporaryDirectory(prefix="chatterbox-chaos-") as workdir:
         if engine == "sqlite":

@@ -11,6 +11,7 @@ emulator and the posts file:
   reservation fully settled;
 - nothing repeated: no job is posted twice, no part is POSTed twice;
 - money: a part the emulator accepted is committed (never refunded);
+- the gateway's faults (``campaign_emulator_config``) change none of that;
 - every completed job was posted exactly once, except those stopped inside the delivery
   window (closed with ``UNCERTAIN_DELIVERY``: at most once), which are counted.
 
@@ -26,18 +27,33 @@ import random
 import signal
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.gateway.emulator import GatewayEmulator
+from bot.gateway.emulator import EmulatorConfig, GatewayEmulator
 from bot.speech.service import UNCERTAIN_DELIVERY
 from bot.store import open_database
 from bot.store.tables import job_parts, jobs, usage_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARGED_PARTS = {"submitting", "submitted", "completed", "failed"}
+
+
+def campaign_emulator_config(seed: int, *, faults: bool = True) -> EmulatorConfig:
+    """The emulator of a campaign: fast jobs and (``faults``), besides the kills, the gateway's
+    own seeded faults on submissions and status polls alike: 500s, connections dropped before
+    or after the request was taken (a POST that may have been charged), slow answers and jobs
+    that end FAILED (charged). No ERROR outcomes: the provider refunds those, which the audit's
+    "a part the gateway accepted is committed" rule does not model."""
+    config = EmulatorConfig(seed=seed, jitter=0.0, base_seconds=0.3, per_char_seconds=0.004,
+                            webhook_duplicate_rate=0.0, balance=Decimal("1000"))
+    if faults:
+        config = replace(config, http500_rate=0.04, drop_rate=0.04, slow_rate=0.04, slow_seconds=0.5,
+                         fail_rate=0.05)
+    return config
 
 
 @dataclass

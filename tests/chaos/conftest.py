@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.gateway.emulator import EmulatorConfig, GatewayEmulator
+from bot.gateway.emulator import GatewayEmulator
+from tests.chaos.campaign import campaign_emulator_config
 from tests.store.dbkit import db_target, postgres_target
 
 __all__ = ["db_target", "emulator", "postgres_target"]
@@ -14,7 +15,12 @@ __all__ = ["db_target", "emulator", "postgres_target"]
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[GatewayEmulator]:
-    config = EmulatorConfig(seed=7, jitter=0.0, base_seconds=0.3, per_char_seconds=0.004,
-                            webhook_duplicate_rate=0.0, balance=__import__("decimal").Decimal("1000"))
-    async with GatewayEmulator(config) as emu:
+    async with GatewayEmulator(campaign_emulator_config(seed=7, faults=False)) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def faulty_emulator() -> AsyncIterator[GatewayEmulator]:
+    """The campaign's emulator with its seeded faults (``campaign_emulator_config``)."""
+    async with GatewayEmulator(campaign_emulator_config(seed=7)) as emu:
         yield emu
