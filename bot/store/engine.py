@@ -8,9 +8,10 @@ lock is taken first, so two writers can never both read a quota and both insert 
 waits at BEGIN), plain ``BEGIN`` for read-only ones (marked with the ``chatterbox_readonly``
 execution option by ``Database.read``). This is the recipe from SQLAlchemy's SQLite docs,
 with the BEGIN sent straight to the driver (``run_async``, one call of its thread) and the
-pool's rollback on return done only when a transaction is still open (SQLAlchemy's
-"custom reset-on-return" recipe): a short write transaction costs three calls of the
-driver's thread plus its statements, not six.
+pool's rollback on return done only when a transaction is still open, or when a BEGIN was
+interrupted while it waited for the lock (it still runs on the driver's thread, so the
+rollback is queued behind it) (SQLAlchemy's "custom reset-on-return" recipe): a short write
+transaction costs three calls of the driver's thread plus its statements, not six.
 
 PostgreSQL (``postgresql+asyncpg://…``): an optional ``schema`` becomes the connection's
 ``search_path`` through asyncpg's ``server_settings`` (tests use a fresh schema per run).
@@ -95,6 +96,9 @@ def create_engine(url: str, *, schema: str | None = None, echo: bool = False) ->
     )
 
 
+_BEGIN_INTERRUPTED = "chatterbox_begin_interrupted"  # a connection record's info key
+
+
 def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
     path = sqlite_file(url)
     if path is not None:
@@ -132,15 +136,24 @@ def _sqlite_engine(url: URL, *, echo: bool) -> AsyncEngine:
             conn.connection.dbapi_connection.run_async(lambda driver: driver.execute_fetchall(sql))
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
+        except BaseException:
+            # Interrupted (a cancelled task) while the BEGIN waited for the lock on the
+            # driver's thread: it still runs there, later, and no transaction of SQLAlchemy's
+            # will end it. ``_on_reset`` must roll back after it, not judge from now.
+            conn.connection.info[_BEGIN_INTERRUPTED] = True
+            raise
 
     @event.listens_for(engine.sync_engine, "reset")
-    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+    def _on_reset(dbapi_connection: Any, record: Any, state: PoolResetState) -> None:
         # SQLAlchemy's own reset-on-return rolls back every connection coming back to the pool,
         # also right after its transaction committed: a call of the driver's thread for
         # nothing. The recipe of SQLAlchemy's pooling docs ("custom reset-on-return") with
         # the one check that matters here: the driver (no implicit transactions, see
         # ``_on_connect``) says whether a transaction is still open.
-        open_transaction = dbapi_connection.driver_connection.in_transaction
+        # An interrupted BEGIN (``_on_begin``) may still be waiting on that thread, so then
+        # the rollback is queued behind it instead.
+        interrupted = record.info.pop(_BEGIN_INTERRUPTED, False)
+        open_transaction = interrupted or dbapi_connection.driver_connection.in_transaction
         if state.asyncio_safe and not state.terminate_only and open_transaction:
             dbapi_connection.rollback()
 

@@ -7,13 +7,14 @@ before use, so a connection the server cut must be replaced by the write's own r
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,6 +60,45 @@ async def test_a_sqlite_write_leaves_no_transaction_or_lock_behind(tmp_path: Pat
     finally:
         await db.close()
 
+
+async def test_a_write_cancelled_while_begin_waits_leaves_no_transaction_behind(tmp_path: Path) -> None:
+    """A task cancelled while its BEGIN IMMEDIATE waits for the lock on the driver's thread:
+    the BEGIN still happens there after the cancel, and the pooled connection must not keep
+    that transaction (it would hold the write lock for good). Seen at shutdown, where
+    cancelled tasks are the rule."""
+    target = sqlite_target(tmp_path)
+    db = await target.open()
+    try:
+        await _make_probe(db)
+        other = sqlite3.connect(str(tmp_path / "data" / "bot.db"), isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+
+            def release_at_check_in(*_: Any) -> None:
+                # The other writer finishes just as the cancelled write's connection comes back
+                # to the pool: its BEGIN is still waiting on the driver's thread then.
+                if other.in_transaction:
+                    other.execute("ROLLBACK")
+
+            event.listen(db.engine.sync_engine.pool, "reset", release_at_check_in, insert=True)
+            waiting = asyncio.create_task(_insert(db, 1))
+            for _ in range(50):
+                await asyncio.sleep(0)  # the BEGIN is on the driver's thread, waiting
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        finally:
+            other.close()
+        await _insert(db, 2)  # the pooled connection is usable: no transaction was left open
+        assert await _count(db) == 1
+        free = sqlite3.connect(str(tmp_path / "data" / "bot.db"), timeout=0, isolation_level=None)
+        try:
+            free.execute("BEGIN IMMEDIATE")  # and nobody holds the lock
+            free.execute("ROLLBACK")
+        finally:
+            free.close()
+    finally:
+        await db.close()
 
 async def test_a_connection_returned_inside_a_transaction_is_rolled_back(tmp_path: Path) -> None:
     """A transaction SQLAlchemy does not know of (begun on the driver) is still ended when
