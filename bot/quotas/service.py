@@ -50,7 +50,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.clock import Clock
@@ -325,11 +325,29 @@ class QuotaService:
             return None
         try:
             row = await self._db.write_statement(*call)
+        except IntegrityError:
+            # The statement is its own transaction: if the connection was cut after the server
+            # committed it, the retry meets its own ledger row (a new random id). Then it is
+            # written, and saying otherwise would invite the member to pay again.
+            if await self._ledger_row_exists(values["id"]):
+                return _reservation(values)
+            raise
         except DBAPIError as exc:
             if counters.undone_in_one_call(exc):
-                return None  # a member limit or a newer configuration: the usual path says which
+                # A member limit or a newer configuration (one error for both): the usual path
+                # says which, on a fresh copy of the configuration.
+                if guild_id is not None:
+                    self._configs.forget(guild_id)
+                return None
             raise
         return _reservation(values) if row is not None and row[1] else None
+
+    async def _ledger_row_exists(self, reservation_id: str) -> bool:
+        async def read(conn: AsyncConnection) -> bool:
+            found = await conn.execute(select(ledger.c.id).where(ledger.c.id == reservation_id))
+            return found.first() is not None
+
+        return await self._db.run_read(read)
 
     @asynccontextmanager
     async def _turn(self, guild_id: int | None, user_id: int) -> AsyncIterator[None]:

@@ -178,9 +178,10 @@ class VoiceCog(
             if after.channel is None and before.channel is not None:
                 await player.on_bot_disconnected()
             elif after.channel is not None and before.channel != after.channel:
+                moved = before.channel is not None  # else the bot's own join
                 if not humans_in(after.channel):
-                    await player.on_channel_emptied(moved=True)  # by a moderator, into an empty channel
-                else:
+                    await player.on_channel_emptied(moved=moved)  # e.g. dragged into an empty channel
+                elif moved:
                     player.on_bot_moved(after.channel)
             return
         if before.channel is not None and before.channel != after.channel and player.voice is not None:

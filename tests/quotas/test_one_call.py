@@ -153,3 +153,30 @@ async def test_a_member_refusal_after_the_servers_day_took_undoes_the_one_statem
         await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=5)  # others go on
     finally:
         await db.close()
+
+
+@pytest.mark.postgres
+async def test_a_retry_that_meets_its_own_committed_statement_reports_it_written(
+    postgres_target: DbTarget, clock: ManualClock
+) -> None:
+    """The one statement is its own transaction: when the connection is cut after the server
+    committed it, ``Database``'s retry runs it again and meets its own rows. That is the same
+    reservation, written once, not a failure (which would invite the member to pay twice).
+    The retry is run here as ``Database`` would, with the same values."""
+    db = await postgres_target.open()
+    try:
+        quotas = _service(db, clock)
+        await quotas.reserve(guild_id=GUILD, user_id=USER + 1, requests=1, characters=3)  # caches the guild
+        cached = quotas._configs.peek(GUILD)
+        now = clock.now()
+        job = _job()
+        values = quotas._ledger_row(cached, GUILD, USER, 1, 25, job.id, now)
+        decision = quotas._decide(cached, USER, (), now=now, characters=25, member_limits=True)
+        first = await quotas._reserve_in_one_statement(GUILD, USER, values, decision, job, now)
+        retried = await quotas._reserve_in_one_statement(GUILD, USER, values, decision, job, now)
+        assert first is not None and retried == first
+        rows = await _stored(db, f"SELECT id FROM usage_ledger WHERE user_id = {USER}")
+        assert rows == [{"id": first.id}]
+        assert await _verify(db) == []
+    finally:
+        await db.close()
