@@ -25,7 +25,7 @@ from bot.speech.events import (
     SpeechResult,
     Submitted,
 )
-from bot.store import JobState, open_database
+from bot.store import JobRecord, JobState, open_database
 from bot.store.tables import job_parts
 from tests.chaos import throwaway_pg
 from tests.chaos.campaign import audit_run, finish, spawn, wait_ready, worker_command
@@ -60,6 +60,16 @@ async def _jobs_in_flight(url: str, jobs: int) -> bool:
     finally:
         await db.close()
 
+
+
+async def _delivered(services: Services, job_id: str) -> JobRecord:
+    """The job's record once the reconciler delivered it (a hung test fails after 60 s)."""
+    async with asyncio.timeout(60):
+        while True:
+            record = await services.speech.get_job(job_id)
+            if record is not None and record.status is JobState.DELIVERED:
+                return record
+            await asyncio.sleep(0.05)  # the database is the only witness: read it again
 
 async def test_a_postgresql_restart_under_load_delays_jobs_but_fails_none(
     own_postgres: throwaway_pg.ThrowawayPostgres, emulator: GatewayEmulator, tmp_path: Path
@@ -114,12 +124,7 @@ async def test_an_outage_longer_than_the_retry_budget_leaves_the_job_to_the_reco
             catching_up = await events.wait_for(CatchingUp)
             assert "catching up" in catching_up.message and events.of(Failed) == []
             await own_postgres.start()
-            async with asyncio.timeout(60):
-                while True:
-                    record = await services.speech.get_job(job.job_id)
-                    if record is not None and record.status is JobState.DELIVERED:
-                        break
-                    await asyncio.sleep(0.05)
+            record = await _delivered(services, job.job_id)
             assert delivered == [job.job_id] and record.error is None
             assert emulator.counts["submit"] == 1  # taken over by polling, never re-POSTed
 
@@ -184,12 +189,7 @@ async def test_an_outage_ending_just_past_the_retry_budget_fails_no_job(
                 assert "catching up" in catching_up.message and events.of(Failed) == []
                 assert path.dropped > 0 and not path.cut_now  # it was down, and it is back
                 assert [r.levelno for r in mender.records] == [logging.WARNING]  # no part failed
-                async with asyncio.timeout(60):
-                    while True:
-                        record = await services.speech.get_job(job.job_id)
-                        if record is not None and record.status is JobState.DELIVERED:
-                            break
-                        await asyncio.sleep(0.05)
+                record = await _delivered(services, job.job_id)
                 assert delivered == [job.job_id] and record.error is None
                 assert emulator.counts["submit"] == 1  # POSTed once: by the run or the reconciler
                 assert record.reservation_id is not None
